@@ -1,0 +1,137 @@
+import Foundation
+
+
+/// Reads a schema folder: `<Type>.json` files, `<Type>/*.js` and `global/*.js` scripts, and
+/// `initial-data.json`.
+public struct SchemaLoader: Sendable {
+    /// The file holding the initial data.
+    public static let initialDataFile = "initial-data.json"
+    /// The folder holding global methods.
+    public static let globalFolder = "global"
+
+    public var directory: URL
+
+    public init(directory: URL) {
+        self.directory = directory
+    }
+
+    /// Loads and validates the whole folder; the first problem found is thrown.
+    public func load() throws(SchemaError) -> Schema {
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw SchemaError(file: directory.path, "schema folder not found")
+        }
+        let entries: [String]
+        do {
+            entries = try fm.contentsOfDirectory(atPath: directory.path).sorted()
+        } catch {
+            throw SchemaError(file: directory.path, "cannot list the schema folder: \(error)")
+        }
+        var documents: [(name: String, file: String, json: JSONObject)] = []
+        var initialData: JSONValue?
+        var scriptFolders: [String] = []
+        for entry in entries where !entry.hasPrefix(".") {
+            let url = directory.appendingPathComponent(entry)
+            var entryIsDirectory: ObjCBool = false
+            _ = fm.fileExists(atPath: url.path, isDirectory: &entryIsDirectory)
+            if entryIsDirectory.boolValue {
+                scriptFolders.append(entry)
+                continue
+            }
+            guard entry.hasSuffix(".json") else { continue }
+            if entry.hasSuffix(".schema.json") { continue }
+            let json = try readJSON(entry)
+            if entry == Self.initialDataFile {
+                initialData = json
+                continue
+            }
+            let typeName = String(entry.dropLast(5))
+            guard Naming.isTypeName(typeName) else {
+                throw SchemaError(
+                    file: entry,
+                    "type files are named after their type in UpperCamelCase (like Comment.json)"
+                )
+            }
+            guard case .object(let object) = json else {
+                throw SchemaError(file: entry, "a type file holds a JSON object, not \(json.kindName)")
+            }
+            documents.append((typeName, entry, object))
+        }
+        var builder = SchemaBuilder()
+        try builder.addTypes(documents)
+        for folder in scriptFolders {
+            try builder.addMethods(try readScripts(in: folder), folder: folder)
+        }
+        return try builder.build(initialData: initialData)
+    }
+
+    func readJSON(_ file: String) throws(SchemaError) -> JSONValue {
+        let data: Data
+        do {
+            data = try Data(contentsOf: directory.appendingPathComponent(file))
+        } catch {
+            throw SchemaError(file: file, "cannot read the file: \(error.localizedDescription)")
+        }
+        do {
+            return try JSONValue(parsing: data)
+        } catch {
+            throw SchemaError(file: file, "invalid JSON: \(error)")
+        }
+    }
+
+    func readScripts(in folder: String) throws(SchemaError) -> [MethodDefinition] {
+        let url = directory.appendingPathComponent(folder)
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: url.path).sorted()
+        } catch {
+            throw SchemaError(file: folder, "cannot list the folder: \(error)")
+        }
+        var methods: [MethodDefinition] = []
+        for name in names where name.hasSuffix(".js") {
+            let file = "\(folder)/\(name)"
+            let methodName = String(name.dropLast(3))
+            guard Naming.isMethodName(methodName) else {
+                throw SchemaError(file: file, "method files are named after their method in lowerCamelCase")
+            }
+            let source: String
+            do {
+                source = try String(contentsOf: url.appendingPathComponent(name), encoding: .utf8)
+            } catch {
+                throw SchemaError(file: file, "cannot read the file as UTF-8: \(error.localizedDescription)")
+            }
+            methods.append(
+                MethodDefinition(
+                    name: methodName,
+                    typeName: folder == Self.globalFolder ? nil : folder,
+                    path: file,
+                    source: source
+                )
+            )
+        }
+        return methods
+    }
+}
+
+/// Rules for names in the schema.
+public enum Naming {
+    /// UpperCamelCase: a capital letter, then letters and digits.
+    public static func isTypeName(_ s: String) -> Bool {
+        guard let first = s.unicodeScalars.first, ("A"..."Z").contains(first) else { return false }
+        return s.unicodeScalars.allSatisfy { isASCIIAlphanumeric($0) } && s.count <= 64
+    }
+
+    /// lowerCamelCase: a lowercase letter, then letters, digits and underscores.
+    public static func isPropertyName(_ s: String) -> Bool {
+        guard let first = s.unicodeScalars.first, ("a"..."z").contains(first) else { return false }
+        return s.unicodeScalars.allSatisfy { isASCIIAlphanumeric($0) || $0 == "_" } && s.count <= 64
+    }
+
+    /// Method names follow the property rule.
+    public static func isMethodName(_ s: String) -> Bool { isPropertyName(s) }
+
+    static func isASCIIAlphanumeric(_ c: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c)
+    }
+}

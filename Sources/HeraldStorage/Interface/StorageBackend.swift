@@ -1,0 +1,122 @@
+import HeraldSchema
+
+/// An entity as storage holds it: property and system values in canonical JSON form.
+///
+/// Relationship values are not part of it; read them with `StorageTransaction.related(_:of:)`.
+public struct StoredEntity: Sendable, Hashable {
+    public var type: String
+    public var id: String
+    /// Property values by name, `createdDate`, `lastModifiedDate`, `owner` (a user id) and the
+    /// visibility flags included. Absent and `null` both mean no value.
+    public var values: [String: JSONValue]
+
+    public init(type: String, id: String, values: [String: JSONValue]) {
+        self.type = type
+        self.id = id
+        self.values = values
+    }
+}
+
+/// A reference to a stored object.
+public struct EntityReference: Sendable, Hashable {
+    public var type: String
+    public var id: String
+
+    public init(type: String, id: String) {
+        self.type = type
+        self.id = id
+    }
+}
+
+/// A storage backend: SQLite now, PostgreSQL later. Callers see only this interface.
+///
+/// Transaction bodies are synchronous: hooks run JavaScript on a dedicated engine thread and
+/// call storage from there, so a transaction must be usable without suspension points. The
+/// async entry points run the body on a thread the backend owns; the `…Blocking` ones run it on
+/// the calling thread, which must be a dedicated thread (never Swift's shared executor).
+/// A PostgreSQL backend keeps one connection per transaction and waits on it the same way.
+public protocol StorageBackend: Sendable {
+    /// Brings the database to `schema`: creates what is new, refuses data loss unless allowed.
+    func migrate(to schema: Schema, allowDestructive: Bool) async throws -> MigrationReport
+
+    /// Runs `body` in a read-only snapshot.
+    func read<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T
+
+    /// Runs `body` in a write transaction; a thrown error rolls everything back.
+    func write<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T
+
+    /// `write` on the calling (dedicated) thread.
+    func writeBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T
+
+    /// `read` on the calling (dedicated) thread.
+    func readBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T
+
+    /// Closes the database; later calls fail.
+    func close() throws
+}
+
+/// Operations available inside a transaction.
+public protocol StorageTransaction: AnyObject {
+    /// The object of `type` with `id`, if it exists.
+    func fetch(type: String, id: String) throws -> StoredEntity?
+
+    /// The objects matching `query`, sorted and paged.
+    func fetch(_ query: EntityQuery) throws -> [StoredEntity]
+
+    /// How many objects match `query` (ignoring its paging).
+    func count(_ query: EntityQuery) throws -> Int
+
+    /// Whether any object of `type` has `property` equal to `value`, other than `excluding`.
+    func exists(type: String, property: String, value: JSONValue, excluding id: String?) throws -> Bool
+
+    /// Stores a new object; its values must be canonical (see `PropertyDefinition.coerce`).
+    func insert(_ entity: StoredEntity) throws
+
+    /// Sets the given values of an existing object.
+    func update(type: String, id: String, values: [String: JSONValue]) throws
+
+    /// Deletes an object and every link it is part of.
+    func delete(type: String, id: String) throws
+
+    /// The objects at the other end of `end` from the object `id`, in link order.
+    func related(_ end: RelationshipEnd, of id: String) throws -> [EntityReference]
+
+    /// Links `source` to `target` through `relationship` (no effect if already linked).
+    func link(_ relationship: Relationship, source: String, target: EntityReference) throws
+
+    /// Removes links through `relationship`: those of `source`, of `target`, or the one pair.
+    func unlink(_ relationship: Relationship, source: String?, target: String?) throws
+
+    /// Whether the database holds no objects at all.
+    func isEmpty() throws -> Bool
+
+    /// A value from the backend's own key-value table.
+    func metadata(_ key: String) throws -> String?
+
+    /// Stores a value in the backend's own key-value table.
+    func setMetadata(_ key: String, _ value: String) throws
+
+    /// Runs `action` once this transaction has committed; never if it rolls back.
+    func afterCommit(_ action: @escaping @Sendable () -> Void)
+}
+
+/// What a migration did.
+public struct MigrationReport: Sendable, Hashable {
+    /// One line per change, in the order applied.
+    public var changes: [String]
+
+    public init(changes: [String] = []) { self.changes = changes }
+}
+
+/// A schema change that would lose data and was not allowed.
+public struct DestructiveMigrationError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// One line per refused change.
+    public var changes: [String]
+
+    public init(changes: [String]) { self.changes = changes }
+
+    public var description: String {
+        "the schema change would lose data and was refused (start with --allow-destructive-migrations to apply it):\n"
+            + changes.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,251 @@
+import GRDB
+import HeraldSchema
+
+/// A transaction on the SQLite backend; valid only inside the closure it was given to.
+final class SQLiteTransaction: StorageTransaction {
+    let db: Database
+    let schema: Schema
+
+    init(db: Database, layout: Layout) {
+        self.db = db
+        self.schema = layout.schema
+    }
+
+    func typeDefinition(_ name: String) throws -> TypeDefinition {
+        guard let type = schema.types[name] else { throw StorageError.unknownType(name) }
+        return type
+    }
+
+    func fetch(type: String, id: String) throws -> StoredEntity? {
+        let definition = try typeDefinition(type)
+        let row = try Row.fetchOne(db, sql: "SELECT * FROM \(Layout.table(type)) WHERE id = ?", arguments: [id])
+        return row.map { decode($0, definition) }
+    }
+
+    func fetch(_ query: EntityQuery) throws -> [StoredEntity] {
+        let definition = try typeDefinition(query.type)
+        var sql = "SELECT * FROM \(Layout.table(query.type))"
+        var arguments = StatementArguments()
+        if let filter = query.filter {
+            sql += " WHERE " + (try SQLFilter(type: definition).sql(filter, &arguments))
+        }
+        var order: [String] = []
+        for key in query.sort {
+            guard key.property == SystemProperty.id || definition.property(named: key.property) != nil
+                || key.property == SystemProperty.owner
+            else { throw StorageError.unknownProperty(type: query.type, property: key.property) }
+            order.append("\(key.property.quotedDatabaseIdentifier) \(key.descending ? "DESC NULLS LAST" : "ASC NULLS LAST")")
+        }
+        order.append("id ASC")
+        sql += " ORDER BY " + order.joined(separator: ", ")
+        if let limit = query.limit {
+            sql += " LIMIT \(max(0, limit)) OFFSET \(max(0, query.offset))"
+        } else if query.offset > 0 {
+            sql += " LIMIT -1 OFFSET \(query.offset)"
+        }
+        return try Row.fetchAll(db, sql: sql, arguments: arguments).map { decode($0, definition) }
+    }
+
+    func count(_ query: EntityQuery) throws -> Int {
+        let definition = try typeDefinition(query.type)
+        var sql = "SELECT COUNT(*) FROM \(Layout.table(query.type))"
+        var arguments = StatementArguments()
+        if let filter = query.filter {
+            sql += " WHERE " + (try SQLFilter(type: definition).sql(filter, &arguments))
+        }
+        return try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0
+    }
+
+    func exists(type: String, property: String, value: JSONValue, excluding id: String?) throws -> Bool {
+        var sql = "SELECT 1 FROM \(Layout.table(type)) WHERE \(property.quotedDatabaseIdentifier) = ?"
+        var arguments: StatementArguments = [SQLValue.bind(value)]
+        if let id {
+            sql += " AND id <> ?"
+            arguments += [id]
+        }
+        return try Row.fetchOne(db, sql: sql + " LIMIT 1", arguments: arguments) != nil
+    }
+
+    func insert(_ entity: StoredEntity) throws {
+        let definition = try typeDefinition(entity.type)
+        var columns = ["id"]
+        var arguments: StatementArguments = [entity.id]
+        for (name, value) in entity.values.sorted(by: { $0.key < $1.key }) {
+            guard Self.isColumn(name, definition) else {
+                throw StorageError.unknownProperty(type: entity.type, property: name)
+            }
+            columns.append(name.quotedDatabaseIdentifier)
+            arguments += [SQLValue.bind(value, for: definition.property(named: name)?.type ?? .string)]
+        }
+        let placeholders = Array(repeating: "?", count: columns.count).joined(separator: ", ")
+        try db.execute(
+            sql: "INSERT INTO \(Layout.table(entity.type)) (\(columns.joined(separator: ", "))) VALUES (\(placeholders))",
+            arguments: arguments
+        )
+    }
+
+    func update(type: String, id: String, values: [String: JSONValue]) throws {
+        guard !values.isEmpty else { return }
+        let definition = try typeDefinition(type)
+        var assignments: [String] = []
+        var arguments = StatementArguments()
+        for (name, value) in values.sorted(by: { $0.key < $1.key }) {
+            guard Self.isColumn(name, definition) else { throw StorageError.unknownProperty(type: type, property: name) }
+            assignments.append("\(name.quotedDatabaseIdentifier) = ?")
+            arguments += [SQLValue.bind(value, for: definition.property(named: name)?.type ?? .string)]
+        }
+        arguments += [id]
+        try db.execute(
+            sql: "UPDATE \(Layout.table(type)) SET \(assignments.joined(separator: ", ")) WHERE id = ?",
+            arguments: arguments
+        )
+    }
+
+    func delete(type: String, id: String) throws {
+        _ = try typeDefinition(type)
+        try db.execute(sql: "DELETE FROM \(Layout.table(type)) WHERE id = ?", arguments: [id])
+    }
+
+    func related(_ end: RelationshipEnd, of id: String) throws -> [EntityReference] {
+        let table = Layout.linkTable(end.relationship)
+        switch end.direction {
+        case .outgoing:
+            return try Row.fetchAll(
+                db,
+                sql: "SELECT target, targetType FROM \(table) WHERE source = ? ORDER BY rowid",
+                arguments: [id]
+            ).map { EntityReference(type: $0["targetType"], id: $0["target"]) }
+        case .incoming:
+            let sourceType = end.relationship.sourceType
+            return try String.fetchAll(
+                db,
+                sql: "SELECT source FROM \(table) WHERE target = ? ORDER BY rowid",
+                arguments: [id]
+            ).map { EntityReference(type: sourceType, id: $0) }
+        }
+    }
+
+    func link(_ relationship: Relationship, source: String, target: EntityReference) throws {
+        try db.execute(
+            sql: """
+                INSERT OR IGNORE INTO \(Layout.linkTable(relationship)) (source, target, targetType) VALUES (?, ?, ?)
+                """,
+            arguments: [source, target.id, target.type]
+        )
+    }
+
+    func unlink(_ relationship: Relationship, source: String?, target: String?) throws {
+        var conditions: [String] = []
+        var arguments = StatementArguments()
+        if let source {
+            conditions.append("source = ?")
+            arguments += [source]
+        }
+        if let target {
+            conditions.append("target = ?")
+            arguments += [target]
+        }
+        guard !conditions.isEmpty else { return }
+        try db.execute(
+            sql: "DELETE FROM \(Layout.linkTable(relationship)) WHERE \(conditions.joined(separator: " AND "))",
+            arguments: arguments
+        )
+    }
+
+    func isEmpty() throws -> Bool {
+        for type in schema.types.keys {
+            if try Row.fetchOne(db, sql: "SELECT 1 FROM \(Layout.table(type)) LIMIT 1") != nil { return false }
+        }
+        return true
+    }
+
+    func metadata(_ key: String) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT value FROM _herald_meta WHERE key = ?", arguments: [key])
+    }
+
+    func setMetadata(_ key: String, _ value: String) throws {
+        try db.execute(
+            sql: "INSERT INTO _herald_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            arguments: [key, value]
+        )
+    }
+
+    func afterCommit(_ action: @escaping @Sendable () -> Void) {
+        db.afterNextTransaction(onCommit: { _ in action() })
+    }
+
+    static func isColumn(_ name: String, _ definition: TypeDefinition) -> Bool {
+        name == SystemProperty.owner || definition.property(named: name) != nil
+    }
+
+    func decode(_ row: Row, _ definition: TypeDefinition) -> StoredEntity {
+        var values: [String: JSONValue] = [:]
+        var id = ""
+        for (column, dbValue) in row {
+            if column == "id" {
+                id = String.fromDatabaseValue(dbValue) ?? ""
+                continue
+            }
+            if column == SystemProperty.owner {
+                values[column] = String.fromDatabaseValue(dbValue).map(JSONValue.string) ?? .null
+                continue
+            }
+            guard let property = definition.property(named: column) else { continue }
+            values[column] = SQLValue.decode(dbValue, as: property.type)
+        }
+        return StoredEntity(type: definition.name, id: id, values: values)
+    }
+}
+
+/// Errors the storage layer raises for requests it cannot map to the schema.
+public enum StorageError: Error, Sendable, Hashable, CustomStringConvertible {
+    case unknownType(String)
+    case unknownProperty(type: String, property: String)
+
+    public var description: String {
+        switch self {
+        case .unknownType(let t): "unknown type '\(t)'"
+        case .unknownProperty(let t, let p): "unknown property '\(p)' on type '\(t)'"
+        }
+    }
+}
+
+/// Conversions between canonical JSON values and SQLite values.
+enum SQLValue {
+    static func bind(_ value: JSONValue) -> DatabaseValue {
+        switch value {
+        case .null: .null
+        case .bool(let b): (b ? 1 : 0).databaseValue
+        case .int(let i): i.databaseValue
+        case .double(let d): d.databaseValue
+        case .string(let s): s.databaseValue
+        case .array, .object: value.jsonString.databaseValue
+        }
+    }
+
+    /// Binds a value for a column of `type`: JSON properties always store their JSON text.
+    static func bind(_ value: JSONValue, for type: PropertyType) -> DatabaseValue {
+        if case .json = type, !value.isNull { return value.jsonString.databaseValue }
+        return bind(value)
+    }
+
+    static func decode(_ dbValue: DatabaseValue, as type: PropertyType) -> JSONValue {
+        switch dbValue.storage {
+        case .null:
+            return .null
+        case .int64(let i):
+            switch type {
+            case .boolean: return .bool(i != 0)
+            case .number: return .double(Double(i))
+            default: return .int(i)
+            }
+        case .double(let d):
+            return .double(d)
+        case .string(let s):
+            if case .json = type { return (try? JSONValue(parsing: s)) ?? .string(s) }
+            return .string(s)
+        case .blob:
+            return .null
+        }
+    }
+}
