@@ -1,0 +1,47 @@
+import HTTPTypes
+import HeraldStorage
+import Hummingbird
+import Logging
+
+/// Turns every error into Structr's JSON error body. Errors nobody anticipated are logged and
+/// answered with a 500 that reveals nothing internal.
+public struct ErrorMiddleware: RouterMiddleware {
+    public typealias Context = HeraldRequestContext
+
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch {
+            return try Self.restError(for: error, logger: context.logger).response(from: request, context: context)
+        }
+    }
+
+    /// The REST error for any thrown error.
+    public static func restError(for error: any Error, logger: Logger) -> RESTError {
+        switch error {
+        case let error as RESTError:
+            return error
+        case let error as DataError:
+            return RESTError(error)
+        case let error as StorageError:
+            return RESTError(.badRequest, error.description)
+        case let error as HTTPError:
+            let message: String
+            switch error.status {
+            case .notFound: message = "Not found"
+            case .contentTooLarge: message = "Request body too large"
+            default: message = error.body ?? error.status.reasonPhrase
+            }
+            return RESTError(error.status, message, headers: error.headers)
+        case let error as any HTTPResponseError:
+            return RESTError(error.status, error.status.reasonPhrase)
+        default:
+            logger.error("unexpected error: \(String(reflecting: error))")
+            return RESTError(.internalServerError, "Internal server error")
+        }
+    }
+}

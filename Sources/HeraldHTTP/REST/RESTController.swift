@@ -1,0 +1,232 @@
+import Foundation
+import HTTPTypes
+import HeraldSchema
+import HeraldStorage
+import Hummingbird
+import Logging
+
+/// The Structr-compatible REST API under `/structr/rest/`.
+public struct RESTController: Sendable {
+    public static let root = "/structr/rest"
+
+    let storage: any StorageBackend
+    let model: DataModel
+    let policy: any AccessPolicy
+    let maxBodySize: Int
+
+    public init(storage: any StorageBackend, model: DataModel, policy: any AccessPolicy, maxBodySize: Int) {
+        self.storage = storage
+        self.model = model
+        self.policy = policy
+        self.maxBodySize = maxBodySize
+    }
+
+    /// Registers the routes: every method on every path below the root goes to `dispatch`.
+    public func register(on router: Router<HeraldRequestContext>) {
+        let methods: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch, .head, .options]
+        for method in methods {
+            router.on(RouterPath("\(Self.root)/**"), method: method) { request, context in
+                try await dispatch(request, context: context)
+            }
+            router.on(RouterPath(Self.root), method: method) { _, _ -> Response in
+                throw RESTError.notFound("Not found")
+            }
+        }
+    }
+
+    /// The kinds of REST resource.
+    enum Resource {
+        case schema
+        case collection(TypeDefinition)
+        case entity(TypeDefinition, id: String)
+        case staticMethod(TypeDefinition, name: String)
+        case instanceMethod(TypeDefinition, id: String, name: String)
+        case globalMethod(name: String)
+
+        var signature: String {
+            switch self {
+            case .schema: "_schema"
+            case .collection(let t): t.name
+            case .entity(let t, _): "\(t.name)/_id"
+            case .staticMethod(let t, let name): "\(t.name)/\(name)"
+            case .instanceMethod(let t, _, let name): "\(t.name)/_id/\(name)"
+            case .globalMethod(let name): name
+            }
+        }
+    }
+
+    func resource(_ components: [Substring]) throws -> Resource {
+        let parts = components.map(String.init)
+        guard let first = parts.first else { throw RESTError.notFound("Not found") }
+        if parts == ["_schema"] { return .schema }
+        guard let type = model.schema.types[first] else {
+            if parts.count == 1, Naming.isMethodName(first) { return .globalMethod(name: first) }
+            throw RESTError.notFound("Type \(first) not found")
+        }
+        switch parts.count {
+        case 1: return .collection(type)
+        case 2:
+            if EntityID.isValid(parts[1]) { return .entity(type, id: parts[1]) }
+            if Naming.isMethodName(parts[1]) { return .staticMethod(type, name: parts[1]) }
+            throw RESTError.notFound("No \(type.name) with id \(parts[1])")
+        case 3:
+            guard EntityID.isValid(parts[1]) else { throw RESTError.notFound("No \(type.name) with id \(parts[1])") }
+            return .instanceMethod(type, id: parts[1], name: parts[2])
+        default:
+            throw RESTError.notFound("Not found")
+        }
+    }
+
+    func dispatch(_ request: Request, context: HeraldRequestContext) async throws -> Response {
+        let resource = try resource(context.parameters.getCatchAll())
+        let method = request.method
+        try await policy.authorize(context.caller, RESTOperation(method: method, signature: resource.signature))
+        switch (resource, method) {
+        case (.schema, .get):
+            return .json(["result": model.schema.listing])
+        case (.schema, _):
+            throw RESTError.methodNotAllowed(method, allowed: [.get])
+        case (.collection(let type), .get):
+            return try await list(type, request: request)
+        case (.collection(let type), .post):
+            return try await create(type, request: request, context: context)
+        case (.collection, _):
+            throw RESTError.methodNotAllowed(method, allowed: [.get, .post])
+        case (.entity(let type, let id), .get):
+            return try await get(type, id: id, request: request)
+        case (.entity(let type, let id), .put):
+            return try await update(type, id: id, request: request)
+        case (.entity(let type, let id), .delete):
+            return try await delete(type, id: id)
+        case (.entity, _):
+            throw RESTError.methodNotAllowed(method, allowed: [.get, .put, .delete])
+        case (.staticMethod(let type, let name), .post):
+            throw RESTError.notFound("Type \(type.name) has no method \(name)")
+        case (.instanceMethod(let type, _, let name), .post):
+            throw RESTError.notFound("Type \(type.name) has no method \(name)")
+        case (.globalMethod(let name), .post):
+            throw RESTError.notFound("No global method \(name)")
+        case (.staticMethod, _), (.instanceMethod, _), (.globalMethod, _):
+            throw RESTError.methodNotAllowed(method, allowed: [.post])
+        }
+    }
+
+    // MARK: Handlers
+
+    func list(_ type: TypeDefinition, request: Request) async throws -> Response {
+        let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+        let parsed = try RESTQuery(type: type, parameters: parameters)
+        let model = self.model
+        let started = ContinuousClock.now
+        let (rendered, total, queryTime, countTime) = try await storage.read { tx in
+            let clock = ContinuousClock()
+            let t0 = clock.now
+            let entities = try tx.fetch(parsed.query)
+            let t1 = clock.now
+            let total = parsed.query.limit == nil ? entities.count : try tx.count(parsed.query)
+            let t2 = clock.now
+            let rendered = try entities.map { try model.render($0, depth: parsed.nestingDepth, in: tx) }
+            return (rendered, total, t1 - t0, t2 - t1)
+        }
+        let serialization = ContinuousClock.now - started - queryTime - countTime
+        var body: JSONObject = [
+            "result": .array(rendered),
+            "query_time": .string(Self.seconds(queryTime)),
+            "result_count": .int(Int64(total)),
+            "page_count": .int(Int64(parsed.pageSize.map { max(1, (total + $0 - 1) / $0) } ?? 1)),
+            "result_count_time": .string(Self.seconds(countTime)),
+            "serialization_time": .string(Self.seconds(serialization)),
+        ]
+        if let page = parsed.page, let size = parsed.pageSize {
+            body["page"] = .int(Int64(page))
+            body["page_size"] = .int(Int64(size))
+        }
+        return .json(.object(body))
+    }
+
+    func get(_ type: TypeDefinition, id: String, request: Request) async throws -> Response {
+        let depth: Int
+        if let value = request.uri.queryParameters["_outputNestingDepth"] {
+            guard let n = Int(value), (0...DataModel.maximumNestingDepth).contains(n) else {
+                throw RESTError(.badRequest, "Query parameter _outputNestingDepth must be an integer in 0...\(DataModel.maximumNestingDepth)")
+            }
+            depth = n
+        } else {
+            depth = 1
+        }
+        let model = self.model
+        let rendered = try await storage.read { tx in
+            try model.render(try model.get(type.name, id: id, in: tx), depth: depth, in: tx)
+        }
+        return .json(["result": rendered])
+    }
+
+    func create(_ type: TypeDefinition, request: Request, context: HeraldRequestContext) async throws -> Response {
+        let body = try await readJSON(request)
+        let inputs: [JSONObject]
+        switch body {
+        case .object(let object): inputs = [object]
+        case .array(let list):
+            var objects: [JSONObject] = []
+            for (index, element) in list.enumerated() {
+                guard let object = element.objectValue else {
+                    throw RESTError(.badRequest, "Element \(index) of the array is \(element.kindName), not an object")
+                }
+                objects.append(object)
+            }
+            inputs = objects
+        default:
+            throw RESTError(.badRequest, "Expected a JSON object or an array of objects, got \(body.kindName)")
+        }
+        let model = self.model
+        let owner = context.caller.userID
+        let ids = try await storage.write { tx in
+            try inputs.map { try model.create(type.name, $0, owner: owner, in: tx).id }
+        }
+        var response = Response.json(["result": .array(ids.map(JSONValue.string))], status: .created)
+        if let first = ids.first {
+            let host = request.head.authority.map { "http://\($0)" } ?? ""
+            response.headers[.location] = "\(host)\(Self.root)/\(type.name)/\(first)"
+        }
+        return response
+    }
+
+    func update(_ type: TypeDefinition, id: String, request: Request) async throws -> Response {
+        let body = try await readJSON(request)
+        guard let input = body.objectValue else {
+            throw RESTError(.badRequest, "Expected a JSON object, got \(body.kindName)")
+        }
+        let model = self.model
+        let rendered = try await storage.write { tx in
+            try model.render(try model.update(type.name, id: id, input, in: tx), in: tx)
+        }
+        return .json(["result": rendered])
+    }
+
+    func delete(_ type: TypeDefinition, id: String) async throws -> Response {
+        let model = self.model
+        try await storage.write { tx in
+            _ = try model.delete(type.name, id: id, in: tx)
+        }
+        return .json(["result": ["id": .string(id), "type": .string(type.name), "deleted": true]])
+    }
+
+    // MARK: Helpers
+
+    /// Reads the body as JSON: 413 over the size limit, 400 naming where the JSON breaks.
+    func readJSON(_ request: Request) async throws -> JSONValue {
+        let buffer = try await request.body.collect(upTo: maxBodySize)
+        guard buffer.readableBytes > 0 else { throw RESTError(.badRequest, "Request body is empty; expected JSON") }
+        do {
+            return try JSONValue(parsing: buffer.readableBytesView)
+        } catch {
+            throw RESTError(.badRequest, "Malformed JSON: \(error)")
+        }
+    }
+
+    static func seconds(_ duration: Duration) -> String {
+        let (s, attoseconds) = duration.components
+        let value = Double(s) + Double(attoseconds) / 1e18
+        return String(format: "%.9f", value)
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import HeraldSchema
+import HeraldStorage
+import Hummingbird
+
+/// The query parameters of a collection GET, parsed against a type.
+struct RESTQuery {
+    var query: EntityQuery
+    var page: Int?
+    var pageSize: Int?
+    var nestingDepth: Int
+
+    static let maximumPageSize = 10_000
+
+    /// Parses `_page`, `_pageSize`, `_sort`, `_order`, `_inexact`, `_outputNestingDepth` and
+    /// property or relationship filters. Throws a 400 `RESTError` naming the bad parameter.
+    init(type: TypeDefinition, parameters: [(String, String)]) throws {
+        var filters: [Filter] = []
+        var sortKeys: [String] = []
+        var orders: [String] = []
+        var inexact = false
+        var page: Int?
+        var pageSize: Int?
+        var depth = 1
+        func integer(_ name: String, _ value: String, _ range: ClosedRange<Int>) throws -> Int {
+            guard let n = Int(value), range.contains(n) else {
+                throw RESTError(.badRequest, "Query parameter \(name) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+            }
+            return n
+        }
+        var propertyParameters: [(String, String)] = []
+        for (name, value) in parameters {
+            switch name {
+            case "_page": page = try integer(name, value, 1...Int(Int32.max))
+            case "_pageSize": pageSize = try integer(name, value, 1...Self.maximumPageSize)
+            case "_sort": sortKeys.append(value)
+            case "_order": orders.append(value.lowercased())
+            case "_inexact", "_loose": inexact = ["1", "true"].contains(value.lowercased())
+            case "_outputNestingDepth": depth = try integer(name, value, 0...DataModel.maximumNestingDepth)
+            default:
+                if name.hasPrefix("_") { continue }  // other Structr options are accepted and ignored
+                propertyParameters.append((name, value))
+            }
+        }
+        for (name, value) in propertyParameters {
+            filters.append(try Self.filter(type: type, name: name, value: value, inexact: inexact))
+        }
+        var sort: [SortKey] = []
+        for (index, key) in sortKeys.enumerated() {
+            guard key == SystemProperty.id || key == SystemProperty.owner
+                || type.property(named: key).map({ !$0.writeOnly }) == true
+            else {
+                throw RESTError(.badRequest, "Cannot sort by '\(key)': \(type.name) has no such property")
+            }
+            let order = index < orders.count ? orders[index] : (orders.last ?? "asc")
+            guard order == "asc" || order == "desc" else {
+                throw RESTError(.badRequest, "Query parameter _order must be asc or desc")
+            }
+            sort.append(SortKey(key, descending: order == "desc"))
+        }
+        if page != nil, pageSize == nil { pageSize = 20 }
+        var query = EntityQuery(type: type.name, filter: filters.isEmpty ? nil : .and(filters), sort: sort)
+        if let pageSize {
+            query.limit = pageSize
+            query.offset = ((page ?? 1) - 1) * pageSize
+        }
+        self.query = query
+        self.page = pageSize == nil ? nil : (page ?? 1)
+        self.pageSize = pageSize
+        self.nestingDepth = depth
+    }
+
+    static func filter(type: TypeDefinition, name: String, value: String, inexact: Bool) throws -> Filter {
+        if let end = type.relationships[name] {
+            let ids = value.split(separator: ";", omittingEmptySubsequences: true).map(String.init)
+            guard !ids.isEmpty, ids.allSatisfy(EntityID.isValid) else {
+                throw RESTError(.badRequest, "Query parameter \(name) must be an id or ids separated by ';'")
+            }
+            return .related(end.name, ids)
+        }
+        let property: PropertyDefinition
+        if name == SystemProperty.id || name == SystemProperty.owner {
+            property = PropertyDefinition(name: name, type: .string)
+        } else if let p = type.property(named: name), !p.writeOnly {
+            property = p
+        } else {
+            throw RESTError(
+                .badRequest,
+                "Unknown query parameter '\(name)': \(type.name) has no such property",
+                errors: [FieldError(token: "unknown_property", type: type.name, property: name).json]
+            )
+        }
+        func convert(_ text: String) throws -> JSONValue {
+            let raw: JSONValue
+            switch property.type {
+            case .integer, .number:
+                guard let parsed = try? JSONValue(parsing: text), parsed.doubleValue != nil else {
+                    throw RESTError(.badRequest, "Query parameter \(name): '\(text)' is not a number")
+                }
+                raw = parsed
+            case .boolean:
+                guard text == "true" || text == "false" else {
+                    throw RESTError(.badRequest, "Query parameter \(name): '\(text)' is not true or false")
+                }
+                raw = .bool(text == "true")
+            case .json:
+                raw = (try? JSONValue(parsing: text)) ?? .string(text)
+            default:
+                raw = .string(text)
+            }
+            do {
+                return try property.coerce(raw)
+            } catch {
+                throw RESTError(.badRequest, "Query parameter \(name): \(error.detail)")
+            }
+        }
+        if value.isEmpty { return .isEmpty(name) }
+        // Range: [a TO b], either end may be empty or '*'.
+        if value.hasPrefix("["), value.hasSuffix("]"), let separator = value.range(of: " TO ") {
+            let lower = value[value.index(after: value.startIndex)..<separator.lowerBound].trimmingCharacters(in: .whitespaces)
+            let upper = value[separator.upperBound..<value.index(before: value.endIndex)].trimmingCharacters(in: .whitespaces)
+            let low = lower.isEmpty || lower == "*" ? nil : try convert(lower)
+            let high = upper.isEmpty || upper == "*" ? nil : try convert(upper)
+            if low == nil, high == nil { return .not(.isEmpty(name)) }
+            return .range(name, low, high)
+        }
+        let alternatives = value.split(separator: ";", omittingEmptySubsequences: true).map(String.init)
+        let textual: Bool
+        switch property.type {
+        case .string, .enumeration: textual = true
+        default: textual = false
+        }
+        if inexact, textual {
+            let parts = alternatives.map { Filter.text(name, .contains, $0, caseInsensitive: true) }
+            return parts.count == 1 ? parts[0] : .or(parts)
+        }
+        let values = try alternatives.map(convert)
+        return values.count == 1 ? .compare(name, .equal, values[0]) : .anyOf(name, values)
+    }
+}

@@ -1,0 +1,59 @@
+import Configuration
+import Logging
+
+/// Every setting of a Herald server, with its default.
+///
+/// Read from a `ConfigReader` whose keys are the property names below (`port`,
+/// `superuser.password`, `maxBodySize`, ...): the executable layers command-line options over
+/// `HERALD_*` environment variables over a JSON config file.
+public struct HeraldConfiguration: Sendable {
+    /// The folder with the type files and scripts.
+    public var schemaDirectory = "./schema"
+    /// The folder holding the SQLite database.
+    public var dataDirectory = "./data"
+    public var host = "127.0.0.1"
+    /// The port to listen on; 0 picks a free one.
+    public var port = 8082
+    /// The listen backlog: many clients connecting at once need more than the usual 256.
+    public var backlog = 4096
+    /// The superuser's password; without one the superuser cannot authenticate.
+    public var superuserPassword: String?
+    /// Request bodies larger than this are refused with 413.
+    public var maxBodySize = 4 * 1024 * 1024
+    /// Apply schema changes that lose data (removed or retyped properties, removed types).
+    public var allowDestructiveMigrations = false
+    /// bcrypt cost for stored passwords (4...31).
+    public var bcryptCost = 12
+    public var logLevel: Logger.Level = .info
+
+    public init() {}
+
+    /// Reads every setting from `reader`, keeping the default where it has none.
+    public init(reader: ConfigReader) {
+        let d = HeraldConfiguration()
+        schemaDirectory = reader.string(forKey: "schema", default: d.schemaDirectory)
+        dataDirectory = reader.string(forKey: "data", default: d.dataDirectory)
+        host = reader.string(forKey: "host", default: d.host)
+        port = reader.int(forKey: "port", default: d.port)
+        backlog = reader.int(forKey: "backlog", default: d.backlog)
+        superuserPassword = reader.string(forKey: "superuser.password", isSecret: true)
+        maxBodySize = reader.int(forKey: "maxBodySize", default: d.maxBodySize)
+        allowDestructiveMigrations = reader.bool(forKey: "allowDestructiveMigrations", default: false)
+        bcryptCost = reader.int(forKey: "bcryptCost", default: d.bcryptCost)
+        logLevel = Logger.Level(rawValue: reader.string(forKey: "logLevel", default: "info")) ?? .info
+    }
+
+    /// Problems that make the settings unusable.
+    public func validate() throws(ConfigurationError) {
+        guard (0...65535).contains(port) else { throw ConfigurationError("port must be in 0...65535, got \(port)") }
+        guard (4...31).contains(bcryptCost) else { throw ConfigurationError("bcryptCost must be in 4...31, got \(bcryptCost)") }
+        guard maxBodySize > 0 else { throw ConfigurationError("maxBodySize must be positive") }
+        guard backlog > 0 else { throw ConfigurationError("backlog must be positive") }
+    }
+}
+
+/// A setting that cannot be used.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import HeraldHTTP
+import HeraldSchema
+import HeraldStorage
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// Builds a running Herald: loads the schema, opens and migrates storage, loads initial data
+/// and wires the HTTP routes. The result is a Hummingbird application to run as a service.
+public enum HeraldServer {
+    /// Starts the server and runs until SIGTERM or SIGINT, then shuts down gracefully:
+    /// in-flight requests finish, then storage closes.
+    public static func run(configuration: HeraldConfiguration, logger: Logger) async throws {
+        let app = try await makeApplication(configuration: configuration, logger: logger)
+        try await app.runService()
+    }
+
+    /// Prepares everything and returns the application; nothing listens until it runs.
+    ///
+    /// - Parameter onServerRunning: called with the bound port once the server listens.
+    public static func makeApplication(
+        configuration: HeraldConfiguration,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws -> some ApplicationProtocol {
+        try configuration.validate()
+        let schemaURL = URL(fileURLWithPath: configuration.schemaDirectory)
+        let schema = try SchemaLoader(directory: schemaURL).load()
+        logger.info(
+            "schema loaded",
+            metadata: [
+                "folder": "\(schemaURL.path)", "types": "\(schema.types.count)",
+                "methods": "\(schema.types.values.reduce(0) { $0 + $1.methods.count } + schema.globalMethods.count)",
+            ]
+        )
+        let storage = try SQLiteStorage(
+            directory: URL(fileURLWithPath: configuration.dataDirectory),
+            logger: Logger(label: "herald.storage", level: configuration.logLevel)
+        )
+        do {
+            _ = try await storage.migrate(to: schema, allowDestructive: configuration.allowDestructiveMigrations)
+        } catch {
+            try? storage.close()
+            throw error
+        }
+        let hasher = BcryptPasswordHasher(cost: UInt8(configuration.bcryptCost))
+        let model = DataModel(schema: schema, hasher: hasher)
+        let loaded = try await storage.write { tx in try model.loadInitialData(in: tx) }
+        if loaded > 0 { logger.info("initial data loaded", metadata: ["objects": "\(loaded)"]) }
+        if configuration.superuserPassword?.isEmpty ?? true {
+            logger.warning(
+                "no superuser password set (HERALD_SUPERUSER_PASSWORD or superuser.password): the superuser cannot authenticate"
+            )
+        }
+
+        let router = Router(context: HeraldRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.add(
+            middleware: IdentityMiddleware(
+                authenticator: HeaderAuthenticator(
+                    storage: storage,
+                    hasher: hasher,
+                    superuserPassword: configuration.superuserPassword.flatMap { $0.isEmpty ? nil : $0 }
+                )
+            )
+        )
+        RESTController(storage: storage, model: model, policy: AdminOnlyAccessPolicy(), maxBodySize: configuration.maxBodySize)
+            .register(on: router)
+
+        return Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: "Herald",
+                backlog: configuration.backlog
+            ),
+            services: [StorageService(storage: storage, logger: logger)],
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                logger.info("Herald listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
+                await onServerRunning(port)
+            },
+            logger: logger
+        )
+    }
+}
+
+/// Keeps storage open while the server runs and closes it after the HTTP server has drained.
+struct StorageService: Service {
+    let storage: any StorageBackend
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try storage.close()
+        logger.info("storage closed")
+    }
+}
+
+extension Logger {
+    init(label: String, level: Logger.Level) {
+        self.init(label: label)
+        self.logLevel = level
+    }
+}

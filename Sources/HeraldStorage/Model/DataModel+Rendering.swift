@@ -1,0 +1,45 @@
+import HeraldSchema
+
+extension DataModel {
+    /// The deepest `_outputNestingDepth` honoured.
+    public static let maximumNestingDepth = 3
+
+    /// The REST form of an object: `id`, `type`, its properties, its relationships and the
+    /// system properties. Related objects appear as `{id, type, name}` at `depth` 1, in full
+    /// (one level less deep) above that, and as bare ids at 0. Passwords never appear.
+    public func render(_ entity: StoredEntity, depth: Int = 1, in tx: any StorageTransaction) throws -> JSONValue {
+        guard let type = schema.types[entity.type] else { return .null }
+        var out: JSONObject = ["id": .string(entity.id), "type": .string(entity.type)]
+        for (name, property) in type.properties where !property.writeOnly {
+            out[name] = entity.values[name] ?? .null
+        }
+        for (name, end) in type.relationships {
+            let related = try tx.related(end, of: entity.id)
+            let rendered = try related.map { try renderReference($0, depth: depth, in: tx) }
+            out[name] = end.cardinality == .one ? (rendered.first ?? .null) : .array(rendered)
+        }
+        out[SystemProperty.createdDate] = entity.values[SystemProperty.createdDate] ?? .null
+        out[SystemProperty.lastModifiedDate] = entity.values[SystemProperty.lastModifiedDate] ?? .null
+        if case .string(let ownerID)? = entity.values[SystemProperty.owner] {
+            out[SystemProperty.owner] = try renderReference(EntityReference(type: BuiltInType.user, id: ownerID), depth: min(depth, 1), in: tx)
+        } else {
+            out[SystemProperty.owner] = .null
+        }
+        out[SystemProperty.visibleToPublicUsers] = entity.values[SystemProperty.visibleToPublicUsers] ?? .bool(false)
+        out[SystemProperty.visibleToAuthenticatedUsers] = entity.values[SystemProperty.visibleToAuthenticatedUsers] ?? .bool(false)
+        return .object(out)
+    }
+
+    func renderReference(_ reference: EntityReference, depth: Int, in tx: any StorageTransaction) throws -> JSONValue {
+        if depth <= 0 { return .string(reference.id) }
+        guard let entity = try tx.fetch(type: reference.type, id: reference.id) else { return .null }
+        if depth == 1 {
+            return [
+                "id": .string(entity.id),
+                "type": .string(entity.type),
+                "name": entity.values["name"] ?? .null,
+            ]
+        }
+        return try render(entity, depth: depth - 1, in: tx)
+    }
+}

@@ -1,0 +1,107 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import HeraldSchema
+import HeraldServer
+import Logging
+import SystemPackage
+
+@main
+struct Herald: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "herald",
+        abstract: "A small data-model server: REST over SQLite, JavaScript hooks, server-sent events.",
+        subcommands: [Serve.self, Check.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options shared by every command; each may also come from `HERALD_*` or the config file.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "The schema folder (HERALD_SCHEMA; default ./schema).")
+    var schema: String?
+
+    @Option(help: "A JSON config file (HERALD_CONFIG; default ./herald.json if present).")
+    var config: String?
+
+    /// Command line over environment over config file.
+    func reader(extra: [AbsoluteConfigKey: ConfigValue] = [:]) async throws -> ConfigReader {
+        var values = extra
+        if let schema { values["schema"] = .init(.string(schema), isSecret: false) }
+        let environment = EnvironmentVariablesProvider(
+            secretsSpecifier: .dynamic { key, _ in key.contains("PASSWORD") || key.contains("SECRET") }
+        ).prefixKeys(with: ["herald"])
+        let file = config ?? ProcessInfo.processInfo.environment["HERALD_CONFIG"] ?? "herald.json"
+        let explicit = config != nil || ProcessInfo.processInfo.environment["HERALD_CONFIG"] != nil
+        return ConfigReader(providers: [
+            InMemoryProvider(name: "command line", values: values),
+            environment,
+            try await FileProvider<JSONSnapshot>(filePath: FilePath(file), allowMissing: !explicit),
+        ])
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start the server (the default command).")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "The data folder with the SQLite database (HERALD_DATA; default ./data).")
+    var data: String?
+
+    @Option(help: "The address to listen on (HERALD_HOST; default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "The port to listen on (HERALD_PORT; default 8082).")
+    var port: Int?
+
+    @Flag(help: "Apply schema changes that lose data (HERALD_ALLOW_DESTRUCTIVE_MIGRATIONS).")
+    var allowDestructiveMigrations = false
+
+    func run() async throws {
+        var values: [AbsoluteConfigKey: ConfigValue] = [:]
+        if let data { values["data"] = .init(.string(data), isSecret: false) }
+        if let host { values["host"] = .init(.string(host), isSecret: false) }
+        if let port { values["port"] = .init(.int(port), isSecret: false) }
+        if allowDestructiveMigrations { values["allowDestructiveMigrations"] = .init(.bool(true), isSecret: false) }
+        let configuration = HeraldConfiguration(reader: try await common.reader(extra: values))
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "herald")
+        do {
+            try await HeraldServer.run(configuration: configuration, logger: logger)
+        } catch let error as SchemaError {
+            logger.critical("schema error: \(error)")
+            throw ExitCode(1)
+        } catch let error as ConfigurationError {
+            logger.critical("configuration error: \(error)")
+            throw ExitCode(1)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate the schema folder and list its types and methods as JSON."
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let configuration = HeraldConfiguration(reader: try await common.reader())
+        do {
+            let schema = try SchemaLoader(directory: URL(fileURLWithPath: configuration.schemaDirectory)).load()
+            print(schema.listing.jsonString)
+        } catch {
+            FileHandle.standardError.write(Data("schema error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
