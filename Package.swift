@@ -84,10 +84,15 @@ let package = Package(
         .testTarget(
             name: "HeraldTests",
             dependencies: [
+                "HeraldSchema",
+                "HeraldStorage",
                 "HeraldServer",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: swiftSettings
+            // Tests import transitively exported modules (NIO, HTTP types) freely.
+            swiftSettings: []
         ),
     ]
 )

@@ -7,6 +7,12 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     /// 1-based column of the offending character.
     public var column: Int
 
+    public init(reason: String, line: Int, column: Int) {
+        self.reason = reason
+        self.line = line
+        self.column = column
+    }
+
     public var description: String { "\(reason) at line \(line), column \(column)" }
 }
 

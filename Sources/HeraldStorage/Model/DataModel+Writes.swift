@@ -39,6 +39,7 @@ extension DataModel {
             if let defaultValue = definition.defaultValue { values[name] = defaultValue }
         }
         for (name, property) in type.properties where property.required && PropertyDefinition.isEmpty(values[name]) {
+            if errors.contains(where: { $0.property == name }) { continue }
             errors.append(FieldError(token: "must_not_be_empty", type: typeName, property: name))
         }
         try checkUnique(type, values, excluding: nil, into: &errors, in: tx)
