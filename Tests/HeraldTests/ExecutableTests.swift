@@ -1,0 +1,139 @@
+import AsyncHTTPClient
+import Foundation
+import HeraldSchema
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// Runs the real `herald` binary: configuration layering, start-up errors and SIGTERM.
+@Suite struct ExecutableTests {
+    /// The binary `scripts/test` built (HERALD_BINARY), or the debug build next to the sources.
+    static var binary: URL {
+        if let path = ProcessInfo.processInfo.environment["HERALD_BINARY"] { return URL(fileURLWithPath: path) }
+        return repositoryRoot.appendingPathComponent(".build/debug/herald")
+    }
+
+    /// A running `herald` process and what it printed.
+    final class Running: @unchecked Sendable {
+        let process = Process()
+        let output = Pipe()
+        private let lock = NSLock()
+        private var text = ""
+
+        init(arguments: [String], environment: [String: String], directory: URL) throws {
+            process.executableURL = ExecutableTests.binary
+            process.arguments = arguments
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
+            env.merge(environment) { _, new in new }
+            process.environment = env
+            process.currentDirectoryURL = directory
+            process.standardOutput = output
+            process.standardError = output
+            output.fileHandleForReading.readabilityHandler = { [weak self] handle in
+                let data = handle.availableData
+                guard let self, !data.isEmpty else { return }
+                self.lock.withLock { self.text += String(decoding: data, as: UTF8.self) }
+            }
+            try process.run()
+        }
+
+        var log: String { lock.withLock { text } }
+
+        /// The port from the "Herald listening" line, once it appears.
+        func port(timeout: Duration = .seconds(60)) async throws -> Int {
+            let deadline = ContinuousClock.now + timeout
+            while ContinuousClock.now < deadline {
+                if let line = log.split(separator: "\n").first(where: { $0.contains("Herald listening") }),
+                    let range = line.range(of: "port="),
+                    let port = Int(line[range.upperBound...].prefix { $0.isNumber })
+                {
+                    return port
+                }
+                if !process.isRunning { throw TestFailure("herald exited early:\n\(log)") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            throw TestFailure("herald did not start:\n\(log)")
+        }
+
+        /// Waits for the process to end and returns its exit status.
+        func exitStatus(timeout: Duration = .seconds(30)) async throws -> Int32 {
+            let deadline = ContinuousClock.now + timeout
+            while process.isRunning {
+                if ContinuousClock.now > deadline {
+                    process.terminate()
+                    throw TestFailure("herald did not exit:\n\(log)")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return process.terminationStatus
+        }
+    }
+
+    func send(_ method: HTTPMethod, port: Int, _ path: String, body: String? = nil, password: String) async throws -> (Int, JSONValue) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = method
+        request.headers.add(name: "X-User", value: "superuser")
+        request.headers.add(name: "X-Password", value: password)
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let buffer = try await response.body.collect(upTo: 1 << 20)
+        return (Int(response.status.code), (try? JSONValue(parsing: buffer.readableBytesView)) ?? .null)
+    }
+
+    @Test func layersFlagsOverEnvironmentOverConfigFileAndStopsCleanlyOnSIGTERM() async throws {
+        let directory = try TestDirectory(files: projectSchema)
+        let config = directory.root.appendingPathComponent("herald.json")
+        try Data(#"{"port": 1, "bcryptCost": 4, "superuser": {"password": "from-file"}, "data": "file-data"}"#.utf8).write(to: config)
+
+        // The file names the data folder and the password; the environment overrides the
+        // password, and the command line overrides the port.
+        let first = try Running(
+            arguments: ["serve", "--schema", "schema", "--port", "0"],
+            environment: ["HERALD_SUPERUSER_PASSWORD": "from-env", "HERALD_PORT": "2"],
+            directory: directory.root
+        )
+        let port = try await first.port()
+        #expect(try await send(.GET, port: port, "/structr/rest/Tag", password: "from-file").0 == 401)
+        let (status, body) = try await send(.POST, port: port, "/structr/rest/Tag", body: #"{"name": "kept"}"#, password: "from-env")
+        #expect(status == 201)
+        let id = try #require(body["result"]?.arrayValue?.first?.stringValue as String?)
+        #expect(FileManager.default.fileExists(atPath: directory.root.appendingPathComponent("file-data/herald.sqlite").path))
+        first.process.interrupt()  // SIGINT
+        #expect(try await first.exitStatus() == 0)
+        #expect(first.log.contains("storage closed"))
+
+        let second = try Running(
+            arguments: ["serve", "--schema", "schema", "--port", "0", "--config", config.path],
+            environment: ["HERALD_SUPERUSER_PASSWORD": "from-env"],
+            directory: directory.root
+        )
+        let port2 = try await second.port()
+        #expect(try await send(.GET, port: port2, "/structr/rest/Tag/\(id)", password: "from-env").1["result"]?["name"] == "kept")
+        second.process.terminate()  // SIGTERM
+        #expect(try await second.exitStatus() == 0)
+    }
+
+    @Test func warnsWithoutASuperuserPassword() async throws {
+        let directory = try TestDirectory(files: projectSchema)
+        let running = try Running(arguments: ["serve", "--port", "0", "--data", "data"], environment: [:], directory: directory.root)
+        let port = try await running.port()
+        #expect(running.log.contains("no superuser password set"))
+        #expect(try await send(.GET, port: port, "/structr/rest/Tag", password: "").0 == 401)
+        running.process.terminate()
+        #expect(try await running.exitStatus() == 0)
+    }
+
+    @Test func aBrokenSchemaStopsStartUpNamingFileAndField() async throws {
+        let directory = try TestDirectory(files: ["Item.json": #"{"properties": {"count": {"type": "int"}}}"#])
+        let running = try Running(arguments: ["serve", "--port", "0"], environment: [:], directory: directory.root)
+        #expect(try await running.exitStatus() == 1)
+        #expect(running.log.contains("Item.json: properties.count.type: unknown property type 'int'"))
+    }
+
+    @Test func checkListsTheSchema() async throws {
+        let running = try Running(arguments: ["check", "--schema", "schema"], environment: [:], directory: repositoryRoot)
+        #expect(try await running.exitStatus() == 0)
+        let listing = try JSONValue(parsing: running.log)
+        #expect((listing["types"]?.arrayValue ?? []).contains { $0["name"] == "Comment" })
+    }
+}
