@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import HeraldSchema
 import HeraldServer
 import HeraldStorage
@@ -201,5 +203,34 @@ import Testing
         #expect(statuses.filter { $0.status == 201 }.count == 1)
         #expect(statuses.filter { $0.status == 422 && $0.json.tokens == ["already_taken"] }.count == 15)
         #expect(try await server.get("/structr/rest/Project").arrayValue?.count == 1)
+    }
+}
+
+@Suite struct ShutdownTests {
+    @Test func aRequestInFlightFinishesDuringGracefulShutdown() async throws {
+        let directory = try TestDirectory(files: projectSchema)
+        let server = try await TestServer.start(directory)
+        let (chunks, body) = AsyncStream.makeStream(of: ByteBuffer.self)
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/structr/rest/Tag")
+        request.method = .POST
+        for (name, value) in TestServer.superuser { request.headers.add(name: name, value: value) }
+        request.body = .stream(chunks, length: .unknown)
+        let response = Task {
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            return Int(response.status.code)
+        }
+        body.yield(ByteBuffer(string: #"[{"name": "first"},"#))
+        try await Task.sleep(for: .milliseconds(300))
+        let stopping = Task { try await server.stop() }
+        try await Task.sleep(for: .milliseconds(300))
+        body.yield(ByteBuffer(string: #"{"name": "second"}]"#))
+        body.finish()
+        #expect(try await response.value == 201)
+        try await stopping.value
+
+        let again = try await TestServer.start(directory)
+        #expect(try await again.get("/structr/rest/Tag").arrayValue?.count == 2)
+        try await again.stop()
     }
 }

@@ -36,6 +36,9 @@ extension PropertyDefinition {
                 }
                 return .string(t.iso8601)
             case .int(let ms):
+                guard Timestamp.representableRange.contains(ms) else {
+                    throw ValueError(token: "must_be_date", detail: "\(ms) ms is outside the years 0000...9999")
+                }
                 return .string(Timestamp(millisecondsSince1970: ms).iso8601)
             default:
                 throw mismatch("must_be_date", "an ISO 8601 date string", value)

@@ -6,6 +6,9 @@ public struct Timestamp: Sendable, Hashable, Comparable {
     /// Milliseconds since the Unix epoch.
     public var millisecondsSince1970: Int64
 
+    /// Instants from 0000-01-01 to 9999-12-31 (the years four digits can write).
+    public static let representableRange: ClosedRange<Int64> = -62_167_219_200_000...253_402_300_799_999
+
     public init(millisecondsSince1970: Int64) {
         self.millisecondsSince1970 = millisecondsSince1970
     }
