@@ -46,7 +46,9 @@ public struct HeraldConfiguration: Sendable {
     /// Problems that make the settings unusable.
     public func validate() throws(ConfigurationError) {
         guard (0...65535).contains(port) else { throw ConfigurationError("port must be in 0...65535, got \(port)") }
-        guard (4...31).contains(bcryptCost) else { throw ConfigurationError("bcryptCost must be in 4...31, got \(bcryptCost)") }
+        guard (4...31).contains(bcryptCost) else {
+            throw ConfigurationError("bcryptCost must be in 4...31, got \(bcryptCost)")
+        }
         guard maxBodySize > 0 else { throw ConfigurationError("maxBodySize must be positive") }
         guard backlog > 0 else { throw ConfigurationError("backlog must be positive") }
     }

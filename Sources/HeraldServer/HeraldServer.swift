@@ -65,8 +65,13 @@ public enum HeraldServer {
                 )
             )
         )
-        RESTController(storage: storage, model: model, policy: AdminOnlyAccessPolicy(), maxBodySize: configuration.maxBodySize)
-            .register(on: router)
+        RESTController(
+            storage: storage,
+            model: model,
+            policy: AdminOnlyAccessPolicy(),
+            maxBodySize: configuration.maxBodySize
+        )
+        .register(on: router)
 
         return Application(
             router: router,

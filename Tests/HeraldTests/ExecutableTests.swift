@@ -69,7 +69,9 @@ import Testing
         }
     }
 
-    func send(_ method: HTTPMethod, port: Int, _ path: String, body: String? = nil, password: String) async throws -> (Int, JSONValue) {
+    func send(_ method: HTTPMethod, port: Int, _ path: String, body: String? = nil, password: String) async throws -> (
+        Int, JSONValue
+    ) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = method
         request.headers.add(name: "X-User", value: "superuser")
@@ -83,7 +85,8 @@ import Testing
     @Test func layersFlagsOverEnvironmentOverConfigFileAndStopsCleanlyOnSIGTERM() async throws {
         let directory = try TestDirectory(files: projectSchema)
         let config = directory.root.appendingPathComponent("herald.json")
-        try Data(#"{"port": 1, "bcryptCost": 4, "superuser": {"password": "from-file"}, "data": "file-data"}"#.utf8).write(to: config)
+        try Data(#"{"port": 1, "bcryptCost": 4, "superuser": {"password": "from-file"}, "data": "file-data"}"#.utf8)
+            .write(to: config)
 
         // The file names the data folder and the password; the environment overrides the
         // password, and the command line overrides the port.
@@ -94,10 +97,20 @@ import Testing
         )
         let port = try await first.port()
         #expect(try await send(.GET, port: port, "/structr/rest/Tag", password: "from-file").0 == 401)
-        let (status, body) = try await send(.POST, port: port, "/structr/rest/Tag", body: #"{"name": "kept"}"#, password: "from-env")
+        let (status, body) = try await send(
+            .POST,
+            port: port,
+            "/structr/rest/Tag",
+            body: #"{"name": "kept"}"#,
+            password: "from-env"
+        )
         #expect(status == 201)
         let id = try #require(body["result"]?.arrayValue?.first?.stringValue as String?)
-        #expect(FileManager.default.fileExists(atPath: directory.root.appendingPathComponent("file-data/herald.sqlite").path))
+        #expect(
+            FileManager.default.fileExists(
+                atPath: directory.root.appendingPathComponent("file-data/herald.sqlite").path
+            )
+        )
         first.process.interrupt()  // SIGINT
         #expect(try await first.exitStatus() == 0)
         #expect(first.log.contains("storage closed"))
@@ -108,14 +121,21 @@ import Testing
             directory: directory.root
         )
         let port2 = try await second.port()
-        #expect(try await send(.GET, port: port2, "/structr/rest/Tag/\(id)", password: "from-env").1["result"]?["name"] == "kept")
+        #expect(
+            try await send(.GET, port: port2, "/structr/rest/Tag/\(id)", password: "from-env").1["result"]?["name"]
+                == "kept"
+        )
         second.process.terminate()  // SIGTERM
         #expect(try await second.exitStatus() == 0)
     }
 
     @Test func warnsWithoutASuperuserPassword() async throws {
         let directory = try TestDirectory(files: projectSchema)
-        let running = try Running(arguments: ["serve", "--port", "0", "--data", "data"], environment: [:], directory: directory.root)
+        let running = try Running(
+            arguments: ["serve", "--port", "0", "--data", "data"],
+            environment: [:],
+            directory: directory.root
+        )
         let port = try await running.port()
         #expect(running.log.contains("no superuser password set"))
         #expect(try await send(.GET, port: port, "/structr/rest/Tag", password: "").0 == 401)
@@ -131,7 +151,11 @@ import Testing
     }
 
     @Test func checkListsTheSchema() async throws {
-        let running = try Running(arguments: ["check", "--schema", "schema"], environment: [:], directory: repositoryRoot)
+        let running = try Running(
+            arguments: ["check", "--schema", "schema"],
+            environment: [:],
+            directory: repositoryRoot
+        )
         #expect(try await running.exitStatus() == 0)
         let listing = try JSONValue(parsing: running.log)
         #expect((listing["types"]?.arrayValue ?? []).contains { $0["name"] == "Comment" })

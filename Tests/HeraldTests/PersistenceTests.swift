@@ -1,9 +1,9 @@
 import AsyncHTTPClient
 import Foundation
-import NIOCore
 import HeraldSchema
 import HeraldServer
 import HeraldStorage
+import NIOCore
 import Testing
 
 @Suite struct PersistenceTests {
@@ -46,8 +46,10 @@ import Testing
         try await first.stop()
 
         try directory.write([
-            "Tag.json": #"{"properties": {"name": {"type": "string", "indexed": true}, "colour": {"type": "string", "default": "grey"}, "weight": "number"}}"#,
-            "Label.json": #"{"properties": {"text": "string"}, "relationships": {"tag": {"to": "Tag", "cardinality": "one", "inverse": "labels"}}}"#,
+            "Tag.json":
+                #"{"properties": {"name": {"type": "string", "indexed": true}, "colour": {"type": "string", "default": "grey"}, "weight": "number"}}"#,
+            "Label.json":
+                #"{"properties": {"text": "string"}, "relationships": {"tag": {"to": "Tag", "cardinality": "one", "inverse": "labels"}}}"#,
         ])
         let second = try await TestServer.start(directory)
         let tag = try await second.get("/structr/rest/Tag/\(id)")
@@ -68,10 +70,14 @@ import Testing
 
         // Removing a property.
         let original = projectSchema["Project.json"]!
-        try directory.write(["Project.json": original.replacingOccurrences(of: #""notes": "string""#, with: #""extra": "string""#)])
+        try directory.write([
+            "Project.json": original.replacingOccurrences(of: #""notes": "string""#, with: #""extra": "string""#)
+        ])
         await #expect(throws: DestructiveMigrationError.self) { _ = try await TestServer.start(directory) }
         // Retyping one.
-        try directory.write(["Project.json": original.replacingOccurrences(of: #""notes": "string""#, with: #""notes": "integer""#)])
+        try directory.write([
+            "Project.json": original.replacingOccurrences(of: #""notes": "string""#, with: #""notes": "integer""#)
+        ])
         do {
             _ = try await TestServer.start(directory)
             Issue.record("a retyped property was accepted")
@@ -99,7 +105,10 @@ import Testing
         try await first.stop()
 
         try directory.write([
-            "Project.json": projectSchema["Project.json"]!.replacingOccurrences(of: #""notes": "string""#, with: #""notes": "integer""#)
+            "Project.json": projectSchema["Project.json"]!.replacingOccurrences(
+                of: #""notes": "string""#,
+                with: #""notes": "integer""#
+            )
         ])
         let second = try await TestServer.start(directory) { $0.allowDestructiveMigrations = true }
         let project = try await second.get("/structr/rest/Project/\(id)")
@@ -134,13 +143,21 @@ import Testing
         let users = try await first.get("/structr/rest/User?_sort=name")
         #expect((users.arrayValue ?? []).compactMap { $0["name"]?.stringValue } == ["admin", "alice", "bob", "carol"])
         let engineering = try await first.get("/structr/rest/Group?name=Engineering")
-        #expect(engineering.arrayValue?.first?["members"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["bob", "Frontend"])
+        #expect(
+            engineering.arrayValue?.first?["members"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == [
+                "bob", "Frontend",
+            ]
+        )
         let post = try await first.get("/structr/rest/Post")
         #expect(post.arrayValue?.first?["author"]?["name"] == "alice")
         let carol = try #require(users.arrayValue?.first { $0["name"] == "carol" }?["id"]?.stringValue)
         #expect(try await first.request(.DELETE, "/structr/rest/User/\(carol)").status == 200)
         // The example admin logs in with the documented password.
-        let admin = try await first.request(.GET, "/structr/rest/Post", headers: ["X-User": "admin", "X-Password": "herald-demo"])
+        let admin = try await first.request(
+            .GET,
+            "/structr/rest/Post",
+            headers: ["X-User": "admin", "X-Password": "herald-demo"]
+        )
         #expect(admin.status == 200)
         try await first.stop()
 
@@ -174,10 +191,15 @@ import Testing
             return try await group.reduce(into: []) { $0.append($1) }
         }
         let id = try await server.create("Project", #"{"name": "Busy"}"#)
-        let fields = [#""priority": 9"#, #""done": true"#, #""notes": "n""#, #""budget": 1.5"#, #""status": "open""#, #""due": "2030-01-01""#]
+        let fields = [
+            #""priority": 9"#, #""done": true"#, #""notes": "n""#, #""budget": 1.5"#, #""status": "open""#,
+            #""due": "2030-01-01""#,
+        ]
         try await withThrowingTaskGroup(of: Int.self) { group in
             for field in fields {
-                group.addTask { try await server.request(.PUT, "/structr/rest/Project/\(id)", body: "{\(field)}").status }
+                group.addTask {
+                    try await server.request(.PUT, "/structr/rest/Project/\(id)", body: "{\(field)}").status
+                }
             }
             for try await status in group { #expect(status == 200) }
         }

@@ -9,7 +9,8 @@ import Testing
         let answer = try await server.request(
             .POST,
             "/structr/rest/Project",
-            body: #"{"name": "Apollo", "priority": 3, "status": "open", "due": "2025-03-01T10:00:00+01:00", "budget": 2.5, "meta": {"k": [1, "two"]}}"#
+            body:
+                #"{"name": "Apollo", "priority": 3, "status": "open", "due": "2025-03-01T10:00:00+01:00", "budget": 2.5, "meta": {"k": [1, "two"]}}"#
         )
         #expect(answer.status == 201)
         let id = try #require(answer.result.arrayValue?.first?.stringValue)
@@ -37,7 +38,10 @@ import Testing
         for (name, priority) in [("a", 5), ("b", 1), ("c", 3), ("d", 3), ("e", 2)] {
             _ = try await server.create("Project", #"{"name": "\#(name)", "priority": \#(priority)}"#)
         }
-        let all = try await server.request(.GET, "/structr/rest/Project?_sort=priority&_order=desc&_sort=name&_order=asc")
+        let all = try await server.request(
+            .GET,
+            "/structr/rest/Project?_sort=priority&_order=desc&_sort=name&_order=asc"
+        )
         #expect(all.status == 200)
         #expect(all.json["result_count"] == 5)
         #expect(all.json["page_count"] == 1)
@@ -60,8 +64,14 @@ import Testing
     @Test func filtersExactEitherRangeInexactAndRelated() async throws {
         let server = try await TestServer.start(try TestDirectory(files: projectSchema))
         defer { Task { try? await server.stop() } }
-        let apollo = try await server.create("Project", #"{"name": "Apollo", "priority": 1, "status": "open", "done": true, "due": "2025-01-10"}"#)
-        let gemini = try await server.create("Project", #"{"name": "Gemini", "priority": 5, "status": "closed", "due": "2025-02-10"}"#)
+        let apollo = try await server.create(
+            "Project",
+            #"{"name": "Apollo", "priority": 1, "status": "open", "done": true, "due": "2025-01-10"}"#
+        )
+        let gemini = try await server.create(
+            "Project",
+            #"{"name": "Gemini", "priority": 5, "status": "closed", "due": "2025-02-10"}"#
+        )
         let mercury = try await server.create("Project", #"{"name": "Mercury", "priority": 9, "due": "2025-03-10"}"#)
         _ = try await server.create("Task", #"{"title": "t1", "project": "\#(gemini)"}"#)
         func names(_ query: String) async throws -> Set<String> {
@@ -105,7 +115,11 @@ import Testing
         #expect(bad.status == 422)
         #expect(bad.json.tokens == ["must_not_be_empty"])
         #expect(try await server.get("/structr/rest/Project") == [])
-        let duplicateInside = try await server.request(.POST, "/structr/rest/Project", body: #"[{"name": "same"}, {"name": "same"}]"#)
+        let duplicateInside = try await server.request(
+            .POST,
+            "/structr/rest/Project",
+            body: #"[{"name": "same"}, {"name": "same"}]"#
+        )
         #expect(duplicateInside.status == 422)
         #expect(duplicateInside.json.tokens == ["already_taken"])
         #expect(try await server.get("/structr/rest/Project") == [])
@@ -117,7 +131,11 @@ import Testing
         let id = try await server.create("Project", #"{"name": "Apollo", "priority": 2, "notes": "keep me"}"#)
         let before = try await server.get("/structr/rest/Project/\(id)")
         try await Task.sleep(for: .milliseconds(5))
-        let answer = try await server.request(.PUT, "/structr/rest/Project/\(id)", body: #"{"priority": 7, "done": true}"#)
+        let answer = try await server.request(
+            .PUT,
+            "/structr/rest/Project/\(id)",
+            body: #"{"priority": 7, "done": true}"#
+        )
         #expect(answer.status == 200)
         let after = try await server.get("/structr/rest/Project/\(id)")
         #expect(after["priority"] == 7)
@@ -129,7 +147,11 @@ import Testing
         let cleared = try await server.request(.PUT, "/structr/rest/Project/\(id)", body: #"{"notes": null}"#)
         #expect(cleared.status == 200)
         #expect(try await server.get("/structr/rest/Project/\(id)")["notes"] == .null)
-        let refused = try await server.request(.PUT, "/structr/rest/Project/\(id)", body: #"{"name": "", "priority": 1}"#)
+        let refused = try await server.request(
+            .PUT,
+            "/structr/rest/Project/\(id)",
+            body: #"{"name": "", "priority": 1}"#
+        )
         #expect(refused.status == 422)
         #expect(refused.json.tokens == ["must_not_be_empty"])
         #expect(try await server.get("/structr/rest/Project/\(id)")["priority"] == 7)
@@ -155,10 +177,15 @@ import Testing
         #expect(tag["projects"]?.ids == [p])
 
         // Replacing a list, and setting from the inverse end.
-        #expect(try await server.request(.PUT, "/structr/rest/Project/\(p)", body: #"{"tags": ["\#(t2)"]}"#).status == 200)
+        #expect(
+            try await server.request(.PUT, "/structr/rest/Project/\(p)", body: #"{"tags": ["\#(t2)"]}"#).status == 200
+        )
         #expect(try await server.get("/structr/rest/Tag/\(t1)")["projects"] == [])
         let task = try await server.create("Task", #"{"title": "t"}"#)
-        #expect(try await server.request(.PUT, "/structr/rest/Project/\(p)", body: #"{"tasks": ["\#(task)"]}"#).status == 200)
+        #expect(
+            try await server.request(.PUT, "/structr/rest/Project/\(p)", body: #"{"tasks": ["\#(task)"]}"#).status
+                == 200
+        )
         #expect(try await server.get("/structr/rest/Task/\(task)")["project"]?["id"] == .string(p))
 
         // A task belongs to one project: linking it elsewhere moves it.
@@ -172,7 +199,11 @@ import Testing
         #expect(try await server.request(.GET, "/structr/rest/Tag/\(t2)").status == 404)
 
         // Bad references change nothing.
-        let missing = try await server.request(.PUT, "/structr/rest/Project/\(p)", body: #"{"name": "P2", "lead": "00000000000000000000000000000000"}"#)
+        let missing = try await server.request(
+            .PUT,
+            "/structr/rest/Project/\(p)",
+            body: #"{"name": "P2", "lead": "00000000000000000000000000000000"}"#
+        )
         #expect(missing.status == 422)
         #expect(missing.json.tokens == ["not_found"])
         let wrongType = try await server.request(.PUT, "/structr/rest/Project/\(p)", body: #"{"lead": "\#(task)"}"#)
@@ -233,14 +264,20 @@ import Testing
     @Test func httpErrors() async throws {
         let server = try await TestServer.start(try TestDirectory(files: projectSchema)) { $0.maxBodySize = 1024 }
         defer { Task { try? await server.stop() } }
-        let malformed = try await server.request(.POST, "/structr/rest/Project", body: "{\"name\": \"x\",\n \"priority\": }")
+        let malformed = try await server.request(
+            .POST,
+            "/structr/rest/Project",
+            body: "{\"name\": \"x\",\n \"priority\": }"
+        )
         #expect(malformed.status == 400)
         #expect(malformed.json["code"] == 400)
         #expect(malformed.json["message"]?.stringValue?.contains("line 2, column 14") == true)
         #expect(try await server.request(.POST, "/structr/rest/Project", body: "").status == 400)
         #expect(try await server.request(.POST, "/structr/rest/Project", body: "[1]").status == 400)
         #expect(try await server.request(.POST, "/structr/rest/Project", body: "\"text\"").status == 400)
-        #expect(try await server.request(.PUT, "/structr/rest/Project/\(EntityID.generate())", body: "{}").status == 404)
+        #expect(
+            try await server.request(.PUT, "/structr/rest/Project/\(EntityID.generate())", body: "{}").status == 404
+        )
 
         let unknownType = try await server.request(.GET, "/structr/rest/Spaceship")
         #expect(unknownType.status == 404)
@@ -254,7 +291,11 @@ import Testing
         let wrongMethod = try await server.request(.PATCH, "/structr/rest/Project")
         #expect(wrongMethod.status == 405)
         #expect(wrongMethod.headers["Allow"].first == "GET, POST")
-        let wrongEntityMethod = try await server.request(.POST, "/structr/rest/Project/\(EntityID.generate())", body: "{}")
+        let wrongEntityMethod = try await server.request(
+            .POST,
+            "/structr/rest/Project/\(EntityID.generate())",
+            body: "{}"
+        )
         #expect(wrongEntityMethod.status == 405)
         #expect(wrongEntityMethod.headers["Allow"].first == "GET, PUT, DELETE")
 
@@ -274,14 +315,31 @@ import Testing
         let anonymous = try await server.request(.GET, "/structr/rest/Project", headers: [:])
         #expect(anonymous.status == 401)
         #expect(anonymous.json["message"] == "Access denied")
-        let wrong = try await server.request(.GET, "/structr/rest/Project", headers: ["X-User": "superuser", "X-Password": "nope"])
+        let wrong = try await server.request(
+            .GET,
+            "/structr/rest/Project",
+            headers: ["X-User": "superuser", "X-Password": "nope"]
+        )
         #expect(wrong.status == 401)
-        let unknownUser = try await server.request(.GET, "/structr/rest/Project", headers: ["X-User": "ghost", "X-Password": "x"])
+        let unknownUser = try await server.request(
+            .GET,
+            "/structr/rest/Project",
+            headers: ["X-User": "ghost", "X-Password": "x"]
+        )
         #expect(unknownUser.status == 401)
         #expect(unknownUser.json["message"] == wrong.json["message"])
-        let joe = try await server.request(.GET, "/structr/rest/Project", headers: ["X-User": "joe", "X-Password": "joe-pw"])
+        let joe = try await server.request(
+            .GET,
+            "/structr/rest/Project",
+            headers: ["X-User": "joe", "X-Password": "joe-pw"]
+        )
         #expect(joe.status == 401)
-        let admin = try await server.request(.POST, "/structr/rest/Project", body: #"{"name": "mine"}"#, headers: ["X-User": "root", "X-Password": "root-pw"])
+        let admin = try await server.request(
+            .POST,
+            "/structr/rest/Project",
+            body: #"{"name": "mine"}"#,
+            headers: ["X-User": "root", "X-Password": "root-pw"]
+        )
         #expect(admin.status == 201)
         let id = try #require(admin.result.arrayValue?.first?.stringValue)
         let project = try await server.get("/structr/rest/Project/\(id)")
@@ -295,7 +353,11 @@ import Testing
         let server = try await TestServer.start(try TestDirectory(files: projectSchema)) { $0.superuserPassword = nil }
         defer { Task { try? await server.stop() } }
         for password in ["", "test-secret", "null"] {
-            let answer = try await server.request(.GET, "/structr/rest/Project", headers: ["X-User": "superuser", "X-Password": password])
+            let answer = try await server.request(
+                .GET,
+                "/structr/rest/Project",
+                headers: ["X-User": "superuser", "X-Password": password]
+            )
             #expect(answer.status == 401)
         }
     }

@@ -95,12 +95,18 @@ import Testing
         #expect(loadError(["item.json": "{}"])?.file == "item.json")
         #expect(loadError(["Item.json": #"{"propertes": {}}"#])?.field == "propertes")
         #expect(loadError(["Item.json": #"{"properties": {"s": {"type": "enum"}}}"#])?.field == "properties.s.values")
-        #expect(loadError(["Item.json": #"{"properties": {"n": {"type": "integer", "default": "x"}}}"#])?.field
-            == "properties.n.default")
-        #expect(loadError(["Item.json": #"{"properties": {"n": {"type": "string", "unqiue": true}}}"#])?.field
-            == "properties.n.unqiue")
+        #expect(
+            loadError(["Item.json": #"{"properties": {"n": {"type": "integer", "default": "x"}}}"#])?.field
+                == "properties.n.default"
+        )
+        #expect(
+            loadError(["Item.json": #"{"properties": {"n": {"type": "string", "unqiue": true}}}"#])?.field
+                == "properties.n.unqiue"
+        )
         #expect(loadError(["Item.json": "{}", "Box/onCreate.js": "{}"])?.file == "Box")
-        #expect(loadError(["Item.json": #"{"properties": {"go": "string"}}"#, "Item/go.js": "{}"])?.file == "Item/go.js")
+        #expect(
+            loadError(["Item.json": #"{"properties": {"go": "string"}}"#, "Item/go.js": "{}"])?.file == "Item/go.js"
+        )
     }
 
     @Test func startUpStopsOnABrokenSchema() async throws {

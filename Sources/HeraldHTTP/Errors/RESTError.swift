@@ -48,7 +48,11 @@ extension RESTError {
         case .notFound(let type, let id):
             self.init(.notFound, "No \(type) with id \(id)")
         case .validation(let errors):
-            self.init(.unprocessableContent, "Unable to commit transaction, validation failed", errors: errors.map(\.json))
+            self.init(
+                .unprocessableContent,
+                "Unable to commit transaction, validation failed",
+                errors: errors.map(\.json)
+            )
         case .invalidInput(let message):
             self.init(.unprocessableContent, message)
         }

@@ -10,7 +10,8 @@ public struct IdentityMiddleware: RouterMiddleware {
         self.authenticator = authenticator
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws
         -> Response
     {
         var context = context

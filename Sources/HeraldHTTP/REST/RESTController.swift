@@ -148,7 +148,10 @@ public struct RESTController: Sendable {
         let depth: Int
         if let value = request.uri.queryParameters["_outputNestingDepth"] {
             guard let n = Int(value), (0...DataModel.maximumNestingDepth).contains(n) else {
-                throw RESTError(.badRequest, "Query parameter _outputNestingDepth must be an integer in 0...\(DataModel.maximumNestingDepth)")
+                throw RESTError(
+                    .badRequest,
+                    "Query parameter _outputNestingDepth must be an integer in 0...\(DataModel.maximumNestingDepth)"
+                )
             }
             depth = n
         } else {

@@ -24,7 +24,10 @@ struct RESTQuery {
         var depth = 1
         func integer(_ name: String, _ value: String, _ range: ClosedRange<Int>) throws -> Int {
             guard let n = Int(value), range.contains(n) else {
-                throw RESTError(.badRequest, "Query parameter \(name) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+                throw RESTError(
+                    .badRequest,
+                    "Query parameter \(name) must be an integer in \(range.lowerBound)...\(range.upperBound)"
+                )
             }
             return n
         }
@@ -47,8 +50,9 @@ struct RESTQuery {
         }
         var sort: [SortKey] = []
         for (index, key) in sortKeys.enumerated() {
-            guard key == SystemProperty.id || key == SystemProperty.owner
-                || type.property(named: key).map({ !$0.writeOnly }) == true
+            guard
+                key == SystemProperty.id || key == SystemProperty.owner
+                    || type.property(named: key).map({ !$0.writeOnly }) == true
             else {
                 throw RESTError(.badRequest, "Cannot sort by '\(key)': \(type.name) has no such property")
             }
@@ -117,8 +121,12 @@ struct RESTQuery {
         if value.isEmpty { return .isEmpty(name) }
         // Range: [a TO b], either end may be empty or '*'.
         if value.hasPrefix("["), value.hasSuffix("]"), let separator = value.range(of: " TO ") {
-            let lower = value[value.index(after: value.startIndex)..<separator.lowerBound].trimmingCharacters(in: .whitespaces)
-            let upper = value[separator.upperBound..<value.index(before: value.endIndex)].trimmingCharacters(in: .whitespaces)
+            let lower = value[value.index(after: value.startIndex)..<separator.lowerBound].trimmingCharacters(
+                in: .whitespaces
+            )
+            let upper = value[separator.upperBound..<value.index(before: value.endIndex)].trimmingCharacters(
+                in: .whitespaces
+            )
             let low = lower.isEmpty || lower == "*" ? nil : try convert(lower)
             let high = upper.isEmpty || upper == "*" ? nil : try convert(upper)
             if low == nil, high == nil { return .not(.isEmpty(name)) }

@@ -261,7 +261,9 @@ struct JSONParser {
         let intStart = index
         let intDigits = digits(&self)
         guard intDigits > 0 else { throw error("Invalid number", at: start) }
-        if intDigits > 1, bytes[intStart] == UInt8(ascii: "0") { throw error("Leading zeros are not allowed", at: start) }
+        if intDigits > 1, bytes[intStart] == UInt8(ascii: "0") {
+            throw error("Leading zeros are not allowed", at: start)
+        }
         if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
             isInteger = false
             index += 1

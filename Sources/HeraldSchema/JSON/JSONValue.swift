@@ -1,7 +1,5 @@
 @_exported import OrderedCollections
 
-
-
 /// A JSON value that keeps object keys in order and integers exact.
 public enum JSONValue: Sendable, Hashable {
     case null

@@ -1,5 +1,3 @@
-
-
 /// Builds a validated `Schema` from parsed type files, built-in types and script files.
 struct SchemaBuilder {
     private var types: OrderedDictionary<String, TypeDefinition> = [:]
@@ -69,7 +67,11 @@ struct SchemaBuilder {
     /// Records that `name` exists on `type`, refusing a second use.
     private mutating func claim(_ name: String, on type: String, file: String, field: String) throws(SchemaError) {
         guard Naming.isPropertyName(name) else {
-            throw SchemaError(file: file, field: field, "'\(name)' is not a valid name (lowerCamelCase letters and digits)")
+            throw SchemaError(
+                file: file,
+                field: field,
+                "'\(name)' is not a valid name (lowerCamelCase letters and digits)"
+            )
         }
         if SystemProperty.names.contains(name) {
             throw SchemaError(file: file, field: field, "'\(name)' clashes with the system property of every object")
@@ -126,7 +128,8 @@ struct SchemaBuilder {
                 "unknown property type '\(typeName)'; one of \(PropertyType.fileTypeNames.joined(separator: ", "))"
             )
         }
-        if object["values"] != nil, case .enumeration = type {} else if object["values"] != nil {
+        if object["values"] != nil, case .enumeration = type {
+        } else if object["values"] != nil {
             throw fail("values", "only enum properties have values")
         }
         func flag(_ key: String) throws(SchemaError) -> Bool {
@@ -248,6 +251,11 @@ struct SchemaBuilder {
         if let initialData, initialData.objectValue == nil {
             throw SchemaError(file: SchemaLoader.initialDataFile, "must be an object of type names to lists of objects")
         }
-        return Schema(types: types, relationships: relationships, globalMethods: globalMethods, initialData: initialData)
+        return Schema(
+            types: types,
+            relationships: relationships,
+            globalMethods: globalMethods,
+            initialData: initialData
+        )
     }
 }

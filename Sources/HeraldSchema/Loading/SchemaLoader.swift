@@ -1,6 +1,5 @@
 import Foundation
 
-
 /// Reads a schema folder: `<Type>.json` files, `<Type>/*.js` and `global/*.js` scripts, and
 /// `initial-data.json`.
 public struct SchemaLoader: Sendable {

@@ -1,5 +1,3 @@
-
-
 /// The whole data model: types, relationships, global methods and the initial data.
 public struct Schema: Sendable, Hashable {
     public var types: OrderedDictionary<String, TypeDefinition>

@@ -1,5 +1,3 @@
-
-
 /// An entity type: its properties, relationship ends and methods.
 public struct TypeDefinition: Sendable, Hashable {
     public var name: String

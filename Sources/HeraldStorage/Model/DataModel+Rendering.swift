@@ -21,12 +21,17 @@ extension DataModel {
         out[SystemProperty.createdDate] = entity.values[SystemProperty.createdDate] ?? .null
         out[SystemProperty.lastModifiedDate] = entity.values[SystemProperty.lastModifiedDate] ?? .null
         if case .string(let ownerID)? = entity.values[SystemProperty.owner] {
-            out[SystemProperty.owner] = try renderReference(EntityReference(type: BuiltInType.user, id: ownerID), depth: min(depth, 1), in: tx)
+            out[SystemProperty.owner] = try renderReference(
+                EntityReference(type: BuiltInType.user, id: ownerID),
+                depth: min(depth, 1),
+                in: tx
+            )
         } else {
             out[SystemProperty.owner] = .null
         }
         out[SystemProperty.visibleToPublicUsers] = entity.values[SystemProperty.visibleToPublicUsers] ?? .bool(false)
-        out[SystemProperty.visibleToAuthenticatedUsers] = entity.values[SystemProperty.visibleToAuthenticatedUsers] ?? .bool(false)
+        out[SystemProperty.visibleToAuthenticatedUsers] =
+            entity.values[SystemProperty.visibleToAuthenticatedUsers] ?? .bool(false)
         return .object(out)
     }
 

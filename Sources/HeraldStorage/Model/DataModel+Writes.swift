@@ -106,13 +106,26 @@ extension DataModel {
             if key == SystemProperty.type {
                 if value != .string(type.name) {
                     errors.append(
-                        FieldError(token: "read_only_property", type: type.name, property: key, detail: "the type is \(type.name)")
+                        FieldError(
+                            token: "read_only_property",
+                            type: type.name,
+                            property: key,
+                            detail: "the type is \(type.name)"
+                        )
                     )
                 }
                 continue
             }
             if key == SystemProperty.owner {
-                switch try resolveReferences(value, allowedTypes: [BuiltInType.user], single: true, type.name, key, &errors, tx) {
+                switch try resolveReferences(
+                    value,
+                    allowedTypes: [BuiltInType.user],
+                    single: true,
+                    type.name,
+                    key,
+                    &errors,
+                    tx
+                ) {
                 case .some(let refs): values[key] = refs.first.map { .string($0.id) } ?? .null
                 case .none: break
                 }
@@ -120,7 +133,15 @@ extension DataModel {
             }
             if let end = type.relationships[key] {
                 let single = end.cardinality == .one
-                if let refs = try resolveReferences(value, allowedTypes: end.otherTypes, single: single, type.name, key, &errors, tx) {
+                if let refs = try resolveReferences(
+                    value,
+                    allowedTypes: end.otherTypes,
+                    single: single,
+                    type.name,
+                    key,
+                    &errors,
+                    tx
+                ) {
                     links.append((end, refs))
                 }
                 continue
@@ -163,7 +184,12 @@ extension DataModel {
         case .array(let list):
             if single {
                 errors.append(
-                    FieldError(token: "must_be_single", type: typeName, property: property, detail: "holds one object, got a list")
+                    FieldError(
+                        token: "must_be_single",
+                        type: typeName,
+                        property: property,
+                        detail: "holds one object, got a list"
+                    )
                 )
                 return nil
             }
@@ -238,7 +264,9 @@ extension DataModel {
         case .outgoing:
             try tx.unlink(relationship, source: entity.id, target: nil)
             for target in references {
-                if relationship.inverseCardinality == .one { try tx.unlink(relationship, source: nil, target: target.id) }
+                if relationship.inverseCardinality == .one {
+                    try tx.unlink(relationship, source: nil, target: target.id)
+                }
                 try tx.link(relationship, source: entity.id, target: target)
             }
         case .incoming:

@@ -43,7 +43,9 @@ struct SQLiteMigrator {
 
         init(json: JSONValue) {
             for (type, props) in json["properties"]?.objectValue ?? [:] {
-                properties[type] = (props.objectValue ?? [:]).reduce(into: [:]) { $0[$1.key] = $1.value.stringValue ?? "" }
+                properties[type] = (props.objectValue ?? [:]).reduce(into: [:]) {
+                    $0[$1.key] = $1.value.stringValue ?? ""
+                }
             }
             for (table, targets) in json["relationships"]?.objectValue ?? [:] {
                 relationships[table] = (targets.arrayValue ?? []).compactMap(\.stringValue)
@@ -53,7 +55,9 @@ struct SQLiteMigrator {
         var json: JSONValue {
             var props = JSONObject()
             for (type, p) in properties.sorted(by: { $0.key < $1.key }) {
-                props[type] = .object(JSONObject(uniqueKeysWithValues: p.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) }))
+                props[type] = .object(
+                    JSONObject(uniqueKeysWithValues: p.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })
+                )
             }
             var rels = JSONObject()
             for (table, targets) in relationships.sorted(by: { $0.key < $1.key }) {
@@ -69,7 +73,8 @@ struct SQLiteMigrator {
     ]
 
     func run(_ db: Database) throws -> MigrationReport {
-        let applied = try String.fetchOne(db, sql: "SELECT value FROM _herald_meta WHERE key = ?", arguments: [Self.stateKey])
+        let applied =
+            try String.fetchOne(db, sql: "SELECT value FROM _herald_meta WHERE key = ?", arguments: [Self.stateKey])
             .flatMap { try? JSONValue(parsing: $0) }
             .map(State.init(json:)) ?? State()
         let desired = State(schema)
@@ -88,7 +93,9 @@ struct SQLiteMigrator {
                 destructive.append("remove relationship table \(table) (\(count) links)")
                 steps.append(("dropped \(table)", ["DROP TABLE \(table.quotedDatabaseIdentifier)"]))
             } else if let old = applied.relationships[table], old != targets {
-                destructive.append("retarget \(table) from \(old.joined(separator: "|")) to \(targets!.joined(separator: "|")) (\(count) links)")
+                destructive.append(
+                    "retarget \(table) from \(old.joined(separator: "|")) to \(targets!.joined(separator: "|")) (\(count) links)"
+                )
                 steps.append(("dropped \(table) to retarget it", ["DROP TABLE \(table.quotedDatabaseIdentifier)"]))
             }
         }
@@ -103,32 +110,40 @@ struct SQLiteMigrator {
             let table = type.name.quotedDatabaseIdentifier
             let columns = try db.columns(in: type.name)
             for column in columns where !Self.systemColumns.contains(column.name) {
-                let count = try Int.fetchOne(
-                    db,
-                    sql: "SELECT COUNT(*) FROM \(table) WHERE \(column.name.quotedDatabaseIdentifier) IS NOT NULL"
-                ) ?? 0
-                let dropIndexes = try indexes(db, on: type.name, column: column.name).map { "DROP INDEX \($0.quotedDatabaseIdentifier)" }
+                let count =
+                    try Int.fetchOne(
+                        db,
+                        sql: "SELECT COUNT(*) FROM \(table) WHERE \(column.name.quotedDatabaseIdentifier) IS NOT NULL"
+                    ) ?? 0
+                let dropIndexes = try indexes(db, on: type.name, column: column.name).map {
+                    "DROP INDEX \($0.quotedDatabaseIdentifier)"
+                }
                 guard let property = type.properties[column.name] else {
                     destructive.append("remove property \(type.name).\(column.name) (\(count) values)")
                     steps.append(
-                        ("dropped property \(type.name).\(column.name)",
-                         dropIndexes + ["ALTER TABLE \(table) DROP COLUMN \(column.name.quotedDatabaseIdentifier)"])
+                        (
+                            "dropped property \(type.name).\(column.name)",
+                            dropIndexes + ["ALTER TABLE \(table) DROP COLUMN \(column.name.quotedDatabaseIdentifier)"]
+                        )
                     )
                     continue
                 }
                 let oldType = applied.properties[type.name]?[column.name]
-                let retyped = oldType.map { $0 != property.type.name }
+                let retyped =
+                    oldType.map { $0 != property.type.name }
                     ?? (column.type.uppercased() != Layout.columnType(property.type))
                 if retyped {
                     destructive.append(
                         "retype property \(type.name).\(column.name) from \(oldType ?? column.type) to \(property.type.name) (\(count) values)"
                     )
                     steps.append(
-                        ("retyped property \(type.name).\(column.name)",
-                         dropIndexes + [
-                            "ALTER TABLE \(table) DROP COLUMN \(column.name.quotedDatabaseIdentifier)",
-                            "ALTER TABLE \(table) ADD COLUMN \(columnDefinition(property))",
-                         ])
+                        (
+                            "retyped property \(type.name).\(column.name)",
+                            dropIndexes + [
+                                "ALTER TABLE \(table) DROP COLUMN \(column.name.quotedDatabaseIdentifier)",
+                                "ALTER TABLE \(table) ADD COLUMN \(columnDefinition(property))",
+                            ]
+                        )
                     )
                 }
             }
@@ -174,7 +189,8 @@ struct SQLiteMigrator {
         try migrateIndexes(db, &report)
         try migrateLinkTables(db, existing: linkTables, &report)
         try db.execute(
-            sql: "INSERT INTO _herald_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            sql:
+                "INSERT INTO _herald_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             arguments: [Self.stateKey, desired.json.jsonString]
         )
         return report
@@ -211,7 +227,8 @@ struct SQLiteMigrator {
             for (name, spec) in desired.sorted(by: { $0.key < $1.key }) where !existingNames.contains(name) {
                 do {
                     try db.execute(
-                        sql: "CREATE \(spec.unique ? "UNIQUE " : "")INDEX \(name.quotedDatabaseIdentifier) ON \(type.name.quotedDatabaseIdentifier)(\(spec.column.quotedDatabaseIdentifier))"
+                        sql:
+                            "CREATE \(spec.unique ? "UNIQUE " : "")INDEX \(name.quotedDatabaseIdentifier) ON \(type.name.quotedDatabaseIdentifier)(\(spec.column.quotedDatabaseIdentifier))"
                     )
                 } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                     throw MigrationError(
@@ -232,7 +249,8 @@ struct SQLiteMigrator {
             let source = relationship.sourceType.quotedDatabaseIdentifier
             var targetColumn = "target TEXT NOT NULL"
             if relationship.targetTypes.count == 1 {
-                targetColumn += " REFERENCES \(relationship.targetTypes[0].quotedDatabaseIdentifier)(id) ON DELETE CASCADE"
+                targetColumn +=
+                    " REFERENCES \(relationship.targetTypes[0].quotedDatabaseIdentifier)(id) ON DELETE CASCADE"
             }
             try db.execute(
                 sql: """
@@ -249,7 +267,9 @@ struct SQLiteMigrator {
                 try db.execute(sql: "CREATE UNIQUE INDEX \("\(name)_one".quotedDatabaseIdentifier) ON \(table)(source)")
             }
             if relationship.inverseCardinality == .one {
-                try db.execute(sql: "CREATE UNIQUE INDEX \("\(name)_inverse_one".quotedDatabaseIdentifier) ON \(table)(target)")
+                try db.execute(
+                    sql: "CREATE UNIQUE INDEX \("\(name)_inverse_one".quotedDatabaseIdentifier) ON \(table)(target)"
+                )
             }
             if relationship.targetTypes.count > 1 {
                 // No single foreign key fits several target tables: clean up with triggers.

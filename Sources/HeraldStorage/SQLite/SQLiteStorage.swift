@@ -20,12 +20,16 @@ public final class SQLiteStorage: StorageBackend {
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
-        self.pool = try DatabasePool(path: directory.appendingPathComponent("herald.sqlite").path, configuration: configuration)
+        self.pool = try DatabasePool(
+            path: directory.appendingPathComponent("herald.sqlite").path,
+            configuration: configuration
+        )
         self.logger = logger
         self.layout = Layout()
         try pool.write { db in
             try db.execute(
-                sql: "CREATE TABLE IF NOT EXISTS _herald_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT"
+                sql:
+                    "CREATE TABLE IF NOT EXISTS _herald_meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) STRICT"
             )
         }
     }

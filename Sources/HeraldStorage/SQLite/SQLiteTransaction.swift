@@ -31,10 +31,13 @@ final class SQLiteTransaction: StorageTransaction {
         }
         var order: [String] = []
         for key in query.sort {
-            guard key.property == SystemProperty.id || definition.property(named: key.property) != nil
-                || key.property == SystemProperty.owner
+            guard
+                key.property == SystemProperty.id || definition.property(named: key.property) != nil
+                    || key.property == SystemProperty.owner
             else { throw StorageError.unknownProperty(type: query.type, property: key.property) }
-            order.append("\(key.property.quotedDatabaseIdentifier) \(key.descending ? "DESC NULLS LAST" : "ASC NULLS LAST")")
+            order.append(
+                "\(key.property.quotedDatabaseIdentifier) \(key.descending ? "DESC NULLS LAST" : "ASC NULLS LAST")"
+            )
         }
         order.append("id ASC")
         sql += " ORDER BY " + order.joined(separator: ", ")
@@ -79,7 +82,8 @@ final class SQLiteTransaction: StorageTransaction {
         }
         let placeholders = Array(repeating: "?", count: columns.count).joined(separator: ", ")
         try db.execute(
-            sql: "INSERT INTO \(Layout.table(entity.type)) (\(columns.joined(separator: ", "))) VALUES (\(placeholders))",
+            sql:
+                "INSERT INTO \(Layout.table(entity.type)) (\(columns.joined(separator: ", "))) VALUES (\(placeholders))",
             arguments: arguments
         )
     }
@@ -90,7 +94,9 @@ final class SQLiteTransaction: StorageTransaction {
         var assignments: [String] = []
         var arguments = StatementArguments()
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
-            guard Self.isColumn(name, definition) else { throw StorageError.unknownProperty(type: type, property: name) }
+            guard Self.isColumn(name, definition) else {
+                throw StorageError.unknownProperty(type: type, property: name)
+            }
             assignments.append("\(name.quotedDatabaseIdentifier) = ?")
             arguments += [SQLValue.bind(value, for: definition.property(named: name)?.type ?? .string)]
         }
@@ -165,7 +171,8 @@ final class SQLiteTransaction: StorageTransaction {
 
     func setMetadata(_ key: String, _ value: String) throws {
         try db.execute(
-            sql: "INSERT INTO _herald_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            sql:
+                "INSERT INTO _herald_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             arguments: [key, value]
         )
     }

@@ -33,7 +33,10 @@ final class TestDirectory: @unchecked Sendable {
     func write(_ files: [String: String]) throws {
         for (path, content) in files {
             let url = schema.appendingPathComponent(path)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(),
+                withIntermediateDirectories: true
+            )
             try Data(content.utf8).write(to: url)
         }
     }
