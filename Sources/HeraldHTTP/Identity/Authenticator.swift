@@ -2,6 +2,7 @@ import HTTPTypes
 import HeraldSchema
 import HeraldStorage
 import Hummingbird
+import NIOPosix
 
 /// Decides who is calling. Issue-specific schemes (sessions, tokens) plug in here.
 public protocol Authenticator: Sendable {
@@ -39,9 +40,12 @@ public struct HeaderAuthenticator: Authenticator {
                 EntityQuery(type: BuiltInType.user, filter: .compare("name", .equal, .string(name)), limit: 1)
             ).first
         }
-        guard let user, case .string(let hash)? = user.values["password"], !password.isEmpty,
-            hasher.verify(password, hash: hash)
-        else { throw failure }
+        guard let user, case .string(let hash)? = user.values["password"], !password.isEmpty else { throw failure }
+        // bcrypt is slow on purpose: keep it off the shared executor threads.
+        let hasher = self.hasher
+        guard try await NIOThreadPool.singleton.runIfActive({ hasher.verify(password, hash: hash) }) else {
+            throw failure
+        }
         return .user(id: user.id, name: name, isAdmin: user.values["isAdmin"]?.boolValue ?? false)
     }
 
