@@ -45,12 +45,30 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// JavaScriptCore's C API from Debian's WebKitGTK build.
+        .systemLibrary(
+            name: "CJavaScriptCore",
+            pkgConfig: "javascriptcoregtk-4.1",
+            providers: [.apt(["libjavascriptcoregtk-4.1-dev"])]
+        ),
+        /// Scripting: engine threads, the `$` API, lifecycle hooks and methods.
+        .target(
+            name: "HeraldScripting",
+            dependencies: [
+                "CJavaScriptCore",
+                "HeraldSchema",
+                "HeraldStorage",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// HTTP: the Structr-compatible REST API, errors and the identity hook.
         .target(
             name: "HeraldHTTP",
             dependencies: [
                 "HeraldSchema",
                 "HeraldStorage",
+                "HeraldScripting",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -63,6 +81,7 @@ let package = Package(
             dependencies: [
                 "HeraldSchema",
                 "HeraldStorage",
+                "HeraldScripting",
                 "HeraldHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -88,6 +107,7 @@ let package = Package(
             dependencies: [
                 "HeraldSchema",
                 "HeraldStorage",
+                "HeraldScripting",
                 "HeraldServer",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

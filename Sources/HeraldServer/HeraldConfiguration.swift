@@ -25,6 +25,12 @@ public struct HeraldConfiguration: Sendable {
     /// bcrypt cost for stored passwords (4...31).
     public var bcryptCost = 12
     public var logLevel: Logger.Level = .info
+    /// JavaScript engines (threads) running hooks and methods; 0 means one per core.
+    public var scriptEngines = 0
+    /// How long one script may run before it is stopped, in milliseconds.
+    public var scriptTimeLimit = 5000
+    /// Requests waiting for an engine beyond this get 503.
+    public var scriptQueueLimit = 1024
 
     public init() {}
 
@@ -41,6 +47,9 @@ public struct HeraldConfiguration: Sendable {
         allowDestructiveMigrations = reader.bool(forKey: "allowDestructiveMigrations", default: false)
         bcryptCost = reader.int(forKey: "bcryptCost", default: d.bcryptCost)
         logLevel = Logger.Level(rawValue: reader.string(forKey: "logLevel", default: "info")) ?? .info
+        scriptEngines = reader.int(forKey: "scriptEngines", default: d.scriptEngines)
+        scriptTimeLimit = reader.int(forKey: "scriptTimeLimit", default: d.scriptTimeLimit)
+        scriptQueueLimit = reader.int(forKey: "scriptQueueLimit", default: d.scriptQueueLimit)
     }
 
     /// Problems that make the settings unusable.
@@ -51,6 +60,9 @@ public struct HeraldConfiguration: Sendable {
         }
         guard maxBodySize > 0 else { throw ConfigurationError("maxBodySize must be positive") }
         guard backlog > 0 else { throw ConfigurationError("backlog must be positive") }
+        guard scriptEngines >= 0 else { throw ConfigurationError("scriptEngines must be 0 (one per core) or more") }
+        guard scriptTimeLimit > 0 else { throw ConfigurationError("scriptTimeLimit must be positive (milliseconds)") }
+        guard scriptQueueLimit >= 0 else { throw ConfigurationError("scriptQueueLimit must not be negative") }
     }
 }
 

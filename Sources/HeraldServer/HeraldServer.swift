@@ -1,6 +1,7 @@
 import Foundation
 import HeraldHTTP
 import HeraldSchema
+import HeraldScripting
 import HeraldStorage
 import Hummingbird
 import Logging
@@ -54,6 +55,20 @@ public enum HeraldServer {
             )
         }
 
+        let pool = EnginePool(
+            size: configuration.scriptEngines == 0
+                ? ProcessInfo.processInfo.activeProcessorCount : configuration.scriptEngines,
+            maxQueued: configuration.scriptQueueLimit,
+            timeLimit: .milliseconds(configuration.scriptTimeLimit),
+            logger: Logger(label: "herald.scripting", level: configuration.logLevel)
+        )
+        let runtime = ScriptRuntime(
+            model: model,
+            storage: storage,
+            pool: pool,
+            logger: Logger(label: "herald.scripting", level: configuration.logLevel)
+        )
+
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(
@@ -66,8 +81,7 @@ public enum HeraldServer {
             )
         )
         RESTController(
-            storage: storage,
-            model: model,
+            runtime: runtime,
             policy: AdminOnlyAccessPolicy(),
             maxBodySize: configuration.maxBodySize
         )
@@ -80,7 +94,7 @@ public enum HeraldServer {
                 serverName: "Herald",
                 backlog: configuration.backlog
             ),
-            services: [StorageService(storage: storage, logger: logger)],
+            services: [StorageService(storage: storage, pool: pool, logger: logger)],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 logger.info("Herald listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
@@ -91,13 +105,16 @@ public enum HeraldServer {
     }
 }
 
-/// Keeps storage open while the server runs and closes it after the HTTP server has drained.
+/// Keeps the engines and storage open while the server runs; after the HTTP server has drained,
+/// lets the engines finish their queued jobs, then closes storage.
 struct StorageService: Service {
     let storage: any StorageBackend
+    let pool: EnginePool
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
+        await pool.shutdown()
         try storage.close()
         logger.info("storage closed")
     }

@@ -1,4 +1,5 @@
 import HTTPTypes
+import HeraldScripting
 import HeraldStorage
 import Hummingbird
 import Logging
@@ -28,6 +29,9 @@ public struct ErrorMiddleware: RouterMiddleware {
             return error
         case let error as DataError:
             return RESTError(error)
+        case let error as ScriptError:
+            if case .failed(_, _, let location?) = error { logger.info("script failed at \(location)") }
+            return RESTError(HTTPResponse.Status(code: error.status), error.description)
         case let error as StorageError:
             return RESTError(.badRequest, error.description)
         case let error as HTTPError:

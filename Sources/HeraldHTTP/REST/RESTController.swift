@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import HeraldSchema
+import HeraldScripting
 import HeraldStorage
 import Hummingbird
 import Logging
@@ -11,12 +12,15 @@ public struct RESTController: Sendable {
 
     let storage: any StorageBackend
     let model: DataModel
+    /// Writes and methods run here, with their hooks, on the engine threads.
+    let runtime: ScriptRuntime
     let policy: any AccessPolicy
     let maxBodySize: Int
 
-    public init(storage: any StorageBackend, model: DataModel, policy: any AccessPolicy, maxBodySize: Int) {
-        self.storage = storage
-        self.model = model
+    public init(runtime: ScriptRuntime, policy: any AccessPolicy, maxBodySize: Int) {
+        self.storage = runtime.storage
+        self.model = runtime.model
+        self.runtime = runtime
         self.policy = policy
         self.maxBodySize = maxBodySize
     }
@@ -95,17 +99,30 @@ public struct RESTController: Sendable {
         case (.entity(let type, let id), .get):
             return try await get(type, id: id, request: request)
         case (.entity(let type, let id), .put):
-            return try await update(type, id: id, request: request)
+            return try await update(type, id: id, request: request, context: context)
         case (.entity(let type, let id), .delete):
-            return try await delete(type, id: id)
+            return try await delete(type, id: id, context: context)
         case (.entity, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get, .put, .delete])
         case (.staticMethod(let type, let name), .post):
-            throw RESTError.notFound("Type \(type.name) has no method \(name)")
-        case (.instanceMethod(let type, _, let name), .post):
-            throw RESTError.notFound("Type \(type.name) has no method \(name)")
+            return try await callMethod(
+                try self.method(named: name, of: type),
+                id: nil,
+                request: request,
+                context: context
+            )
+        case (.instanceMethod(let type, let id, let name), .post):
+            return try await callMethod(
+                try self.method(named: name, of: type),
+                id: id,
+                request: request,
+                context: context
+            )
         case (.globalMethod(let name), .post):
-            throw RESTError.notFound("No global method \(name)")
+            guard let method = model.schema.globalMethods.first(where: { $0.name == name }) else {
+                throw RESTError.notFound("No global method \(name)")
+            }
+            return try await callMethod(method, id: nil, request: request, context: context)
         case (.staticMethod, _), (.instanceMethod, _), (.globalMethod, _):
             throw RESTError.methodNotAllowed(method, allowed: [.post])
         }
@@ -181,11 +198,7 @@ public struct RESTController: Sendable {
         default:
             throw RESTError(.badRequest, "Expected a JSON object or an array of objects, got \(body.kindName)")
         }
-        let model = self.model
-        let owner = context.caller.userID
-        let ids = try await storage.write { tx in
-            try inputs.map { try model.create(type.name, $0, owner: owner, in: tx).id }
-        }
+        let ids = try await runtime.create(type.name, inputs, caller: context.caller)
         var response = Response.json(["result": .array(ids.map(JSONValue.string))], status: .created)
         if let first = ids.first {
             let host = request.head.authority.map { "http://\($0)" } ?? ""
@@ -194,24 +207,53 @@ public struct RESTController: Sendable {
         return response
     }
 
-    func update(_ type: TypeDefinition, id: String, request: Request) async throws -> Response {
+    func update(_ type: TypeDefinition, id: String, request: Request, context: HeraldRequestContext) async throws
+        -> Response
+    {
         let body = try await readJSON(request)
         guard let input = body.objectValue else {
             throw RESTError(.badRequest, "Expected a JSON object, got \(body.kindName)")
         }
-        let model = self.model
-        let rendered = try await storage.write { tx in
-            try model.render(try model.update(type.name, id: id, input, in: tx), in: tx)
-        }
+        let rendered = try await runtime.update(type.name, id: id, input, caller: context.caller)
         return .json(["result": rendered])
     }
 
-    func delete(_ type: TypeDefinition, id: String) async throws -> Response {
-        let model = self.model
-        try await storage.write { tx in
-            _ = try model.delete(type.name, id: id, in: tx)
-        }
+    func delete(_ type: TypeDefinition, id: String, context: HeraldRequestContext) async throws -> Response {
+        try await runtime.delete(type.name, id: id, caller: context.caller)
         return .json(["result": ["id": .string(id), "type": .string(type.name), "deleted": true]])
+    }
+
+    /// A callable method of a type: lifecycle hooks are not callable over REST.
+    func method(named name: String, of type: TypeDefinition) throws -> MethodDefinition {
+        guard let method = type.methods.first(where: { $0.name == name && $0.lifecycleEvent == nil }) else {
+            throw RESTError.notFound("Type \(type.name) has no method \(name)")
+        }
+        return method
+    }
+
+    /// Runs a method with the JSON body as `$.arguments`: `{"result": <returned value>}`.
+    func callMethod(_ method: MethodDefinition, id: String?, request: Request, context: HeraldRequestContext)
+        async throws -> Response
+    {
+        let buffer = try await request.body.collect(upTo: maxBodySize)
+        var arguments = JSONValue.object([:])
+        if buffer.readableBytes > 0 {
+            do {
+                arguments = try JSONValue(parsing: buffer.readableBytesView)
+            } catch {
+                throw RESTError(.badRequest, "Malformed JSON: \(error)")
+            }
+        }
+        var parameters: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters { parameters[String(key)] = String(value) }
+        let result = try await runtime.call(
+            method: method,
+            id: id,
+            arguments: arguments,
+            request: parameters,
+            caller: context.caller
+        )
+        return .json(["result": result])
     }
 
     // MARK: Helpers

@@ -1,0 +1,188 @@
+import CJavaScriptCore
+import HeraldSchema
+import HeraldStorage
+import Logging
+
+/// Runs writes, lifecycle hooks and methods on the engine pool.
+///
+/// A whole transaction, with every hook it triggers, runs on one engine thread: the write
+/// transaction is opened there (blocking, on that dedicated thread), `on…` hooks run inside it,
+/// and `after…` hooks run after the commit, each in a new transaction whose failure is logged.
+public final class ScriptRuntime: Sendable {
+    public let schema: Schema
+    public let model: DataModel
+    public let storage: any StorageBackend
+    public let pool: EnginePool
+    let logger: Logger
+
+    public init(model: DataModel, storage: any StorageBackend, pool: EnginePool, logger: Logger) {
+        self.schema = model.schema
+        self.model = model
+        self.storage = storage
+        self.pool = pool
+        self.logger = logger
+    }
+
+    /// Creates objects in one transaction, running their hooks; returns their ids.
+    public func create(_ type: String, _ inputs: [JSONObject], caller: Caller) async throws -> [String] {
+        try await pool.run { engine in
+            try self.transaction(engine, caller: caller) { session in
+                try inputs.map { try session.create(type, $0, engine: engine).id }
+            }
+        }
+    }
+
+    /// Updates one object, running its `onSave` hooks; returns its REST form.
+    public func update(_ type: String, id: String, _ input: JSONObject, caller: Caller) async throws -> JSONValue {
+        try await pool.run { engine in
+            try self.transaction(engine, caller: caller) { session in
+                let entity = try session.runtime.model.get(type, id: id, in: session.tx)
+                try session.update(EntityReference(type: type, id: entity.id), input, engine: engine)
+                return try self.model.render(try self.model.get(type, id: id, in: session.tx), in: session.tx)
+            }
+        }
+    }
+
+    /// Deletes one object, running its `onDelete` and `afterDelete` hooks.
+    public func delete(_ type: String, id: String, caller: Caller) async throws {
+        try await pool.run { engine in
+            try self.transaction(engine, caller: caller) { session in
+                let entity = try session.runtime.model.get(type, id: id, in: session.tx)
+                try session.delete(EntityReference(type: type, id: entity.id), engine: engine)
+            }
+        }
+    }
+
+    /// Runs a method: global (`type` nil), static (`id` nil) or on an object. Returns its result.
+    public func call(
+        method: MethodDefinition,
+        id: String?,
+        arguments: JSONValue,
+        request: [String: String],
+        caller: Caller
+    ) async throws -> JSONValue {
+        try await pool.run { engine in
+            try self.transaction(engine, caller: caller) { session in
+                var this: EntityReference?
+                if let typeName = method.typeName, let id {
+                    this = EntityReference(
+                        type: typeName,
+                        id: try session.runtime.model.get(typeName, id: id, in: session.tx).id
+                    )
+                }
+                session.arguments = arguments
+                session.request = request
+                return try self.invoke(method, engine: engine, session: session, this: this, result: true)
+            }
+        }
+    }
+
+    /// Opens a write transaction on `engine`, runs `body` with a session, applies `$.error`
+    /// failures, commits, then runs the `after…` hooks it queued.
+    func transaction<T>(_ engine: Engine, caller: Caller, _ body: (ScriptSession) throws -> T) throws -> T {
+        var after: [ScriptSession.AfterHook] = []
+        let result = try storage.writeBlocking { tx in
+            let session = ScriptSession(runtime: self, tx: tx, caller: caller)
+            let previous = engine.session
+            engine.session = session
+            defer {
+                engine.session = previous
+                session.releaseStore(engine)
+            }
+            let value = try body(session)
+            try session.finish()
+            after = session.afterHooks
+            return value
+        }
+        for hook in after {
+            for method in hook.methods {
+                do {
+                    try storage.writeBlocking { tx in
+                        let session = ScriptSession(runtime: self, tx: tx, caller: caller)
+                        session.data = hook.data
+                        session.modifications = hook.modifications
+                        let previous = engine.session
+                        engine.session = session
+                        defer {
+                            engine.session = previous
+                            session.releaseStore(engine)
+                        }
+                        _ = try invoke(method, engine: engine, session: session, this: hook.this, result: false)
+                        try session.finish()
+                    }
+                } catch {
+                    logger.error(
+                        "\(method.lifecycleEvent?.rawValue ?? method.name) failed; the commit stands",
+                        metadata: [
+                            "type": "\(method.typeName ?? "-")", "method": "\(method.name)", "file": "\(method.path)",
+                            "error": "\(error)",
+                        ]
+                    )
+                }
+            }
+        }
+        return result
+    }
+
+    /// Runs one method with `this`; returns its JSON result (entities in REST form) when asked.
+    func invoke(
+        _ method: MethodDefinition,
+        engine: Engine,
+        session: ScriptSession,
+        this: EntityReference?,
+        result: Bool
+    )
+        throws -> JSONValue
+    {
+        let location = ScriptLocation(typeName: method.typeName, method: method.name, file: method.path, line: nil)
+        let function = try engine.compile(method, location: location)
+        let previousThis = session.this
+        session.this = this
+        session.hostError = nil
+        defer { session.this = previousThis }
+        let value: JSValueRef
+        do {
+            value = try engine.call(function, location: location)
+        } catch {
+            if let hostError = session.hostError {
+                session.hostError = nil
+                throw hostError
+            }
+            throw error
+        }
+        guard result else { return .null }
+        return try engine.resultJSON(value)
+    }
+}
+
+extension Engine {
+    /// The compiled function for a method file, compiled again when its source changed.
+    func compile(_ method: MethodDefinition, location: ScriptLocation) throws(ScriptError) -> JSObjectRef {
+        if let cached = compiled[method.path], cached.source == method.source { return cached.function }
+        if method.isStructrScript {
+            throw .failed(status: 501, message: "StructrScript methods are not supported yet", location: location)
+        }
+        // Same line as the first source line, so error lines match the file.
+        let wrapped = "(function () {" + method.source + "\n})"
+        let value = try evaluate(wrapped, file: method.path, location: location)
+        guard let function = JSValueToObject(context, value, nil) else {
+            throw .failed(status: 500, message: "could not compile", location: location)
+        }
+        if let old = compiled[method.path] { JSValueUnprotect(context, old.function) }
+        JSValueProtect(context, function)
+        compiled[method.path] = (method.source, function)
+        return function
+    }
+
+    /// `JSON.stringify` of a script result, parsed back: entities come out in their REST form.
+    func resultJSON(_ value: JSValueRef) throws -> JSONValue {
+        if JSValueIsUndefined(context, value) { return .null }
+        var exception: JSValueRef?
+        guard let json = JSValueCreateJSONString(context, value, 0, &exception) else {
+            if let exception { throw scriptError(exception, location: nil) }
+            return .null
+        }
+        defer { JSStringRelease(json) }
+        return try JSONValue(parsing: Engine.swiftString(json))
+    }
+}

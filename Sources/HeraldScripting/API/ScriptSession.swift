@@ -1,0 +1,160 @@
+import CJavaScriptCore
+import HeraldSchema
+import HeraldStorage
+
+/// The state of one transaction on an engine: the caller, `$.this`, arguments, the request-scoped
+/// store, validation errors from `$.error`, and the `after…` hooks to run after commit.
+final class ScriptSession {
+    struct AfterHook {
+        var methods: [MethodDefinition]
+        var this: EntityReference?
+        var data: JSONValue?
+        var modifications: JSONValue?
+    }
+
+    let runtime: ScriptRuntime
+    let tx: any StorageTransaction
+    var caller: Caller
+    var this: EntityReference?
+    var arguments: JSONValue = .null
+    var request: [String: String] = [:]
+    /// `$.modifications` in `onSave` / `afterSave`.
+    var modifications: JSONValue?
+    /// `$.data` in `afterDelete`.
+    var data: JSONValue?
+    var store: [String: JSValueRef] = [:]
+    var errors: [FieldError] = []
+    var afterHooks: [AfterHook] = []
+    /// The Swift error behind the JavaScript exception being thrown, so it surfaces unchanged.
+    var hostError: (any Error)?
+    /// Hooks running now, by `event:id`, so a hook's own writes do not trigger it again.
+    var running: Set<String> = []
+    /// Objects created in this transaction: changing them runs no `onSave` (their `onCreate` did).
+    var created: Set<String> = []
+
+    init(runtime: ScriptRuntime, tx: any StorageTransaction, caller: Caller) {
+        self.runtime = runtime
+        self.tx = tx
+        self.caller = caller
+    }
+
+    var model: DataModel { runtime.model }
+
+    /// Fails the transaction with the errors `$.error` recorded.
+    func finish() throws {
+        if !errors.isEmpty { throw DataError.validation(errors) }
+    }
+
+    func releaseStore(_ engine: Engine) {
+        for value in store.values { JSValueUnprotect(engine.context, value) }
+        store = [:]
+    }
+
+    func type(_ name: String) throws -> TypeDefinition { try model.type(name) }
+
+    @discardableResult
+    func create(_ typeName: String, _ input: JSONObject, engine: Engine) throws -> StoredEntity {
+        let entity = try model.create(typeName, input, owner: caller.userID, in: tx)
+        created.insert(entity.id)
+        let reference = EntityReference(type: typeName, id: entity.id)
+        let type = try type(typeName)
+        try runHooks(.onCreate, of: type, reference, engine: engine)
+        queueAfter(.afterCreate, of: type, this: reference)
+        return entity
+    }
+
+    func update(_ reference: EntityReference, _ input: JSONObject, engine: Engine) throws {
+        let type = try type(reference.type)
+        let before = try model.get(reference.type, id: reference.id, in: tx)
+        var beforeLinks: [String: [String]] = [:]
+        for key in input.keys {
+            if let end = type.relationships[key] { beforeLinks[key] = try tx.related(end, of: reference.id).map(\.id) }
+        }
+        let after = try model.update(reference.type, id: reference.id, input, in: tx)
+        if created.contains(reference.id) { return }
+        let modifications = try self.modifications(
+            type,
+            before: before,
+            after: after,
+            beforeLinks: beforeLinks,
+            keys: input.keys
+        )
+        try runHooks(.onSave, of: type, reference, engine: engine, modifications: modifications)
+        queueAfter(.afterSave, of: type, this: reference, modifications: modifications)
+    }
+
+    func delete(_ reference: EntityReference, engine: Engine) throws {
+        let type = try type(reference.type)
+        let entity = try model.get(reference.type, id: reference.id, in: tx)
+        let data = try model.render(entity, depth: 0, in: tx)
+        try runHooks(.onDelete, of: type, reference, engine: engine, data: data)
+        try model.delete(reference.type, id: reference.id, in: tx)
+        queueAfter(.afterDelete, of: type, this: nil, data: data)
+    }
+
+    func runHooks(
+        _ event: LifecycleEvent,
+        of type: TypeDefinition,
+        _ reference: EntityReference,
+        engine: Engine,
+        modifications: JSONValue? = nil,
+        data: JSONValue? = nil
+    ) throws {
+        let hooks = type.hooks(for: event)
+        let key = "\(event.rawValue):\(reference.id)"
+        guard !hooks.isEmpty, !running.contains(key) else { return }
+        running.insert(key)
+        let saved = (self.modifications, self.data)
+        self.modifications = modifications
+        self.data = data
+        defer {
+            running.remove(key)
+            (self.modifications, self.data) = saved
+        }
+        for method in hooks {
+            _ = try runtime.invoke(method, engine: engine, session: self, this: reference, result: false)
+        }
+    }
+
+    func queueAfter(
+        _ event: LifecycleEvent,
+        of type: TypeDefinition,
+        this: EntityReference?,
+        data: JSONValue? = nil,
+        modifications: JSONValue? = nil
+    ) {
+        let hooks = type.hooks(for: event)
+        guard !hooks.isEmpty else { return }
+        afterHooks.append(AfterHook(methods: hooks, this: this, data: data, modifications: modifications))
+    }
+
+    /// `{before, after, added, removed}` for the keys an update set.
+    func modifications(
+        _ type: TypeDefinition,
+        before: StoredEntity,
+        after: StoredEntity,
+        beforeLinks: [String: [String]],
+        keys: some Sequence<String>
+    ) throws -> JSONValue {
+        var old = JSONObject()
+        var new = JSONObject()
+        var added = JSONObject()
+        var removed = JSONObject()
+        for key in keys {
+            if let end = type.relationships[key] {
+                let was = Set(beforeLinks[key] ?? [])
+                let now = try tx.related(end, of: after.id).map(\.id)
+                added[key] = .array(now.filter { !was.contains($0) }.map(JSONValue.string))
+                removed[key] = .array((beforeLinks[key] ?? []).filter { !now.contains($0) }.map(JSONValue.string))
+            } else if let property = type.property(named: key), !property.writeOnly {
+                let a = before.values[key] ?? .null
+                let b = after.values[key] ?? .null
+                if a != b {
+                    old[key] = a
+                    new[key] = b
+                }
+            }
+        }
+        return ["before": .object(old), "after": .object(new), "added": .object(added), "removed": .object(removed)]
+    }
+}

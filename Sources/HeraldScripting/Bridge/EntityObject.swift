@@ -1,0 +1,121 @@
+import CJavaScriptCore
+import Foundation
+import HeraldSchema
+import HeraldStorage
+
+/// Live entity objects: reading a property reads the current transaction, assigning writes
+/// through it (validated), and `JSON.stringify` gives the REST form.
+final class EntityObject {
+    let reference: EntityReference
+
+    init(_ reference: EntityReference) {
+        self.reference = reference
+    }
+
+    /// JSClass objects are immutable once created and may be shared by every context group.
+    nonisolated(unsafe) static let jsClass: JSClassRef = {
+        var definition = kJSClassDefinitionEmpty
+        definition.className = UnsafePointer(strdup("Entity"))
+        definition.getProperty = { ctx, object, name, exception in
+            let engine = Engine.of(ctx)
+            let entity = Unmanaged<EntityObject>.fromOpaque(JSObjectGetPrivate(object)!).takeUnretainedValue()
+            let key = Engine.swiftString(name!)
+            do {
+                return try engine.readEntityProperty(entity.reference, key)
+            } catch {
+                exception?.pointee = engine.jsError(for: error, in: "\(entity.reference.type).\(key)")
+            }
+            return nil
+        }
+        definition.setProperty = { ctx, object, name, value, exception in
+            let engine = Engine.of(ctx)
+            let entity = Unmanaged<EntityObject>.fromOpaque(JSObjectGetPrivate(object)!).takeUnretainedValue()
+            let key = Engine.swiftString(name!)
+            do {
+                try engine.writeEntityProperty(entity.reference, key, value)
+            } catch {
+                exception?.pointee = engine.jsError(for: error, in: "\(entity.reference.type).\(key)")
+            }
+            return true
+        }
+        definition.getPropertyNames = { ctx, object, names in
+            let engine = Engine.of(ctx)
+            let entity = Unmanaged<EntityObject>.fromOpaque(JSObjectGetPrivate(object)!).takeUnretainedValue()
+            guard let type = engine.session?.runtime.schema.types[entity.reference.type] else { return }
+            var keys = ["id", "type"]
+            keys += type.properties.values.filter { !$0.writeOnly }.map(\.name)
+            keys += type.relationships.keys
+            keys += Array(SystemProperty.definitions.keys) + [SystemProperty.owner]
+            for key in keys {
+                let js = JSStringCreateWithUTF8CString(key)
+                JSPropertyNameAccumulatorAddName(names, js)
+                JSStringRelease(js)
+            }
+        }
+        definition.finalize = { object in
+            Unmanaged<EntityObject>.fromOpaque(JSObjectGetPrivate(object)!).release()
+        }
+        return JSClassCreate(&definition)
+    }()
+
+    /// The entity behind `object`, if it is an entity object.
+    static func reference(_ context: JSContextRef, _ object: JSObjectRef) -> EntityReference? {
+        guard JSValueIsObjectOfClass(context, object, jsClass), let pointer = JSObjectGetPrivate(object) else {
+            return nil
+        }
+        return Unmanaged<EntityObject>.fromOpaque(pointer).takeUnretainedValue().reference
+    }
+}
+
+extension Engine {
+    /// A live JavaScript object for a stored entity.
+    func entityObject(_ reference: EntityReference) -> JSObjectRef {
+        JSObjectMake(context, EntityObject.jsClass, Unmanaged.passRetained(EntityObject(reference)).toOpaque())!
+    }
+
+    func currentSession() throws(JSThrow) -> ScriptSession {
+        guard let session else { throw JSThrow(message: "no transaction is open") }
+        return session
+    }
+
+    func readEntityProperty(_ reference: EntityReference, _ name: String) throws -> JSValueRef? {
+        let session = try currentSession()
+        switch name {
+        case "id": return string(reference.id)
+        case "type": return string(reference.type)
+        case "toJSON":
+            return makeFunction("toJSON") { engine, _, _ in
+                let session = try engine.currentSession()
+                guard let entity = try session.tx.fetch(type: reference.type, id: reference.id) else {
+                    return engine.null
+                }
+                return engine.jsValue(try session.runtime.model.render(entity, in: session.tx))
+            }
+        default: break
+        }
+        guard let type = session.runtime.schema.types[reference.type] else { return nil }
+        if let end = type.relationships[name] {
+            let related = try session.tx.related(end, of: reference.id).map { entityObject($0) }
+            if end.cardinality == .one { return related.first ?? null }
+            return jsArray(related)
+        }
+        if name == SystemProperty.owner {
+            guard let entity = try session.tx.fetch(type: reference.type, id: reference.id),
+                case .string(let owner)? = entity.values[SystemProperty.owner]
+            else { return null }
+            return entityObject(EntityReference(type: BuiltInType.user, id: owner))
+        }
+        guard let property = type.property(named: name) else { return nil }
+        if property.writeOnly { return undefined }
+        guard let entity = try session.tx.fetch(type: reference.type, id: reference.id) else {
+            throw JSThrow(message: "\(reference.type) \(reference.id) no longer exists")
+        }
+        return jsValue(entity.values[name] ?? .null, type: property.type)
+    }
+
+    func writeEntityProperty(_ reference: EntityReference, _ name: String, _ value: JSValueRef?) throws {
+        let session = try currentSession()
+        let json = try jsonValue(value)
+        try session.update(reference, [name: json], engine: self)
+    }
+}

@@ -1,0 +1,87 @@
+import CJavaScriptCore
+import Foundation
+
+/// An error a host function throws into JavaScript.
+struct JSThrow: Error {
+    var message: String
+    var kind = "Error"
+    var status: Int?
+}
+
+/// The Swift closure behind a JavaScript function object.
+final class HostFunction {
+    typealias Body = (Engine, JSObjectRef?, [JSValueRef]) throws -> JSValueRef
+    let name: String
+    let body: Body
+
+    init(name: String, body: @escaping Body) {
+        self.name = name
+        self.body = body
+    }
+
+    /// JSClass objects are immutable once created and may be shared by every context group.
+    nonisolated(unsafe) static let jsClass: JSClassRef = {
+        var definition = kJSClassDefinitionEmpty
+        definition.className = UnsafePointer(strdup("HeraldFunction"))
+        definition.callAsFunction = { ctx, function, this, count, arguments, exception in
+            let engine = Engine.of(ctx)
+            let host = Unmanaged<HostFunction>.fromOpaque(JSObjectGetPrivate(function)!).takeUnretainedValue()
+            let args = (0..<count).map { arguments![$0]! }
+            do {
+                return try host.body(engine, this, args)
+            } catch {
+                exception?.pointee = engine.jsError(for: error, in: host.name)
+            }
+            return JSValueMakeUndefined(ctx)
+        }
+        definition.finalize = { object in
+            Unmanaged<HostFunction>.fromOpaque(JSObjectGetPrivate(object)!).release()
+        }
+        return JSClassCreate(&definition)
+    }()
+}
+
+extension Engine {
+    /// The JavaScript exception for a Swift error raised by a host function or entity access.
+    /// Errors other than `JSThrow` are remembered, so that if the script does not catch the
+    /// exception, the original error (validation tokens and all) is what the caller sees.
+    func jsError(for error: any Error, in function: String) -> JSValueRef {
+        switch error {
+        case let error as JSThrow:
+            return makeError(error.message, kind: error.kind, status: error.status)
+        case let error as ScriptError:
+            session?.hostError = error
+            return makeError(error.description, status: error.status)
+        default:
+            session?.hostError = error
+            return makeError("\(function): \(error)")
+        }
+    }
+
+    /// A JavaScript function backed by `body`, with `Function.prototype` so `.call` works.
+    func makeFunction(_ name: String, _ body: @escaping HostFunction.Body) -> JSObjectRef {
+        let host = HostFunction(name: name, body: body)
+        let object = JSObjectMake(context, HostFunction.jsClass, Unmanaged.passRetained(host).toOpaque())!
+        if let functionPrototype = functionPrototype { JSObjectSetPrototype(context, object, functionPrototype) }
+        return object
+    }
+
+    var functionPrototype: JSValueRef? {
+        let global = JSContextGetGlobalObject(context)!
+        guard let function = property(global, "Function").flatMap({ JSValueToObject(context, $0, nil) }) else {
+            return nil
+        }
+        return property(function, "prototype")
+    }
+}
+
+extension ScriptError {
+    /// The HTTP status this error answers with.
+    public var status: Int {
+        switch self {
+        case .overloaded, .shutDown: 503
+        case .failed(let status, _, _): status
+        case .timedOut: 422
+        }
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import HeraldSchema
+import HeraldServer
+import Testing
+
+/// Hooks and methods run in JavaScriptCore with the semantics of structr-facts.md.
+@Suite struct ScriptingTests {
+    static let schema: [String: String] = [
+        "Item.json":
+            #"{"properties": {"name": {"type": "string", "required": true}, "count": {"type": "integer", "default": 0}, "note": "string"}}"#,
+        "Log.json": #"{"properties": {"message": "string"}}"#,
+        "Post.json":
+            #"{"properties": {"title": "string"}, "relationships": {"author": {"to": "User", "cardinality": "one", "inverse": "posts"}}}"#,
+        "Comment.json":
+            #"{"properties": {"text": "string"}, "relationships": {"post": {"to": "Post", "cardinality": "one", "inverse": "comments"}}}"#,
+        "Item/onCreate.js": """
+        {
+            if ($.this.name === 'forbidden') {
+                throw new Error('forbidden name');
+            }
+            $.this.note = 'created by ' + ($.me ? $.me.name : 'nobody');
+        }
+        """,
+        "Item/onCreateAudit.js": "{ $.create('Log', {message: 'audit ' + $.this.name}); }",
+        "Item/onSave.js": """
+        {
+            let m = $.modifications;
+            if (m.after.count !== undefined && m.after.count < 0) {
+                $.error('count', 'must_not_be_negative', 'count below zero');
+            }
+            $.create('Log', {message: 'save ' + JSON.stringify(m.before) + ' -> ' + JSON.stringify($.retrieve('modifications').after)});
+        }
+        """,
+        "Item/onDelete.js": "{ $.assert($.this.name !== 'keep', 403, 'keep cannot be deleted'); }",
+        "Item/afterCreate.js": """
+        {
+            if ($.this.name === 'after-fails') { throw new Error('after failed'); }
+            $.create('Log', {message: 'after ' + $.this.name});
+        }
+        """,
+        "Item/afterDelete.js": "{ $.create('Log', {message: 'deleted ' + $.data.name}); }",
+        "Item/increment.js": "{ $.this.count = $.this.count + ($.arguments.by || 1); return $.this.count; }",
+        "Item/summary.js":
+            "{ return { total: $.size($.find('Item')), names: $.find('Item').map(i => i.name).sort() }; }",
+        "global/spin.js": "{ while (true) {} }",
+        "global/echo.js":
+            "{ return {args: $.arguments, request: $.request, me: $.me.name, isDate: $.now instanceof Date, same: $ === Structr}; }",
+        "global/storeRetrieve.js": "{ $.store('k', {a: 1}); return $.retrieve('k'); }",
+        "global/liveEntities.js": """
+        {
+            let ann = $.first($.find('User', 'name', 'ann'));
+            let post = $.create('Post', {title: 'p', author: ann});
+            let comment = $.create('Comment', {text: 'hello', post: post});
+            let viaMap = $.find('Comment', {post: post});
+            return {
+                author: comment.post.author.name,
+                json: JSON.parse(JSON.stringify(comment)).post.id === post.id,
+                created: typeof comment.createdDate.getTime,
+                found: viaMap.length,
+                byId: $.find('Post', post.id).title,
+                keys: Object.keys(comment).includes('text'),
+                snake: typeof $.get_or_create
+            };
+        }
+        """,
+        "global/badAssign.js": "{ let i = $.create('Item', {name: 'x'}); i.count = 'many'; }",
+        "global/badSyntax.js": "{\n  let = ;\n}",
+        "global/throwsOnLine3.js": "{\n  let a = 1;\n  throw new Error('boom');\n}",
+        "global/privileged.js": "{ return $.doPrivileged(() => $.me.name); }",
+    ]
+
+    func start(_ configure: (inout HeraldServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+        try await TestServer.start(try TestDirectory(files: Self.schema), configure: configure)
+    }
+
+    func messages(_ server: TestServer) async throws -> [String] {
+        try await server.get("/structr/rest/Log?_sort=createdDate").arrayValue?.compactMap {
+            $0["message"]?.stringValue
+        } ?? []
+    }
+
+    @Test func onCreateHooksRunInsideTheTransactionAndAfterCreateAfterIt() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let id = try await server.create("Item", #"{"name": "first"}"#)
+        #expect(try await server.get("/structr/rest/Item/\(id)")["note"] == "created by superuser")
+        #expect(Set(try await messages(server)) == ["audit first", "after first"])
+    }
+
+    @Test func aThrowingOnCreateLeavesNoRowAndNoSideEffects() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let answer = try await server.request(
+            .POST,
+            "/structr/rest/Item",
+            body: #"[{"name": "fine"}, {"name": "forbidden"}]"#
+        )
+        #expect(answer.status == 422)
+        #expect(answer.json["message"]?.stringValue?.contains("forbidden name") == true)
+        #expect(answer.json["message"]?.stringValue?.contains("Item/onCreate.js:3") == true)
+        #expect(try await server.get("/structr/rest/Item") == [])
+        #expect(try await messages(server) == [])
+    }
+
+    @Test func aThrowingAfterCreateLeavesTheRow() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let id = try await server.create("Item", #"{"name": "after-fails"}"#)
+        #expect(try await server.get("/structr/rest/Item/\(id)")["name"] == "after-fails")
+        #expect(try await messages(server) == ["audit after-fails"])
+    }
+
+    @Test func onSaveSeesModificationsAndErrorRollsBack() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let id = try await server.create("Item", #"{"name": "counter", "count": 2}"#)
+        #expect(try await server.request(.PUT, "/structr/rest/Item/\(id)", body: #"{"count": 3}"#).status == 200)
+        #expect(try await messages(server).last == #"save {"count":2} -> {"count":3}"#)
+        let refused = try await server.request(.PUT, "/structr/rest/Item/\(id)", body: #"{"count": -1}"#)
+        #expect(refused.status == 422)
+        #expect(refused.json.tokens == ["must_not_be_negative"])
+        #expect(try await server.get("/structr/rest/Item/\(id)")["count"] == 3)
+        #expect(try await messages(server).count == 3)
+    }
+
+    @Test func onDeleteAssertAndAfterDeleteData() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let keep = try await server.create("Item", #"{"name": "keep"}"#)
+        let refused = try await server.request(.DELETE, "/structr/rest/Item/\(keep)")
+        #expect(refused.status == 403)
+        #expect(refused.json["message"]?.stringValue?.contains("keep cannot be deleted") == true)
+        #expect(try await server.request(.GET, "/structr/rest/Item/\(keep)").status == 200)
+        let gone = try await server.create("Item", #"{"name": "gone"}"#)
+        #expect(try await server.request(.DELETE, "/structr/rest/Item/\(gone)").status == 200)
+        #expect(try await messages(server).last == "deleted gone")
+    }
+
+    @Test func methodsOverREST() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let id = try await server.create("Item", #"{"name": "b"}"#)
+        _ = try await server.create("Item", #"{"name": "a"}"#)
+        let incremented = try await server.request(.POST, "/structr/rest/Item/\(id)/increment", body: #"{"by": 5}"#)
+        #expect(incremented.status == 200)
+        #expect(incremented.result == 5)
+        #expect(try await server.request(.POST, "/structr/rest/Item/\(id)/increment").result == 6)
+        #expect(try await server.get("/structr/rest/Item/\(id)")["count"] == 6)
+        let summary = try await server.request(.POST, "/structr/rest/Item/summary")
+        #expect(summary.result == ["total": 2, "names": ["a", "b"]])
+        let echo = try await server.request(.POST, "/structr/rest/echo?x=1", body: #"{"k": [1, 2]}"#)
+        #expect(
+            echo.result == [
+                "args": ["k": [1, 2]], "request": ["x": "1"], "me": "superuser", "isDate": true, "same": true,
+            ]
+        )
+        #expect(try await server.request(.POST, "/structr/rest/storeRetrieve").result == ["a": 1])
+        #expect(try await server.request(.POST, "/structr/rest/nothing").status == 404)
+        #expect(try await server.request(.POST, "/structr/rest/Item/\(id)/onCreate").status == 404)
+        #expect(try await server.request(.POST, "/structr/rest/Item/\(EntityID.generate())/increment").status == 404)
+        #expect(try await server.request(.GET, "/structr/rest/echo").status == 405)
+        #expect(try await server.request(.POST, "/structr/rest/privileged").result == "superuser")
+    }
+
+    @Test func liveEntitiesReadAndWriteAcrossRelationships() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        _ = try await server.create("User", #"{"name": "ann", "password": "pw"}"#)
+        let answer = try await server.request(.POST, "/structr/rest/liveEntities")
+        #expect(answer.status == 200, "\(answer.text)")
+        #expect(
+            answer.result
+                == [
+                    "author": "ann", "json": true, "created": "function", "found": 1, "byId": "p", "keys": true,
+                    "snake": "function",
+                ]
+        )
+    }
+
+    @Test func aWrongAssignmentNamesThePropertyAndRollsBack() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let answer = try await server.request(.POST, "/structr/rest/badAssign")
+        #expect(answer.status == 422)
+        #expect(answer.json.tokens == ["must_be_integer"])
+        #expect(answer.json["errors"]?.arrayValue?.first?["property"] == "count")
+        #expect(try await server.get("/structr/rest/Item") == [])
+    }
+
+    @Test func errorsNameTheFileAndLine() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let thrown = try await server.request(.POST, "/structr/rest/throwsOnLine3")
+        #expect(thrown.status == 422)
+        #expect(thrown.json["message"]?.stringValue?.contains("throwsOnLine3 (global/throwsOnLine3.js:3)") == true)
+        let syntax = try await server.request(.POST, "/structr/rest/badSyntax")
+        #expect(syntax.status == 422)
+        #expect(syntax.json["message"]?.stringValue?.contains("global/badSyntax.js:2") == true)
+    }
+
+    @Test func aRunawayScriptIsStoppedAndTheEngineStaysUsable() async throws {
+        let server = try await start {
+            $0.scriptTimeLimit = 300; $0.scriptEngines = 1
+        }
+        defer { Task { try? await server.stop() } }
+        let started = ContinuousClock.now
+        let answer = try await server.request(.POST, "/structr/rest/spin")
+        #expect(answer.status == 422)
+        #expect(answer.json["message"]?.stringValue?.contains("time limit") == true)
+        #expect(answer.json["message"]?.stringValue?.contains("global/spin.js") == true)
+        #expect(ContinuousClock.now - started < .seconds(20))
+        #expect(try await server.request(.POST, "/structr/rest/echo").status == 200)
+        _ = try await server.create("Item", #"{"name": "still works"}"#)
+    }
+}
+
+typealias HeraldServerConfiguration = HeraldConfiguration
