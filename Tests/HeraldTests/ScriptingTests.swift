@@ -215,3 +215,61 @@ import Testing
 }
 
 typealias HeraldServerConfiguration = HeraldConfiguration
+
+@Suite struct EngineConcurrencyTests {
+    static let schema: [String: String] = [
+        "Item.json": #"{"properties": {"name": "string"}}"#,
+        "global/busy.js": """
+        {
+            let start = Date.now();
+            let n = 0;
+            while (Date.now() - start < 400) { n++; }
+            return { start: start, end: Date.now(), items: $.size($.find('Item')) };
+        }
+        """,
+        "global/sneakyWrite.js": """
+        {
+            try { $.create('Item', {name: 'made'}); } catch (e) { }
+            return $.size($.find('Item'));
+        }
+        """,
+    ]
+
+    @Test func twoEnginesRunReadOnlyMethodsInParallel() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.schema)) { $0.scriptEngines = 2 }
+        defer { Task { try? await server.stop() } }
+        async let first = server.request(.POST, "/structr/rest/busy")
+        async let second = server.request(.POST, "/structr/rest/busy")
+        let (a, b) = try await (first.result, second.result)
+        let startA = try #require(a["start"]?.doubleValue), endA = try #require(a["end"]?.doubleValue)
+        let startB = try #require(b["start"]?.doubleValue), endB = try #require(b["end"]?.doubleValue)
+        // The two runs overlap in time: each started before the other ended.
+        #expect(startA < endB && startB < endA)
+    }
+
+    @Test func aWriteInAReadSnapshotRestartsTheMethodForRealEvenIfCaught() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.schema))
+        defer { Task { try? await server.stop() } }
+        #expect(try await server.request(.POST, "/structr/rest/sneakyWrite").result == 1)
+        #expect(try await server.get("/structr/rest/Item").arrayValue?.count == 1)
+    }
+
+    @Test func aFullQueueAnswers503() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.schema)) {
+            $0.scriptEngines = 1
+            $0.scriptQueueLimit = 0
+        }
+        defer { Task { try? await server.stop() } }
+        let answers = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 { group.addTask { try await server.request(.POST, "/structr/rest/busy").status } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.contains(200))
+        #expect(answers.contains(503))
+        let overloaded = try await withThrowingTaskGroup(of: HTTPResult.self) { group in
+            for _ in 0..<3 { group.addTask { try await server.request(.POST, "/structr/rest/busy") } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }.first { $0.status == 503 }
+        #expect(overloaded?.json["message"]?.stringValue?.contains("busy") == true)
+    }
+}

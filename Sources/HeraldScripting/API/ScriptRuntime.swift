@@ -62,34 +62,81 @@ public final class ScriptRuntime: Sendable {
         caller: Caller
     ) async throws -> JSONValue {
         try await pool.run { engine in
-            try self.transaction(engine, caller: caller) { session in
-                var this: EntityReference?
-                if let typeName = method.typeName, let id {
-                    this = EntityReference(
-                        type: typeName,
-                        id: try session.runtime.model.get(typeName, id: id, in: session.tx).id
+            // Methods first run in a read snapshot, so read-only methods run in parallel on
+            // several engines; the first write attempt restarts the method in a write
+            // transaction (SQLite has one writer). Effects are transactional, so nothing leaks
+            // from the abandoned attempt.
+            do {
+                return try self.transaction(engine, caller: caller, readOnly: true) { session in
+                    try self.runMethod(
+                        method,
+                        id: id,
+                        arguments: arguments,
+                        request: request,
+                        engine: engine,
+                        session: session
                     )
                 }
-                session.arguments = arguments
-                session.request = request
-                return try self.invoke(method, engine: engine, session: session, this: this, result: true)
+            } catch is NeedsWriteTransaction {
+                return try self.transaction(engine, caller: caller) { session in
+                    try self.runMethod(
+                        method,
+                        id: id,
+                        arguments: arguments,
+                        request: request,
+                        engine: engine,
+                        session: session
+                    )
+                }
             }
         }
     }
 
+    func runMethod(
+        _ method: MethodDefinition,
+        id: String?,
+        arguments: JSONValue,
+        request: [String: String],
+        engine: Engine,
+        session: ScriptSession
+    ) throws -> JSONValue {
+        var this: EntityReference?
+        if let typeName = method.typeName, let id {
+            this = EntityReference(
+                type: typeName,
+                id: try session.runtime.model.get(typeName, id: id, in: session.tx).id
+            )
+        }
+        session.arguments = arguments
+        session.request = request
+        return try invoke(method, engine: engine, session: session, this: this, result: true)
+    }
+
     /// Opens a write transaction on `engine`, runs `body` with a session, applies `$.error`
     /// failures, commits, then runs the `after…` hooks it queued.
-    func transaction<T>(_ engine: Engine, caller: Caller, _ body: (ScriptSession) throws -> T) throws -> T {
+    func transaction<T>(_ engine: Engine, caller: Caller, readOnly: Bool = false, _ body: (ScriptSession) throws -> T)
+        throws -> T
+    {
         var after: [ScriptSession.AfterHook] = []
-        let result = try storage.writeBlocking { tx in
+        let run: ((any StorageTransaction) throws -> T) throws -> T =
+            readOnly ? { try self.storage.readBlocking($0) } : { try self.storage.writeBlocking($0) }
+        let result = try run { tx in
             let session = ScriptSession(runtime: self, tx: tx, caller: caller)
+            session.readOnly = readOnly
             let previous = engine.session
             engine.session = session
             defer {
                 engine.session = previous
                 session.releaseStore(engine)
             }
-            let value = try body(session)
+            let value: T
+            do {
+                value = try body(session)
+            } catch {
+                if session.wantedWrite { throw NeedsWriteTransaction() }
+                throw error
+            }
+            if session.wantedWrite { throw NeedsWriteTransaction() }
             try session.finish()
             after = session.afterHooks
             return value

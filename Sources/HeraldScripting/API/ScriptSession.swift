@@ -29,6 +29,8 @@ final class ScriptSession {
     var hostError: (any Error)?
     /// Hooks running now, by `event:id`, so a hook's own writes do not trigger it again.
     var running: Set<String> = []
+    /// A read snapshot: the first write attempt throws `NeedsWriteTransaction`.
+    var readOnly = false
     /// Objects created in this transaction: changing them runs no `onSave` (their `onCreate` did).
     var created: Set<String> = []
 
@@ -52,8 +54,19 @@ final class ScriptSession {
 
     func type(_ name: String) throws -> TypeDefinition { try model.type(name) }
 
+    /// Set once a write was attempted in a read snapshot, even if the script caught the error.
+    var wantedWrite = false
+
+    func requireWrite() throws {
+        if readOnly {
+            wantedWrite = true
+            throw NeedsWriteTransaction()
+        }
+    }
+
     @discardableResult
     func create(_ typeName: String, _ input: JSONObject, engine: Engine) throws -> StoredEntity {
+        try requireWrite()
         let entity = try model.create(typeName, input, owner: caller.userID, in: tx)
         created.insert(entity.id)
         let reference = EntityReference(type: typeName, id: entity.id)
@@ -64,6 +77,7 @@ final class ScriptSession {
     }
 
     func update(_ reference: EntityReference, _ input: JSONObject, engine: Engine) throws {
+        try requireWrite()
         let type = try type(reference.type)
         let before = try model.get(reference.type, id: reference.id, in: tx)
         var beforeLinks: [String: [String]] = [:]
@@ -84,6 +98,7 @@ final class ScriptSession {
     }
 
     func delete(_ reference: EntityReference, engine: Engine) throws {
+        try requireWrite()
         let type = try type(reference.type)
         let entity = try model.get(reference.type, id: reference.id, in: tx)
         let data = try model.render(entity, depth: 0, in: tx)
@@ -158,3 +173,7 @@ final class ScriptSession {
         return ["before": .object(old), "after": .object(new), "added": .object(added), "removed": .object(removed)]
     }
 }
+
+/// Thrown when a script running in a read snapshot tries to write; the runtime restarts it in a
+/// write transaction.
+struct NeedsWriteTransaction: Error {}
