@@ -273,3 +273,89 @@ typealias HeraldServerConfiguration = HeraldConfiguration
         #expect(overloaded?.json["message"]?.stringValue?.contains("busy") == true)
     }
 }
+
+@Suite struct FindTests {
+    static let schema: [String: String] = [
+        "Project.json":
+            #"{"properties": {"name": "string", "priority": "integer", "due": "date", "done": "boolean"}, "relationships": {"tasks": {"to": "Task", "cardinality": "many", "inverse": "project"}}}"#,
+        "Task.json": #"{"properties": {"title": "string"}}"#,
+        "global/names.js": """
+        {
+            const p = $.predicate;
+            const names = (list) => list.map(x => x.name).join(',');
+            return {
+                all: names($.find('Project', p.sort('name'))),
+                kv: names($.find('Project', 'priority', 2)),
+                map: names($.find('Project', {done: true}, p.sort('name'))),
+                equals: names($.find('Project', p.equals('name', 'beta'))),
+                contains: names($.find('Project', p.contains('name', 'TA'), p.sort('name'))),
+                startsWith: names($.find('Project', p.startsWith('name', 'ga'))),
+                endsWith: names($.find('Project', p.endsWith('name', 'pha'))),
+                range: names($.find('Project', p.range('priority', 2, 3), p.sort('priority', true))),
+                lt: names($.find('Project', p.lt('priority', 2))),
+                lte: names($.find('Project', p.lte('priority', 2), p.sort('name'))),
+                gt: names($.find('Project', p.gt('priority', 2), p.sort('name'))),
+                gte: names($.find('Project', p.gte('priority', 3), p.sort('name'))),
+                and: names($.find('Project', p.and(p.gt('priority', 1), p.equals('done', true)))),
+                or: names($.find('Project', p.or(p.equals('name', 'alpha'), p.equals('name', 'delta')), p.sort('name'))),
+                not: names($.find('Project', p.not(p.equals('done', true)), p.sort('name'))),
+                empty: names($.find('Project', p.empty('due'), p.sort('name'))),
+                emptyRel: names($.find('Project', p.empty('tasks'), p.sort('name'))),
+                dollarOr: names($.find('Project', {$or: [{name: 'alpha'}, {priority: 3}]}, p.sort('name'))),
+                mapPredicate: names($.find('Project', {name: p.startsWith('de')})),
+                date: names($.find('Project', p.gte('due', new Date('2025-06-01')))),
+                page: names($.find('Project', p.sort('name'), p.page(2, 2))),
+                related: names($.find('Project', {tasks: $.find('Task')})),
+                byId: $.find('Project', $.first($.find('Project', 'name', 'alpha')).id).name,
+                missing: $.find('Project', '00000000000000000000000000000000'),
+                forOf: (() => { let n = 0; for (const x of $.find('Project')) { n += x.priority; } return n; })(),
+            };
+        }
+        """,
+        "global/badFind.js": "{ return $.find('Project', 'colour', 'red'); }",
+    ]
+
+    @Test func everyFormAndPredicate() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.schema))
+        defer { Task { try? await server.stop() } }
+        let task = try await server.create("Task", #"{"title": "t"}"#)
+        _ = try await server.create("Project", #"{"name": "alpha", "priority": 1, "done": true, "due": "2025-01-01"}"#)
+        _ = try await server.create("Project", #"{"name": "beta", "priority": 2, "done": false, "due": "2025-07-01"}"#)
+        _ = try await server.create(
+            "Project",
+            #"{"name": "gamma", "priority": 3, "done": true, "tasks": ["\#(task)"]}"#
+        )
+        _ = try await server.create("Project", #"{"name": "delta", "priority": 4}"#)
+        let answer = try await server.request(.POST, "/structr/rest/names")
+        #expect(answer.status == 200, "\(answer.text)")
+        let r = answer.result
+        #expect(r["all"] == "alpha,beta,delta,gamma")
+        #expect(r["kv"] == "beta")
+        #expect(r["map"] == "alpha,gamma")
+        #expect(r["equals"] == "beta")
+        #expect(r["contains"] == "beta,delta")
+        #expect(r["startsWith"] == "gamma")
+        #expect(r["endsWith"] == "alpha")
+        #expect(r["range"] == "gamma,beta")
+        #expect(r["lt"] == "alpha")
+        #expect(r["lte"] == "alpha,beta")
+        #expect(r["gt"] == "delta,gamma")
+        #expect(r["gte"] == "delta,gamma")
+        #expect(r["and"] == "gamma")
+        #expect(r["or"] == "alpha,delta")
+        #expect(r["not"] == "beta,delta")
+        #expect(r["empty"] == "delta,gamma")
+        #expect(r["emptyRel"] == "alpha,beta,delta")
+        #expect(r["dollarOr"] == "alpha,gamma")
+        #expect(r["mapPredicate"] == "delta")
+        #expect(r["date"] == "beta")
+        #expect(r["page"] == "delta,gamma")
+        #expect(r["related"] == "gamma")
+        #expect(r["byId"] == "alpha")
+        #expect(r["missing"] == .null)
+        #expect(r["forOf"] == 10)
+        let bad = try await server.request(.POST, "/structr/rest/badFind")
+        #expect(bad.status == 422)
+        #expect(bad.json["message"]?.stringValue?.contains("no property 'colour'") == true)
+    }
+}

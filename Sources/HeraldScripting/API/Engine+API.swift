@@ -74,7 +74,7 @@ extension Engine {
                 "getOrCreate",
                 { engine, _, args in
                     let (type, input) = try engine.typeAndMap(args, function: "getOrCreate")
-                    let found = try engine.query(type, input, limit: 1)
+                    let found = try engine.query(type, [.object(input)], limit: 1)
                     if let existing = found.first { return engine.entityObject(existing) }
                     let entity = try engine.currentSession().create(type, input, engine: engine)
                     return engine.entityObject(EntityReference(type: type, id: entity.id))
@@ -214,6 +214,31 @@ extension Engine {
                     const snake = name.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
                     if (snake !== name) api[snake] = host[name];
                 }
+                const K = '__heraldPredicate';
+                // Inside a map ({name: $.predicate.contains('x')}) the key comes from the map.
+                const keyed = (name) => (...a) => a.length === 1 ? { [K]: name, value: a[0] } : { [K]: name, key: a[0], value: a[1] };
+                const predicate = {
+                    equals: keyed('equals'),
+                    contains: keyed('contains'),
+                    startsWith: keyed('startsWith'),
+                    endsWith: keyed('endsWith'),
+                    lt: keyed('lt'),
+                    lte: keyed('lte'),
+                    gt: keyed('gt'),
+                    gte: keyed('gte'),
+                    range: (...a) => a.length === 2 ? { [K]: 'range', from: a[0], to: a[1] } : { [K]: 'range', key: a[0], from: a[1], to: a[2] },
+                    empty: (key) => ({ [K]: 'empty', key }),
+                    and: (...items) => ({ [K]: 'and', items }),
+                    or: (...items) => ({ [K]: 'or', items }),
+                    not: (item) => ({ [K]: 'not', items: [item] }),
+                    sort: (key, descending) => ({ [K]: 'sort', key, descending: !!descending }),
+                    page: (page, size) => ({ [K]: 'page', page, size }),
+                };
+                for (const name of Object.keys(predicate)) {
+                    const snake = name.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
+                    if (snake !== name) predicate[snake] = predicate[name];
+                }
+                api.predicate = Object.freeze(predicate);
                 Object.freeze(api);
                 Object.defineProperty(globalThis, '$', { value: api });
                 Object.defineProperty(globalThis, 'Structr', { value: api });
@@ -250,7 +275,8 @@ extension Engine {
         return (type, object)
     }
 
-    /// `$.find(type)`, `$.find(type, id)`, `$.find(type, key, value)`, `$.find(type, {k: v})`.
+    /// `$.find(type)`, `$.find(type, id)`, `$.find(type, key, value)`, `$.find(type, {k: v})`, and
+    /// any of these followed by predicates: `$.predicate.equals(...)`, `sort(key, desc)`, `page(n, size)`.
     func find(_ args: [JSValueRef]) throws -> JSValueRef {
         guard let first = args.first, JSValueIsString(context, first) else {
             throw JSThrow(message: "find expects a type name", kind: "TypeError")
@@ -260,49 +286,168 @@ extension Engine {
         guard session.runtime.schema.types[typeName] != nil else {
             throw JSThrow(message: "find: unknown type '\(typeName)'", kind: "TypeError")
         }
-        var criteria = JSONObject()
-        if args.count == 2, JSValueIsString(context, args[1]) {
-            let id = swiftString(args[1])
+        var rest = Array(args.dropFirst())
+        if rest.count == 1, JSValueIsString(context, rest[0]) {
+            let id = swiftString(rest[0])
             guard EntityID.isValid(id), try session.tx.fetch(type: typeName, id: id) != nil else { return null }
             return entityObject(EntityReference(type: typeName, id: id))
-        } else if args.count == 2 {
-            guard case .object(let map) = try jsonValue(args[1]) else {
-                throw JSThrow(message: "find expects an id, a key and a value, or an object", kind: "TypeError")
-            }
-            criteria = map
-        } else if args.count >= 3 {
-            criteria[swiftString(args[1])] = try jsonValue(args[2])
         }
+        var criteria: [JSONValue] = []
+        if rest.count >= 2, JSValueIsString(context, rest[0]) {
+            criteria.append(.object([swiftString(rest[0]): try jsonValue(rest[1])]))
+            rest.removeFirst(2)
+        }
+        for argument in rest { criteria.append(try jsonValue(argument)) }
         return jsArray(try query(typeName, criteria, limit: nil).map { entityObject($0) })
     }
 
-    /// Objects whose values equal every entry of `criteria` (relationship keys match by id).
-    func query(_ typeName: String, _ criteria: JSONObject, limit: Int?) throws -> [EntityReference] {
+    /// Objects matching every criterion: maps of key to value (or to a key-less predicate),
+    /// `$and` / `$or` entries, and predicate objects, with optional sort and page predicates.
+    func query(_ typeName: String, _ criteria: [JSONValue], limit: Int?) throws -> [EntityReference] {
         let session = try currentSession()
         let type = try session.model.type(typeName)
         var filters: [Filter] = []
-        for (key, value) in criteria {
-            if let end = type.relationships[key] {
-                let ids = (value.arrayValue ?? [value]).compactMap(\.stringValue)
-                filters.append(.related(end.name, ids))
-            } else if key == SystemProperty.id || key == SystemProperty.owner {
-                filters.append(.compare(key, .equal, value))
-            } else if let property = type.property(named: key), !property.writeOnly {
-                do {
-                    filters.append(.compare(key, .equal, try property.coerce(value)))
-                } catch {
-                    throw JSThrow(message: "find: \(typeName).\(key): \(error.detail)", kind: "TypeError")
+        var sort: [SortKey] = []
+        var page: (Int, Int)?
+        for criterion in criteria {
+            guard case .object(let object) = criterion else {
+                throw JSThrow(
+                    message: "find: expected an object or a predicate, got \(criterion.kindName)",
+                    kind: "TypeError"
+                )
+            }
+            switch object[Self.predicateKey]?.stringValue {
+            case "sort"?:
+                guard let key = object["key"]?.stringValue else {
+                    throw JSThrow(message: "sort needs a key", kind: "TypeError")
                 }
-            } else {
-                throw JSThrow(message: "find: \(typeName) has no property '\(key)'", kind: "TypeError")
+                guard key == SystemProperty.id || type.property(named: key) != nil else {
+                    throw JSThrow(message: "find: \(typeName) has no property '\(key)' to sort by", kind: "TypeError")
+                }
+                sort.append(SortKey(key, descending: object["descending"]?.boolValue ?? false))
+            case "page"?:
+                let number = object["page"]?.intValue ?? 1
+                let size = object["size"]?.intValue ?? 20
+                guard number >= 1, size >= 1 else {
+                    throw JSThrow(message: "page needs a page >= 1 and a size >= 1", kind: "RangeError")
+                }
+                page = (Int(number), Int(size))
+            default:
+                filters.append(try filter(type, criterion))
             }
         }
-        let query = EntityQuery(
-            type: typeName,
-            filter: filters.isEmpty ? nil : .and(filters),
-            sort: [SortKey(SystemProperty.createdDate)],
-            limit: limit
-        )
+        if sort.isEmpty { sort = [SortKey(SystemProperty.createdDate)] }
+        var query = EntityQuery(type: typeName, filter: filters.isEmpty ? nil : .and(filters), sort: sort, limit: limit)
+        if let (number, size) = page {
+            query.limit = min(size, limit ?? size)
+            query.offset = (number - 1) * size
+        }
         return try session.tx.fetch(query).map { EntityReference(type: typeName, id: $0.id) }
+    }
+}
+
+extension Engine {
+    /// The key marking predicate objects made by `$.predicate`.
+    static let predicateKey = "__heraldPredicate"
+
+    /// The filter for a map (`{k: v, $or: [...]}`) or a predicate object.
+    func filter(_ type: TypeDefinition, _ criterion: JSONValue) throws -> Filter {
+        guard case .object(let object) = criterion else {
+            throw JSThrow(
+                message: "find: expected an object or a predicate, got \(criterion.kindName)",
+                kind: "TypeError"
+            )
+        }
+        if let name = object[Self.predicateKey]?.stringValue {
+            return try predicate(type, name, object, key: object["key"]?.stringValue)
+        }
+        var parts: [Filter] = []
+        for (key, value) in object {
+            switch key {
+            case "$and", "$or":
+                let items: [Filter]
+                if case .array(let list) = value {
+                    items = try list.map { try filter(type, $0) }
+                } else if case .object(let entries) = value {
+                    items = try entries.map { try filter(type, .object([$0.key: $0.value])) }
+                } else {
+                    throw JSThrow(message: "find: \(key) expects a list or an object", kind: "TypeError")
+                }
+                parts.append(key == "$and" ? .and(items) : .or(items))
+            default:
+                if case .object(let inner) = value, let name = inner[Self.predicateKey]?.stringValue {
+                    parts.append(try predicate(type, name, inner, key: inner["key"]?.stringValue ?? key))
+                } else {
+                    parts.append(try condition(type, key, .equal, value))
+                }
+            }
+        }
+        return parts.count == 1 ? parts[0] : .and(parts)
+    }
+
+    func predicate(_ type: TypeDefinition, _ name: String, _ object: JSONObject, key: String?) throws -> Filter {
+        func requireKey() throws -> String {
+            guard let key else { throw JSThrow(message: "predicate \(name) needs a property name", kind: "TypeError") }
+            return key
+        }
+        let value = object["value"] ?? .null
+        switch name {
+        case "equals": return try condition(type, try requireKey(), .equal, value)
+        case "lt": return try condition(type, try requireKey(), .less, value)
+        case "lte": return try condition(type, try requireKey(), .lessOrEqual, value)
+        case "gt": return try condition(type, try requireKey(), .greater, value)
+        case "gte": return try condition(type, try requireKey(), .greaterOrEqual, value)
+        case "range":
+            let key = try requireKey()
+            var parts: [Filter] = []
+            if let from = object["from"], !from.isNull { parts.append(try condition(type, key, .greaterOrEqual, from)) }
+            if let to = object["to"], !to.isNull { parts.append(try condition(type, key, .lessOrEqual, to)) }
+            return parts.count == 1 ? parts[0] : .and(parts)
+        case "contains", "startsWith", "endsWith":
+            let key = try requireKey()
+            guard let property = type.property(named: key), !property.writeOnly else {
+                throw JSThrow(message: "find: \(type.name) has no property '\(key)'", kind: "TypeError")
+            }
+            _ = property
+            let match: Filter.TextMatch =
+                name == "contains" ? .contains : (name == "startsWith" ? .startsWith : .endsWith)
+            return .text(key, match, value.stringValue ?? "\(value)", caseInsensitive: true)
+        case "empty":
+            let key = try requireKey()
+            if let end = type.relationships[key] { return .not(.hasRelated(end.name)) }
+            _ = try condition(type, key, .equal, .null)
+            return .isEmpty(key)
+        case "and", "or":
+            let items = try (object["items"]?.arrayValue ?? []).map { try filter(type, $0) }
+            return name == "and" ? .and(items) : .or(items)
+        case "not":
+            guard let inner = object["items"]?.arrayValue?.first else {
+                throw JSThrow(message: "not needs a predicate", kind: "TypeError")
+            }
+            return .not(try filter(type, inner))
+        default:
+            throw JSThrow(message: "unknown predicate '\(name)'", kind: "TypeError")
+        }
+    }
+
+    /// `key <op> value`, the value checked against the property type; relationships match ids.
+    func condition(_ type: TypeDefinition, _ key: String, _ op: Filter.Comparison, _ value: JSONValue) throws -> Filter
+    {
+        if let end = type.relationships[key] {
+            guard op == .equal else {
+                throw JSThrow(message: "find: \(key) is a relationship; compare it with ids", kind: "TypeError")
+            }
+            if value.isNull { return .not(.hasRelated(end.name)) }
+            return .related(end.name, (value.arrayValue ?? [value]).compactMap(\.stringValue))
+        }
+        if key == SystemProperty.id || key == SystemProperty.owner { return .compare(key, op, value) }
+        guard let property = type.property(named: key), !property.writeOnly else {
+            throw JSThrow(message: "find: \(type.name) has no property '\(key)'", kind: "TypeError")
+        }
+        do {
+            return .compare(key, op, try property.coerce(value))
+        } catch {
+            throw JSThrow(message: "find: \(type.name).\(key): \(error.detail)", kind: "TypeError")
+        }
     }
 }

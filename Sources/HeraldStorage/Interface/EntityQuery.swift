@@ -50,6 +50,8 @@ public indirect enum Filter: Sendable, Hashable {
     case isEmpty(String)
     /// The relationship end holds at least one object with one of these ids.
     case related(String, [String])
+    /// The relationship end holds at least one object.
+    case hasRelated(String)
     case and([Filter])
     case or([Filter])
     case not(Filter)

@@ -86,6 +86,15 @@ struct SQLFilter {
             case .outgoing: return "id IN (SELECT source FROM \(table) WHERE target IN (\(placeholders)))"
             case .incoming: return "id IN (SELECT target FROM \(table) WHERE source IN (\(placeholders)))"
             }
+        case .hasRelated(let name):
+            guard let end = type.relationships[name] else {
+                throw StorageError.unknownProperty(type: type.name, property: name)
+            }
+            let table = Layout.linkTable(end.relationship)
+            switch end.direction {
+            case .outgoing: return "id IN (SELECT source FROM \(table))"
+            case .incoming: return "id IN (SELECT target FROM \(table))"
+            }
         case .and(let filters):
             guard !filters.isEmpty else { return "1" }
             return "(" + (try filters.map { try sql($0, &arguments) }).joined(separator: " AND ") + ")"
@@ -93,7 +102,8 @@ struct SQLFilter {
             guard !filters.isEmpty else { return "0" }
             return "(" + (try filters.map { try sql($0, &arguments) }).joined(separator: " OR ") + ")"
         case .not(let inner):
-            return "NOT (" + (try sql(inner, &arguments)) + ")"
+            // SQL's NULL would make `NOT (x = 1)` drop rows without a value; treat unknown as false.
+            return "NOT COALESCE((" + (try sql(inner, &arguments)) + "), 0)"
         }
     }
 
