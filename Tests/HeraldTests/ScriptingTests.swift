@@ -359,3 +359,67 @@ typealias HeraldServerConfiguration = HeraldConfiguration
         #expect(bad.json["message"]?.stringValue?.contains("no property 'colour'") == true)
     }
 }
+
+@Suite struct StructrScriptTests {
+    static let schema: [String: String] = [
+        "Item.json": #"{"properties": {"name": "string", "count": "integer"}}"#,
+        "Log.json": #"{"properties": {"message": "string"}}"#,
+        "global/greet.js": "${concat('Hello, ', me.name, '!')}",
+        "global/pick.js": "${if(empty(retrieve('nothing')), 'empty', 'full')}",
+        "global/count.js": "${size(find('Item'))}",
+        "global/first.js": "${first(find('Item', 'name', 'b')).count}",
+        "global/logic.js":
+            "${concat(and(true, 1), or(false, ''), not(null), is(equal(2, '2'), 'same'), equal(first(find('Item', 'name', 'a')), first(find('Item', 'name', 'a'))))}",
+        "global/each.js": "${each(find('Item'), create('Log', concat('{\"message\": \"', data.name, '\"}')))}",
+        "global/snake.js": "${get_or_create('Item', null)}",
+        "Item/describe.js": "${concat(this.name, ':', this.count)}",
+    ]
+
+    @Test func expressionsRun() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.schema))
+        defer { Task { try? await server.stop() } }
+        let a = try await server.create("Item", #"{"name": "a", "count": 1}"#)
+        _ = try await server.create("Item", #"{"name": "b", "count": 2}"#)
+        #expect(try await server.request(.POST, "/structr/rest/greet").result == "Hello, superuser!")
+        #expect(try await server.request(.POST, "/structr/rest/pick").result == "empty")
+        #expect(try await server.request(.POST, "/structr/rest/count").result == 2)
+        #expect(try await server.request(.POST, "/structr/rest/first").result == 2)
+        #expect(try await server.request(.POST, "/structr/rest/logic").result == "truefalsetruesametrue")
+        #expect(try await server.request(.POST, "/structr/rest/Item/\(a)/describe").result == "a:1")
+        let listing = try await server.get("/structr/rest/_schema")
+        let greet = (listing["globalMethods"]?.arrayValue ?? []).first { $0["name"] == "greet" }
+        #expect(greet?["language"] == "StructrScript")
+    }
+
+    @Test func eachCreatesForEveryItem() async throws {
+        let server = try await TestServer.start(
+            try TestDirectory(
+                files: Self.schema.merging(["global/each.js": "${each(find('Item'), log(data.name))}"]) { $1 }
+            )
+        )
+        defer { Task { try? await server.stop() } }
+        _ = try await server.create("Item", #"{"name": "a"}"#)
+        #expect(try await server.request(.POST, "/structr/rest/each").status == 200)
+    }
+
+    @Test func unknownFunctionsAndSyntaxErrorsAreReportedAtLoadWithPosition() throws {
+        func error(_ source: String) -> SchemaError? {
+            do {
+                let directory = try TestDirectory(files: ["global/m.js": source])
+                _ = try SchemaLoader(directory: directory.schema).load()
+                return nil
+            } catch {
+                return error as? SchemaError
+            }
+        }
+        let unknown = error("${concat('a', frobnicate(1))}")
+        #expect(unknown?.file == "global/m.js")
+        #expect(unknown?.message.contains("line 1, column 15: unknown function 'frobnicate'") == true)
+        let syntax = error("\n  ${concat('a' 'b')}")
+        #expect(syntax?.message.contains("line 2, column 16") == true)
+        #expect(error("${concat('a', nobody)}")?.message.contains("unknown name 'nobody'") == true)
+        #expect(error("${'unterminated}")?.message.contains("unterminated string") == true)
+        #expect(error("${if(true)}")?.message.contains("if takes 2 to 3 arguments") == true)
+        #expect(error("${sendEvent('message', 'Welcome!', find('User', 'name', 'Bob'))}") == nil)
+    }
+}

@@ -100,14 +100,19 @@ public struct SchemaLoader: Sendable {
             } catch {
                 throw SchemaError(file: file, "cannot read the file as UTF-8: \(error.localizedDescription)")
             }
-            methods.append(
-                MethodDefinition(
-                    name: methodName,
-                    typeName: folder == Self.globalFolder ? nil : folder,
-                    path: file,
-                    source: source
-                )
+            let method = MethodDefinition(
+                name: methodName,
+                typeName: folder == Self.globalFolder ? nil : folder,
+                path: file,
+                source: source
             )
+            do {
+                _ = try method.javaScriptBody()
+            } catch {
+                let (line, column) = StructrScript.filePosition(of: error, in: source)
+                throw SchemaError(file: file, "StructrScript: line \(line), column \(column): \(error.message)")
+            }
+            methods.append(method)
         }
         return methods
     }

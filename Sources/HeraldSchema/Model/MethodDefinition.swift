@@ -39,9 +39,13 @@ public struct MethodDefinition: Sendable, Hashable {
     public var lifecycleEvent: LifecycleEvent? { typeName == nil ? nil : LifecycleEvent(methodName: name) }
 
     /// Whether the script is StructrScript (`${ ... }`) rather than JavaScript.
-    public var isStructrScript: Bool {
-        let trimmed = source.trimmingWhitespace
-        return trimmed.hasPrefix("${") && trimmed.hasSuffix("}")
+    public var isStructrScript: Bool { StructrScript.expression(in: source) != nil }
+
+    /// The body to run as a JavaScript function body: the source itself, or for StructrScript
+    /// its translation, returned.
+    public func javaScriptBody() throws(StructrScript.Error) -> String {
+        guard let expression = StructrScript.expression(in: source) else { return source }
+        return "return " + (try StructrScript.translate(expression)) + ";"
     }
 }
 

@@ -241,6 +241,18 @@ extension Engine {
                 api.predicate = Object.freeze(predicate);
                 Object.freeze(api);
                 Object.defineProperty(globalThis, '$', { value: api });
+                const truthy = (v) => !(v === null || v === undefined || v === false || v === 0 || v === '' || v === 'false');
+                const plain = (v) => (v !== null && typeof v === 'object' && typeof v.id === 'string') ? v.id : v;
+                Object.defineProperty(globalThis, '__structrScript', { value: Object.freeze({
+                    truthy,
+                    each: (list, f) => { for (const item of (list == null ? [] : (Array.isArray(list) ? list : [list]))) { f(item); } return null; },
+                    equal: (a, b) => { a = plain(a); b = plain(b); return a == null || b == null ? a == b : String(a) === String(b); },
+                    concat: (...parts) => parts.map((p) => p == null ? '' : (Array.isArray(p) ? p.join('') : String(p))).join(''),
+                    empty: (v) => v === null || v === undefined || v === '' || (Array.isArray(v) && v.length === 0),
+                    and: (...values) => values.every(truthy),
+                    or: (...values) => values.some(truthy),
+                    not: (v) => !truthy(v),
+                }) });
                 Object.defineProperty(globalThis, 'Structr', { value: api });
             })
             """

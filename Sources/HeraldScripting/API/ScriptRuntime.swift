@@ -206,11 +206,14 @@ extension Engine {
     /// The compiled function for a method file, compiled again when its source changed.
     func compile(_ method: MethodDefinition, location: ScriptLocation) throws(ScriptError) -> JSObjectRef {
         if let cached = compiled[method.path], cached.source == method.source { return cached.function }
-        if method.isStructrScript {
-            throw .failed(status: 501, message: "StructrScript methods are not supported yet", location: location)
+        let body: String
+        do {
+            body = try method.javaScriptBody()
+        } catch {
+            throw .failed(status: 422, message: "StructrScript: \(error)", location: location)
         }
         // Same line as the first source line, so error lines match the file.
-        let wrapped = "(function () {" + method.source + "\n})"
+        let wrapped = "(function () {" + body + "\n})"
         let value = try evaluate(wrapped, file: method.path, location: location)
         guard let function = JSValueToObject(context, value, nil) else {
             throw .failed(status: 500, message: "could not compile", location: location)
