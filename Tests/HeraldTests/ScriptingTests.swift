@@ -370,7 +370,6 @@ typealias HeraldServerConfiguration = HeraldConfiguration
         "global/first.js": "${first(find('Item', 'name', 'b')).count}",
         "global/logic.js":
             "${concat(and(true, 1), or(false, ''), not(null), is(equal(2, '2'), 'same'), equal(first(find('Item', 'name', 'a')), first(find('Item', 'name', 'a'))))}",
-        "global/each.js": "${each(find('Item'), create('Log', concat('{\"message\": \"', data.name, '\"}')))}",
         "global/snake.js": "${get_or_create('Item', null)}",
         "Item/describe.js": "${concat(this.name, ':', this.count)}",
     ]
@@ -391,15 +390,19 @@ typealias HeraldServerConfiguration = HeraldConfiguration
         #expect(greet?["language"] == "StructrScript")
     }
 
-    @Test func eachCreatesForEveryItem() async throws {
-        let server = try await TestServer.start(
-            try TestDirectory(
-                files: Self.schema.merging(["global/each.js": "${each(find('Item'), log(data.name))}"]) { $1 }
-            )
-        )
+    @Test func eachRunsItsExpressionForEveryItemWithData() async throws {
+        let files = Self.schema.merging([
+            "global/each.js": "${each(find('Item'), set(data, 'name', concat(data.name, '!')))}"
+        ]) {
+            $1
+        }
+        let server = try await TestServer.start(try TestDirectory(files: files))
         defer { Task { try? await server.stop() } }
         _ = try await server.create("Item", #"{"name": "a"}"#)
+        _ = try await server.create("Item", #"{"name": "bbb"}"#)
         #expect(try await server.request(.POST, "/structr/rest/each").status == 200)
+        let names = try await server.get("/structr/rest/Item?_sort=name").arrayValue?.compactMap { $0["name"] }
+        #expect(names == ["a!", "bbb!"])
     }
 
     @Test func unknownFunctionsAndSyntaxErrorsAreReportedAtLoadWithPosition() throws {

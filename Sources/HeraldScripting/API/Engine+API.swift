@@ -97,9 +97,16 @@ extension Engine {
                 "set",
                 { engine, _, args in
                     guard args.count >= 2, let object = JSValueToObject(engine.context, args[0], nil),
-                        let reference = EntityObject.reference(engine.context, object),
-                        case .object(let input) = try engine.jsonValue(args[1])
+                        let reference = EntityObject.reference(engine.context, object)
                     else { throw JSThrow(message: "set expects an entity and an object", kind: "TypeError") }
+                    let input: JSONObject
+                    if args.count >= 3, JSValueIsString(engine.context, args[1]) {
+                        input = [engine.swiftString(args[1]): try engine.jsonValue(args[2])]  // set(entity, key, value)
+                    } else if case .object(let map) = try engine.jsonValue(args[1]) {
+                        input = map
+                    } else {
+                        throw JSThrow(message: "set expects an entity and an object", kind: "TypeError")
+                    }
                     try engine.currentSession().update(reference, input, engine: engine)
                     return args[0]
                 }
