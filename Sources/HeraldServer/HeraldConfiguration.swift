@@ -31,6 +31,8 @@ public struct HeraldConfiguration: Sendable {
     public var scriptTimeLimit = 5000
     /// Requests waiting for an engine beyond this get 503.
     public var scriptQueueLimit = 1024
+    /// How often the schema folder is checked for edits, in milliseconds; 0 turns reloading off.
+    public var schemaReloadInterval = 1000
 
     public init() {}
 
@@ -50,6 +52,7 @@ public struct HeraldConfiguration: Sendable {
         scriptEngines = reader.int(forKey: "scriptEngines", default: d.scriptEngines)
         scriptTimeLimit = reader.int(forKey: "scriptTimeLimit", default: d.scriptTimeLimit)
         scriptQueueLimit = reader.int(forKey: "scriptQueueLimit", default: d.scriptQueueLimit)
+        schemaReloadInterval = reader.int(forKey: "schemaReloadInterval", default: d.schemaReloadInterval)
     }
 
     /// Problems that make the settings unusable.
@@ -62,6 +65,7 @@ public struct HeraldConfiguration: Sendable {
         guard backlog > 0 else { throw ConfigurationError("backlog must be positive") }
         guard scriptEngines >= 0 else { throw ConfigurationError("scriptEngines must be 0 (one per core) or more") }
         guard scriptTimeLimit > 0 else { throw ConfigurationError("scriptTimeLimit must be positive (milliseconds)") }
+        guard schemaReloadInterval >= 0 else { throw ConfigurationError("schemaReloadInterval must not be negative") }
         guard scriptQueueLimit >= 0 else { throw ConfigurationError("scriptQueueLimit must not be negative") }
     }
 }

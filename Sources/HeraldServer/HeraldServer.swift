@@ -87,6 +87,29 @@ public enum HeraldServer {
         )
         .register(on: router)
 
+        var services: [any Service] = [StorageService(storage: storage, pool: pool, logger: logger)]
+        if configuration.schemaReloadInterval > 0 {
+            services.append(
+                SchemaReloader(
+                    directory: schemaURL,
+                    interval: .milliseconds(configuration.schemaReloadInterval),
+                    runtime: runtime,
+                    storage: storage,
+                    hasher: hasher,
+                    allowDestructive: configuration.allowDestructiveMigrations,
+                    logger: logger
+                )
+            )
+        }
+        services.append(
+            SchedulerService(
+                scheduler: Scheduler(
+                    runtime: runtime,
+                    logger: Logger(label: "herald.scheduler", level: configuration.logLevel)
+                )
+            )
+        )
+
         return Application(
             router: router,
             configuration: .init(
@@ -94,7 +117,7 @@ public enum HeraldServer {
                 serverName: "Herald",
                 backlog: configuration.backlog
             ),
-            services: [StorageService(storage: storage, pool: pool, logger: logger)],
+            services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 logger.info("Herald listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])

@@ -11,7 +11,8 @@ public struct RESTController: Sendable {
     public static let root = "/structr/rest"
 
     let storage: any StorageBackend
-    let model: DataModel
+    /// The model in force (it changes when the schema reloads).
+    var model: DataModel { runtime.model }
     /// Writes and methods run here, with their hooks, on the engine threads.
     let runtime: ScriptRuntime
     let policy: any AccessPolicy
@@ -19,7 +20,6 @@ public struct RESTController: Sendable {
 
     public init(runtime: ScriptRuntime, policy: any AccessPolicy, maxBodySize: Int) {
         self.storage = runtime.storage
-        self.model = runtime.model
         self.runtime = runtime
         self.policy = policy
         self.maxBodySize = maxBodySize

@@ -5,6 +5,8 @@ import Foundation
 public struct SchemaLoader: Sendable {
     /// The file holding the initial data.
     public static let initialDataFile = "initial-data.json"
+    /// The file naming global methods to run on a cron schedule: `{"method": "*/10 * * * * *"}`.
+    public static let schedulesFile = "schedules.json"
     /// The folder holding global methods.
     public static let globalFolder = "global"
 
@@ -29,6 +31,7 @@ public struct SchemaLoader: Sendable {
         }
         var documents: [(name: String, file: String, json: JSONObject)] = []
         var initialData: JSONValue?
+        var schedules: JSONValue?
         var scriptFolders: [String] = []
         for entry in entries where !entry.hasPrefix(".") {
             let url = directory.appendingPathComponent(entry)
@@ -43,6 +46,10 @@ public struct SchemaLoader: Sendable {
             let json = try readJSON(entry)
             if entry == Self.initialDataFile {
                 initialData = json
+                continue
+            }
+            if entry == Self.schedulesFile {
+                schedules = json
                 continue
             }
             let typeName = String(entry.dropLast(5))
@@ -62,7 +69,36 @@ public struct SchemaLoader: Sendable {
         for folder in scriptFolders {
             try builder.addMethods(try readScripts(in: folder), folder: folder)
         }
-        return try builder.build(initialData: initialData)
+        var schema = try builder.build(initialData: initialData)
+        if let schedules { schema.schedules = try Self.parseSchedules(schedules, methods: schema.globalMethods) }
+        return schema
+    }
+
+    static func parseSchedules(_ json: JSONValue, methods: [MethodDefinition]) throws(SchemaError) -> [String:
+        CronSchedule]
+    {
+        guard case .object(let object) = json else {
+            throw SchemaError(file: schedulesFile, "must be an object of global method names to cron expressions")
+        }
+        var schedules: [String: CronSchedule] = [:]
+        for (name, value) in object where name != "$schema" {
+            guard methods.contains(where: { $0.name == name }) else {
+                throw SchemaError(
+                    file: schedulesFile,
+                    field: name,
+                    "no global method '\(name)' (schema/global/\(name).js)"
+                )
+            }
+            guard case .string(let expression) = value else {
+                throw SchemaError(file: schedulesFile, field: name, "must be a cron expression string")
+            }
+            do {
+                schedules[name] = try CronSchedule(expression)
+            } catch {
+                throw SchemaError(file: schedulesFile, field: name, "invalid cron expression: \(error)")
+            }
+        }
+        return schedules
     }
 
     func readJSON(_ file: String) throws(SchemaError) -> JSONValue {

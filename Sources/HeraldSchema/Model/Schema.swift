@@ -5,6 +5,8 @@ public struct Schema: Sendable, Hashable {
     public var globalMethods: [MethodDefinition]
     /// The content of `initial-data.json`, if the folder has one.
     public var initialData: JSONValue?
+    /// Global methods run on a schedule, from `schedules.json`.
+    public var schedules: [String: CronSchedule] = [:]
 
     public init(
         types: OrderedDictionary<String, TypeDefinition>,

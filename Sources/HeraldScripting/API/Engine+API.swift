@@ -302,7 +302,7 @@ extension Engine {
         }
         let typeName = swiftString(first)
         let session = try currentSession()
-        guard session.runtime.schema.types[typeName] != nil else {
+        guard session.model.schema.types[typeName] != nil else {
             throw JSThrow(message: "find: unknown type '\(typeName)'", kind: "TypeError")
         }
         var rest = Array(args.dropFirst())

@@ -2,6 +2,7 @@ import CJavaScriptCore
 import HeraldSchema
 import HeraldStorage
 import Logging
+import Synchronization
 
 /// Runs writes, lifecycle hooks and methods on the engine pool.
 ///
@@ -9,18 +10,43 @@ import Logging
 /// transaction is opened there (blocking, on that dedicated thread), `on…` hooks run inside it,
 /// and `after…` hooks run after the commit, each in a new transaction whose failure is logged.
 public final class ScriptRuntime: Sendable {
-    public let schema: Schema
-    public let model: DataModel
+    private let current: Mutex<DataModel>
     public let storage: any StorageBackend
     public let pool: EnginePool
     let logger: Logger
 
     public init(model: DataModel, storage: any StorageBackend, pool: EnginePool, logger: Logger) {
-        self.schema = model.schema
-        self.model = model
+        self.current = Mutex(model)
         self.storage = storage
         self.pool = pool
         self.logger = logger
+    }
+
+    /// The model in force: a schema reload replaces it; running transactions keep theirs.
+    public var model: DataModel { current.withLock { $0 } }
+
+    /// The schema in force.
+    public var schema: Schema { model.schema }
+
+    /// Puts a reloaded schema's model in force for transactions that start from now on.
+    public func replaceModel(_ model: DataModel) {
+        current.withLock { $0 = model }
+    }
+
+    /// Compiles every method of `schema` on an engine, so a bad edit is refused before it serves.
+    public func checkScripts(of schema: Schema) async throws {
+        let methods = schema.globalMethods + schema.types.values.flatMap(\.methods)
+        try await pool.run { engine in
+            for method in methods {
+                let location = ScriptLocation(
+                    typeName: method.typeName,
+                    method: method.name,
+                    file: method.path,
+                    line: nil
+                )
+                _ = try engine.compile(method, location: location)
+            }
+        }
     }
 
     /// Creates objects in one transaction, running their hooks; returns their ids.
@@ -36,9 +62,9 @@ public final class ScriptRuntime: Sendable {
     public func update(_ type: String, id: String, _ input: JSONObject, caller: Caller) async throws -> JSONValue {
         try await pool.run { engine in
             try self.transaction(engine, caller: caller) { session in
-                let entity = try session.runtime.model.get(type, id: id, in: session.tx)
+                let entity = try session.model.get(type, id: id, in: session.tx)
                 try session.update(EntityReference(type: type, id: entity.id), input, engine: engine)
-                return try self.model.render(try self.model.get(type, id: id, in: session.tx), in: session.tx)
+                return try session.model.render(try session.model.get(type, id: id, in: session.tx), in: session.tx)
             }
         }
     }
@@ -47,7 +73,7 @@ public final class ScriptRuntime: Sendable {
     public func delete(_ type: String, id: String, caller: Caller) async throws {
         try await pool.run { engine in
             try self.transaction(engine, caller: caller) { session in
-                let entity = try session.runtime.model.get(type, id: id, in: session.tx)
+                let entity = try session.model.get(type, id: id, in: session.tx)
                 try session.delete(EntityReference(type: type, id: entity.id), engine: engine)
             }
         }
@@ -104,7 +130,7 @@ public final class ScriptRuntime: Sendable {
         if let typeName = method.typeName, let id {
             this = EntityReference(
                 type: typeName,
-                id: try session.runtime.model.get(typeName, id: id, in: session.tx).id
+                id: try session.model.get(typeName, id: id, in: session.tx).id
             )
         }
         session.arguments = arguments

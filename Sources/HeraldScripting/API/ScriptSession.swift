@@ -34,13 +34,15 @@ final class ScriptSession {
     /// Objects created in this transaction: changing them runs no `onSave` (their `onCreate` did).
     var created: Set<String> = []
 
+    /// The model this transaction started with, kept even if the schema reloads meanwhile.
+    let model: DataModel
+
     init(runtime: ScriptRuntime, tx: any StorageTransaction, caller: Caller) {
         self.runtime = runtime
         self.tx = tx
         self.caller = caller
+        self.model = runtime.model
     }
-
-    var model: DataModel { runtime.model }
 
     /// Fails the transaction with the errors `$.error` recorded.
     func finish() throws {

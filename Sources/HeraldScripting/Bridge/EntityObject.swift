@@ -41,7 +41,7 @@ final class EntityObject {
         definition.getPropertyNames = { ctx, object, names in
             let engine = Engine.of(ctx)
             let entity = Unmanaged<EntityObject>.fromOpaque(JSObjectGetPrivate(object)!).takeUnretainedValue()
-            guard let type = engine.session?.runtime.schema.types[entity.reference.type] else { return }
+            guard let type = engine.session?.model.schema.types[entity.reference.type] else { return }
             var keys = ["id", "type"]
             keys += type.properties.values.filter { !$0.writeOnly }.map(\.name)
             keys += type.relationships.keys
@@ -89,11 +89,11 @@ extension Engine {
                 guard let entity = try session.tx.fetch(type: reference.type, id: reference.id) else {
                     return engine.null
                 }
-                return engine.jsValue(try session.runtime.model.render(entity, in: session.tx))
+                return engine.jsValue(try session.model.render(entity, in: session.tx))
             }
         default: break
         }
-        guard let type = session.runtime.schema.types[reference.type] else { return nil }
+        guard let type = session.model.schema.types[reference.type] else { return nil }
         if let end = type.relationships[name] {
             let related = try session.tx.related(end, of: reference.id).map { entityObject($0) }
             if end.cardinality == .one { return related.first ?? null }

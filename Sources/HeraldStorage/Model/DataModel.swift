@@ -12,11 +12,7 @@ public struct DataModel: Sendable {
     public init(schema: Schema, hasher: any PasswordHasher) {
         self.schema = schema
         self.hasher = hasher
-        self.now = {
-            var spec = timespec()
-            clock_gettime(CLOCK_REALTIME, &spec)
-            return Timestamp(millisecondsSince1970: Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000)
-        }
+        self.now = { Timestamp.now }
     }
 
     public func type(_ name: String) throws(DataError) -> TypeDefinition {
@@ -33,11 +29,3 @@ public struct DataModel: Sendable {
         return entity
     }
 }
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Musl)
-    import Musl
-#elseif canImport(Darwin)
-    import Darwin
-#endif

@@ -1,0 +1,71 @@
+import HeraldSchema
+import HeraldStorage
+import Logging
+import Synchronization
+
+/// Runs the global methods named in `schedules.json` on their cron schedules, as the superuser.
+///
+/// Every second it checks the schedules of the schema in force, so a reload takes effect at
+/// once. A run still busy when its next time comes is skipped, and the skip is logged.
+public struct Scheduler: Sendable {
+    let runtime: ScriptRuntime
+    let logger: Logger
+    private let busy = BusySet()
+
+    public init(runtime: ScriptRuntime, logger: Logger) {
+        self.runtime = runtime
+        self.logger = logger
+    }
+
+    /// Ticks once a second until the task is cancelled.
+    public func run() async {
+        var last = Int64.min
+        while !Task.isCancelled {
+            let now = Timestamp.now
+            let second = now.millisecondsSince1970 / 1000
+            if second != last {
+                last = second
+                tick(at: Timestamp(millisecondsSince1970: second * 1000))
+            }
+            let wait = 1000 - now.millisecondsSince1970 % 1000
+            try? await Task.sleep(for: .milliseconds(wait + 1))
+        }
+    }
+
+    func tick(at time: Timestamp) {
+        let schema = runtime.schema
+        for (name, schedule) in schema.schedules.sorted(by: { $0.key < $1.key }) where schedule.matches(time) {
+            guard let method = schema.globalMethods.first(where: { $0.name == name }) else { continue }
+            guard busy.insert(name) else {
+                logger.warning("scheduled run skipped: the previous run is still busy", metadata: ["method": "\(name)"])
+                continue
+            }
+            let runtime = self.runtime
+            let logger = self.logger
+            let busy = self.busy
+            Task {
+                defer { busy.remove(name) }
+                do {
+                    _ = try await runtime.call(
+                        method: method,
+                        id: nil,
+                        arguments: .object([:]),
+                        request: [:],
+                        caller: .superuser
+                    )
+                } catch {
+                    logger.error("scheduled run failed", metadata: ["method": "\(name)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+}
+
+final class BusySet: Sendable {
+    private let names = Mutex<Set<String>>([])
+
+    /// Marks `name` busy; false if it already was.
+    func insert(_ name: String) -> Bool { names.withLock { $0.insert(name).inserted } }
+
+    func remove(_ name: String) { _ = names.withLock { $0.remove(name) } }
+}
