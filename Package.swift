@@ -102,6 +102,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// `scripts/bench`: benchmarks against a baseline in the same run.
+        .executableTarget(
+            name: "herald-bench",
+            dependencies: [
+                "HeraldServer",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: []
+        ),
         .testTarget(
             name: "HeraldTests",
             dependencies: [

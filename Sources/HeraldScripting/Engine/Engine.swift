@@ -152,15 +152,16 @@ public final class Engine {
     /// Reads status, message and line from a thrown value.
     func scriptError(_ exception: JSValueRef, location: ScriptLocation?) -> ScriptError {
         var location = location
+        let object = JSValueIsObject(context, exception) ? JSValueToObject(context, exception, nil) : nil
+        if let object, let line = property(object, "line"), JSValueIsNumber(context, line) {
+            location?.line = Int(JSValueToNumber(context, line, nil))
+        }
         if timedOut {
             timedOut = false
             return .timedOut(limit: timeLimit, location: location)
         }
-        guard let object = JSValueToObject(context, exception, nil), JSValueIsObject(context, exception) else {
+        guard let object else {
             return .failed(status: 422, message: swiftString(exception), location: location)
-        }
-        if let line = property(object, "line"), JSValueIsNumber(context, line) {
-            location?.line = Int(JSValueToNumber(context, line, nil))
         }
         var status = 422
         if let value = property(object, "__heraldStatus"), JSValueIsNumber(context, value) {
