@@ -11,6 +11,12 @@ final class SQLiteTransaction: StorageTransaction {
         self.schema = layout.schema
     }
 
+    /// Runs a statement through the connection's statement cache: the SQL for a type is built
+    /// the same way every time, so each is compiled once.
+    func execute(sql: String, arguments: StatementArguments = []) throws {
+        try db.cachedStatement(sql: sql).execute(arguments: arguments)
+    }
+
     func typeDefinition(_ name: String) throws -> TypeDefinition {
         guard let type = schema.types[name] else { throw StorageError.unknownType(name) }
         return type
@@ -18,7 +24,10 @@ final class SQLiteTransaction: StorageTransaction {
 
     func fetch(type: String, id: String) throws -> StoredEntity? {
         let definition = try typeDefinition(type)
-        let row = try Row.fetchOne(db, sql: "SELECT * FROM \(Layout.table(type)) WHERE id = ?", arguments: [id])
+        let row = try Row.fetchOne(
+            try db.cachedStatement(sql: "SELECT * FROM \(Layout.table(type)) WHERE id = ?"),
+            arguments: [id]
+        )
         return row.map { decode($0, definition) }
     }
 
@@ -46,7 +55,7 @@ final class SQLiteTransaction: StorageTransaction {
         } else if query.offset > 0 {
             sql += " LIMIT -1 OFFSET \(query.offset)"
         }
-        return try Row.fetchAll(db, sql: sql, arguments: arguments).map { decode($0, definition) }
+        return try Row.fetchAll(try db.cachedStatement(sql: sql), arguments: arguments).map { decode($0, definition) }
     }
 
     func count(_ query: EntityQuery) throws -> Int {
@@ -56,7 +65,7 @@ final class SQLiteTransaction: StorageTransaction {
         if let filter = query.filter {
             sql += " WHERE " + (try SQLFilter(type: definition).sql(filter, &arguments))
         }
-        return try Int.fetchOne(db, sql: sql, arguments: arguments) ?? 0
+        return try Int.fetchOne(try db.cachedStatement(sql: sql), arguments: arguments) ?? 0
     }
 
     func exists(type: String, property: String, value: JSONValue, excluding id: String?) throws -> Bool {
@@ -66,7 +75,7 @@ final class SQLiteTransaction: StorageTransaction {
             sql += " AND id <> ?"
             arguments += [id]
         }
-        return try Row.fetchOne(db, sql: sql + " LIMIT 1", arguments: arguments) != nil
+        return try Row.fetchOne(try db.cachedStatement(sql: sql + " LIMIT 1"), arguments: arguments) != nil
     }
 
     func insert(_ entity: StoredEntity) throws {
@@ -81,7 +90,7 @@ final class SQLiteTransaction: StorageTransaction {
             arguments += [SQLValue.bind(value, for: definition.property(named: name)?.type ?? .string)]
         }
         let placeholders = Array(repeating: "?", count: columns.count).joined(separator: ", ")
-        try db.execute(
+        try execute(
             sql:
                 "INSERT INTO \(Layout.table(entity.type)) (\(columns.joined(separator: ", "))) VALUES (\(placeholders))",
             arguments: arguments
@@ -101,7 +110,7 @@ final class SQLiteTransaction: StorageTransaction {
             arguments += [SQLValue.bind(value, for: definition.property(named: name)?.type ?? .string)]
         }
         arguments += [id]
-        try db.execute(
+        try execute(
             sql: "UPDATE \(Layout.table(type)) SET \(assignments.joined(separator: ", ")) WHERE id = ?",
             arguments: arguments
         )
@@ -109,7 +118,7 @@ final class SQLiteTransaction: StorageTransaction {
 
     func delete(type: String, id: String) throws {
         _ = try typeDefinition(type)
-        try db.execute(sql: "DELETE FROM \(Layout.table(type)) WHERE id = ?", arguments: [id])
+        try execute(sql: "DELETE FROM \(Layout.table(type)) WHERE id = ?", arguments: [id])
     }
 
     func related(_ end: RelationshipEnd, of id: String) throws -> [EntityReference] {
@@ -117,22 +126,20 @@ final class SQLiteTransaction: StorageTransaction {
         switch end.direction {
         case .outgoing:
             return try Row.fetchAll(
-                db,
-                sql: "SELECT target, targetType FROM \(table) WHERE source = ? ORDER BY rowid",
+                try db.cachedStatement(sql: "SELECT target, targetType FROM \(table) WHERE source = ? ORDER BY rowid"),
                 arguments: [id]
             ).map { EntityReference(type: $0["targetType"], id: $0["target"]) }
         case .incoming:
             let sourceType = end.relationship.sourceType
             return try String.fetchAll(
-                db,
-                sql: "SELECT source FROM \(table) WHERE target = ? ORDER BY rowid",
+                try db.cachedStatement(sql: "SELECT source FROM \(table) WHERE target = ? ORDER BY rowid"),
                 arguments: [id]
             ).map { EntityReference(type: sourceType, id: $0) }
         }
     }
 
     func link(_ relationship: Relationship, source: String, target: EntityReference) throws {
-        try db.execute(
+        try execute(
             sql: """
                 INSERT OR IGNORE INTO \(Layout.linkTable(relationship)) (source, target, targetType) VALUES (?, ?, ?)
                 """,
@@ -152,7 +159,7 @@ final class SQLiteTransaction: StorageTransaction {
             arguments += [target]
         }
         guard !conditions.isEmpty else { return }
-        try db.execute(
+        try execute(
             sql: "DELETE FROM \(Layout.linkTable(relationship)) WHERE \(conditions.joined(separator: " AND "))",
             arguments: arguments
         )
@@ -160,17 +167,22 @@ final class SQLiteTransaction: StorageTransaction {
 
     func isEmpty() throws -> Bool {
         for type in schema.types.keys {
-            if try Row.fetchOne(db, sql: "SELECT 1 FROM \(Layout.table(type)) LIMIT 1") != nil { return false }
+            if try Row.fetchOne(try db.cachedStatement(sql: "SELECT 1 FROM \(Layout.table(type)) LIMIT 1")) != nil {
+                return false
+            }
         }
         return true
     }
 
     func metadata(_ key: String) throws -> String? {
-        try String.fetchOne(db, sql: "SELECT value FROM _herald_meta WHERE key = ?", arguments: [key])
+        try String.fetchOne(
+            try db.cachedStatement(sql: "SELECT value FROM _herald_meta WHERE key = ?"),
+            arguments: [key]
+        )
     }
 
     func setMetadata(_ key: String, _ value: String) throws {
-        try db.execute(
+        try execute(
             sql:
                 "INSERT INTO _herald_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             arguments: [key, value]
