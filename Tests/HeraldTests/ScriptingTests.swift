@@ -426,3 +426,69 @@ typealias HeraldServerConfiguration = HeraldConfiguration
         #expect(error("${sendEvent('message', 'Welcome!', find('User', 'name', 'Bob'))}") == nil)
     }
 }
+
+@Suite struct DollarFunctionTests {
+    static let schema: [String: String] = [
+        "Post.json": #"{"properties": {"title": "string"}}"#,
+        "Comment.json":
+            #"{"properties": {"text": "string", "stars": "integer", "meta": "json"}, "relationships": {"post": {"to": "Post", "cardinality": "one", "inverse": "comments"}}}"#,
+        "global/functions.js": """
+        {
+            const a = $.create('Post', {title: 'a'});
+            const b = $.create('Post', {title: 'b'});
+            const c = $.create('Comment', {text: 'c', post: a, meta: {tags: ['x']}});
+            const same = $.getOrCreate('Post', {title: 'a'});
+            const made = $.getOrCreate('Post', {title: 'new'});
+            $.set(c, {stars: 4});
+            c.post = b;                      // a relationship written through a live entity
+            const moved = a.comments.length === 0 && b.comments.length === 1;
+            $.log('functions test', {count: $.size($.find('Post'))});
+            const doomed = $.create('Post', {title: 'doomed'});
+            $.delete(doomed);
+            return {
+                getOrCreateFound: same.id === a.id,
+                getOrCreateMade: made.title,
+                stars: $.get(c, 'stars'),
+                metaTag: c.meta.tags[0],
+                moved: moved,
+                postTitle: $.get(c, 'post').title,
+                posts: $.size($.find('Post')),
+                doomedGone: $.find('Post', {title: 'doomed'}).length === 0,
+                nullThisInGlobal: $.this === null,
+                firstOfEmpty: $.first([]) === null,
+            };
+        }
+        """,
+        "global/typeError.js": "{ $.create('Nope', {}); }",
+        "global/wrongRelationship.js": "{ const c = $.create('Comment', {text: 'x'}); c.post = 'not an id'; }",
+    ]
+
+    @Test func createGetOrCreateSetGetDeleteLogAndRelationshipWrites() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.schema))
+        defer { Task { try? await server.stop() } }
+        let answer = try await server.request(.POST, "/structr/rest/functions")
+        #expect(answer.status == 200, "\(answer.text)")
+        #expect(
+            answer.result
+                == [
+                    "getOrCreateFound": true, "getOrCreateMade": "new", "stars": 4, "metaTag": "x", "moved": true,
+                    "postTitle": "b", "posts": 3, "doomedGone": true, "nullThisInGlobal": true, "firstOfEmpty": true,
+                ]
+        )
+        let comments = try await server.get("/structr/rest/Comment")
+        #expect(comments.arrayValue?.first?["post"]?["name"] == .null)
+        #expect(comments.arrayValue?.first?["stars"] == 4)
+    }
+
+    @Test func misuseIsAnErrorThatNamesTheProblem() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.schema))
+        defer { Task { try? await server.stop() } }
+        let unknownType = try await server.request(.POST, "/structr/rest/typeError")
+        #expect(unknownType.status == 422)
+        #expect(unknownType.json["message"]?.stringValue?.contains("unknown type 'Nope'") == true)
+        let wrongRelationship = try await server.request(.POST, "/structr/rest/wrongRelationship")
+        #expect(wrongRelationship.status == 422)
+        #expect(wrongRelationship.json.tokens == ["must_be_reference"])
+        #expect(try await server.get("/structr/rest/Comment") == [])
+    }
+}
