@@ -51,6 +51,12 @@ let package = Package(
             pkgConfig: "javascriptcoregtk-4.1",
             providers: [.apt(["libjavascriptcoregtk-4.1-dev"])]
         ),
+        /// Events: the hub that fans server-sent events out to open streams.
+        .target(
+            name: "HeraldEvents",
+            dependencies: ["HeraldStorage"],
+            swiftSettings: swiftSettings
+        ),
         /// Scripting: engine threads, the `$` API, lifecycle hooks and methods.
         .target(
             name: "HeraldScripting",
@@ -58,6 +64,7 @@ let package = Package(
                 "CJavaScriptCore",
                 "HeraldSchema",
                 "HeraldStorage",
+                "HeraldEvents",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -81,6 +88,7 @@ let package = Package(
             dependencies: [
                 "HeraldSchema",
                 "HeraldStorage",
+                "HeraldEvents",
                 "HeraldScripting",
                 "HeraldHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -119,6 +127,7 @@ let package = Package(
                 "HeraldSchema",
                 "HeraldStorage",
                 "HeraldScripting",
+                "HeraldEvents",
                 "HeraldServer",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldEvents
 import HeraldHTTP
 import HeraldSchema
 import HeraldScripting
@@ -66,6 +67,7 @@ public enum HeraldServer {
             model: model,
             storage: storage,
             pool: pool,
+            events: EventHub(),
             logger: Logger(label: "herald.scripting", level: configuration.logLevel)
         )
 

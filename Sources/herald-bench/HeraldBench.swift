@@ -73,7 +73,9 @@ struct HeraldBench {
     static func hookCost(requests: Int, rounds: Int, concurrency: Int) async throws -> HookCostResult {
         let item = #"{"properties": {"name": "string"}}"#
         let plain = try await BenchServer.start(files: ["Item.json": item])
-        let hooked = try await BenchServer.start(files: ["Item.json": item, "Item/onCreate.js": "{ let name = $.this.name; }"])
+        let hooked = try await BenchServer.start(files: [
+            "Item.json": item, "Item/onCreate.js": "{ let name = $.this.name; }",
+        ])
         defer {
             Task {
                 try? await plain.stop()
@@ -109,7 +111,10 @@ final class BenchServer: Sendable {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("herald-bench-\(UUID().uuidString)")
         for (path, content) in files {
             let url = root.appendingPathComponent("schema").appendingPathComponent(path)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(),
+                withIntermediateDirectories: true
+            )
             try Data(content.utf8).write(to: url)
         }
         var configuration = HeraldConfiguration()
@@ -156,7 +161,9 @@ final class BenchServer: Sendable {
                         request.body = .bytes(ByteBuffer(string: #"{"name": "item \#(i)"}"#))
                         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
                         _ = try await response.body.collect(upTo: 1 << 16)
-                        guard response.status == .created else { throw BenchError("create answered \(response.status)") }
+                        guard response.status == .created else {
+                            throw BenchError("create answered \(response.status)")
+                        }
                         i += concurrency
                     }
                 }

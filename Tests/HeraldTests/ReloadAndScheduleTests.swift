@@ -1,4 +1,5 @@
 import Foundation
+import HeraldEvents
 import HeraldSchema
 import HeraldServer
 import HeraldStorage
@@ -131,6 +132,7 @@ func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) as
             model: DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4)),
             storage: storage,
             pool: pool,
+            events: EventHub(),
             logger: Logger(label: "test")
         )
         let scheduler = Scheduler(runtime: runtime, logger: Logger(label: "test"))

@@ -207,7 +207,11 @@ extension Engine {
                 }
             ),
         ]
-        for (name, body) in functions { setProperty(host, name, makeFunction(name, body)) }
+        let events: [(String, HostFunction.Body)] = [
+            ("broadcastEvent", { engine, _, args in try engine.broadcastEvent(args) }),
+            ("sendEvent", { engine, _, args in try engine.sendEvent(args) }),
+        ]
+        for (name, body) in functions + events { setProperty(host, name, makeFunction(name, body)) }
         let prelude = """
             (function (host) {
                 'use strict';
@@ -216,7 +220,7 @@ extension Engine {
                     Object.defineProperty(api, name, { get: host[name], enumerable: true });
                 }
                 for (const name of ['find', 'first', 'size', 'create', 'getOrCreate', 'delete', 'set', 'get', 'log',
-                                    'error', 'assert', 'doPrivileged', 'store', 'retrieve']) {
+                                    'error', 'assert', 'doPrivileged', 'store', 'retrieve', 'broadcastEvent', 'sendEvent']) {
                     api[name] = host[name];
                     const snake = name.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
                     if (snake !== name) api[snake] = host[name];

@@ -1,4 +1,5 @@
 import CJavaScriptCore
+import HeraldEvents
 import HeraldSchema
 import HeraldStorage
 import Logging
@@ -13,12 +14,15 @@ public final class ScriptRuntime: Sendable {
     private let current: Mutex<DataModel>
     public let storage: any StorageBackend
     public let pool: EnginePool
+    /// Where `$.broadcastEvent` and `$.sendEvent` deliver, once their transaction commits.
+    public let events: EventHub
     let logger: Logger
 
-    public init(model: DataModel, storage: any StorageBackend, pool: EnginePool, logger: Logger) {
+    public init(model: DataModel, storage: any StorageBackend, pool: EnginePool, events: EventHub, logger: Logger) {
         self.current = Mutex(model)
         self.storage = storage
         self.pool = pool
+        self.events = events
         self.logger = logger
     }
 
@@ -144,6 +148,7 @@ public final class ScriptRuntime: Sendable {
         throws -> T
     {
         var after: [ScriptSession.AfterHook] = []
+        var events: [ScriptSession.PendingEvent] = []
         let run: ((any StorageTransaction) throws -> T) throws -> T =
             readOnly ? { try self.storage.readBlocking($0) } : { try self.storage.writeBlocking($0) }
         let result = try run { tx in
@@ -165,12 +170,15 @@ public final class ScriptRuntime: Sendable {
             if session.wantedWrite { throw NeedsWriteTransaction() }
             try session.finish()
             after = session.afterHooks
+            events = session.events
             return value
         }
+        // Committed: the events raised in the transaction leave now, in the order they were raised.
+        publish(events)
         for hook in after {
             for method in hook.methods {
                 do {
-                    try storage.writeBlocking { tx in
+                    let raised = try storage.writeBlocking { tx in
                         let session = ScriptSession(runtime: self, tx: tx, caller: caller)
                         session.data = hook.data
                         session.modifications = hook.modifications
@@ -182,7 +190,9 @@ public final class ScriptRuntime: Sendable {
                         }
                         _ = try invoke(method, engine: engine, session: session, this: hook.this, result: false)
                         try session.finish()
+                        return session.events
                     }
+                    publish(raised)
                 } catch {
                     logger.error(
                         "\(method.lifecycleEvent?.rawValue ?? method.name) failed; the commit stands",
@@ -195,6 +205,10 @@ public final class ScriptRuntime: Sendable {
             }
         }
         return result
+    }
+
+    func publish(_ events: [ScriptSession.PendingEvent]) {
+        for event in events { self.events.publish(type: event.type, data: event.data, to: event.audience) }
     }
 
     /// Runs one method with `this`; returns its JSON result (entities in REST form) when asked.

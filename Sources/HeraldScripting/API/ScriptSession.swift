@@ -1,4 +1,5 @@
 import CJavaScriptCore
+import HeraldEvents
 import HeraldSchema
 import HeraldStorage
 
@@ -10,6 +11,13 @@ final class ScriptSession {
         var this: EntityReference?
         var data: JSONValue?
         var modifications: JSONValue?
+    }
+
+    /// An event raised in the transaction, delivered when it commits and dropped if it rolls back.
+    struct PendingEvent {
+        var type: String
+        var data: String
+        var audience: Audience
     }
 
     let runtime: ScriptRuntime
@@ -25,6 +33,7 @@ final class ScriptSession {
     var store: [String: JSValueRef] = [:]
     var errors: [FieldError] = []
     var afterHooks: [AfterHook] = []
+    var events: [PendingEvent] = []
     /// The Swift error behind the JavaScript exception being thrown, so it surfaces unchanged.
     var hostError: (any Error)?
     /// Hooks running now, by `event:id`, so a hook's own writes do not trigger it again.

@@ -1,0 +1,84 @@
+import CJavaScriptCore
+import HeraldEvents
+import HeraldSchema
+import HeraldStorage
+
+extension Engine {
+    /// `$.broadcastEvent(type, message [, authenticatedUsers = true [, anonymousUsers = false]])`.
+    func broadcastEvent(_ args: [JSValueRef]) throws -> JSValueRef {
+        let session = try currentSession()
+        let (type, data) = try eventTypeAndMessage(args, function: "broadcastEvent")
+        let authenticated = try flag(args, 2, name: "authenticatedUsers", default: true)
+        let anonymous = try flag(args, 3, name: "anonymousUsers", default: false)
+        guard authenticated || anonymous else { return undefined }
+        session.events.append(
+            .init(type: type, data: data, audience: .broadcast(authenticated: authenticated, anonymous: anonymous))
+        )
+        return undefined
+    }
+
+    /// `$.sendEvent(type, message, recipients)`: users and groups (nested, each user once).
+    /// True when at least one open stream will receive it.
+    func sendEvent(_ args: [JSValueRef]) throws -> JSValueRef {
+        let session = try currentSession()
+        let (type, data) = try eventTypeAndMessage(args, function: "sendEvent")
+        guard args.count >= 3 else {
+            throw JSThrow(message: "sendEvent expects recipients: a User, a Group or a list", kind: "TypeError")
+        }
+        var roots: [EntityReference] = []
+        for value in elements(args[2]) where !JSValueIsNull(context, value) && !JSValueIsUndefined(context, value) {
+            guard let object = JSValueToObject(context, value, nil),
+                let reference = EntityObject.reference(context, object),
+                reference.type == BuiltInType.user || reference.type == BuiltInType.group
+            else {
+                throw JSThrow(message: "sendEvent recipients are Users, Groups or lists of them", kind: "TypeError")
+            }
+            roots.append(reference)
+        }
+        let users = try recipients(roots, session: session)
+        guard !users.isEmpty else { return JSValueMakeBoolean(context, false) }
+        session.events.append(.init(type: type, data: data, audience: .users(users)))
+        return JSValueMakeBoolean(context, session.runtime.events.hasStreams(forAnyOf: users))
+    }
+
+    /// The users among `roots`, with every member of every group, through nested groups; a
+    /// group met twice (a cycle) is expanded once.
+    func recipients(_ roots: [EntityReference], session: ScriptSession) throws -> Set<String> {
+        guard let members = session.model.schema.types[BuiltInType.group]?.relationships["members"] else { return [] }
+        var users = Set<String>()
+        var seenGroups = Set<String>()
+        var queue = roots
+        while let next = queue.popLast() {
+            if next.type == BuiltInType.user {
+                users.insert(next.id)
+            } else if seenGroups.insert(next.id).inserted {
+                queue.append(contentsOf: try session.tx.related(members, of: next.id))
+            }
+        }
+        return users
+    }
+
+    func eventTypeAndMessage(_ args: [JSValueRef], function: String) throws -> (String, String) {
+        guard args.count >= 2, JSValueIsString(context, args[0]) else {
+            throw JSThrow(message: "\(function) expects an event type and a message", kind: "TypeError")
+        }
+        let type = swiftString(args[0])
+        guard ServerEvent.isValidType(type) else {
+            throw JSThrow(
+                message: "\(function): the event type must be non-empty and contain no line breaks",
+                kind: "TypeError"
+            )
+        }
+        let message = args[1]
+        if JSValueIsString(context, message) { return (type, swiftString(message)) }
+        return (type, try resultJSON(message).jsonString)
+    }
+
+    func flag(_ args: [JSValueRef], _ index: Int, name: String, default value: Bool) throws -> Bool {
+        guard index < args.count, !JSValueIsUndefined(context, args[index]) else { return value }
+        guard JSValueIsBoolean(context, args[index]) else {
+            throw JSThrow(message: "broadcastEvent: \(name) must be true or false", kind: "TypeError")
+        }
+        return JSValueToBoolean(context, args[index])
+    }
+}
