@@ -66,18 +66,9 @@ public struct CronSchedule: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether the schedule fires in the given UTC second.
     public func matches(_ timestamp: Timestamp) -> Bool {
-        let ms = timestamp.millisecondsSince1970
-        let secondsSinceEpoch = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
-        var dayNumber = secondsSinceEpoch / 86_400
-        var secondOfDay = secondsSinceEpoch % 86_400
-        if secondOfDay < 0 {
-            secondOfDay += 86_400
-            dayNumber -= 1
-        }
-        let (_, month, day) = Timestamp.civilFromDays(Int(dayNumber))
-        let weekday = Int(((dayNumber % 7) + 11) % 7)  // 1970-01-01 was a Thursday (4)
-        guard seconds.contains(Int(secondOfDay % 60)), minutes.contains(Int(secondOfDay / 60 % 60)),
-            hours.contains(Int(secondOfDay / 3600)), months.contains(month)
+        let (_, month, day, weekday, secondOfDay, _) = timestamp.utc
+        guard seconds.contains(secondOfDay % 60), minutes.contains(secondOfDay / 60 % 60),
+            hours.contains(secondOfDay / 3600), months.contains(month)
         else { return false }
         // As in cron: with both day fields restricted, either may match.
         switch (anyDay, anyWeekday) {

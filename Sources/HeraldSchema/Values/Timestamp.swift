@@ -91,24 +91,29 @@ public struct Timestamp: Sendable, Hashable, Comparable {
         self.millisecondsSince1970 = seconds * 1000 + Int64(millis)
     }
 
-    /// The canonical text form, `yyyy-MM-ddTHH:mm:ss.SSSZ` in UTC.
-    public var iso8601: String {
-        let ms = millisecondsSince1970
-        var days = ms / 86_400_000
-        var rest = ms % 86_400_000
+    /// The UTC calendar fields of this instant; `weekday` counts from 0 (Sunday).
+    public var utc: (year: Int, month: Int, day: Int, weekday: Int, secondOfDay: Int, millisecond: Int) {
+        var days = millisecondsSince1970 / 86_400_000
+        var rest = millisecondsSince1970 % 86_400_000
         if rest < 0 {
             rest += 86_400_000
             days -= 1
         }
         let (y, m, d) = Self.civilFromDays(Int(days))
-        let secondsOfDay = Int(rest / 1000)
+        let weekday = Int(((days % 7) + 11) % 7)  // 1970-01-01 was a Thursday (4)
+        return (y, m, d, weekday, Int(rest / 1000), Int(rest % 1000))
+    }
+
+    /// The canonical text form, `yyyy-MM-ddTHH:mm:ss.SSSZ` in UTC.
+    public var iso8601: String {
+        let (y, m, d, _, secondsOfDay, millisecond) = utc
         func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)
             return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
         }
         return
             "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2)):"
-            + "\(pad(secondsOfDay % 60, 2)).\(pad(Int(rest % 1000), 3))Z"
+            + "\(pad(secondsOfDay % 60, 2)).\(pad(millisecond, 3))Z"
     }
 
     static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }

@@ -96,28 +96,20 @@ public final class ScriptRuntime: Sendable {
             // several engines; the first write attempt restarts the method in a write
             // transaction (SQLite has one writer). Effects are transactional, so nothing leaks
             // from the abandoned attempt.
+            let run = { (session: ScriptSession) in
+                try self.runMethod(
+                    method,
+                    id: id,
+                    arguments: arguments,
+                    request: request,
+                    engine: engine,
+                    session: session
+                )
+            }
             do {
-                return try self.transaction(engine, caller: caller, readOnly: true) { session in
-                    try self.runMethod(
-                        method,
-                        id: id,
-                        arguments: arguments,
-                        request: request,
-                        engine: engine,
-                        session: session
-                    )
-                }
+                return try self.transaction(engine, caller: caller, readOnly: true, run)
             } catch is NeedsWriteTransaction {
-                return try self.transaction(engine, caller: caller) { session in
-                    try self.runMethod(
-                        method,
-                        id: id,
-                        arguments: arguments,
-                        request: request,
-                        engine: engine,
-                        session: session
-                    )
-                }
+                return try self.transaction(engine, caller: caller, run)
             }
         }
     }
