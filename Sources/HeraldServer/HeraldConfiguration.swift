@@ -31,6 +31,14 @@ public struct HeraldConfiguration: Sendable {
     public var scriptTimeLimit = 5000
     /// Requests waiting for an engine beyond this get 503.
     public var scriptQueueLimit = 1024
+    /// A login session ends after this many seconds without a request.
+    public var sessionIdleTimeout = 1800
+    /// Failed logins in a row that lock an account (per name).
+    public var loginMaxFailures = 5
+    /// How long a locked account stays locked, in seconds.
+    public var loginLockout = 300
+    /// Mark session cookies `Secure` (set when Herald is served over TLS, directly or by a proxy).
+    public var secureCookies = false
     /// How often the schema folder is checked for edits, in milliseconds; 0 turns reloading off.
     public var schemaReloadInterval = 1000
 
@@ -52,6 +60,10 @@ public struct HeraldConfiguration: Sendable {
         scriptEngines = reader.int(forKey: "scriptEngines", default: d.scriptEngines)
         scriptTimeLimit = reader.int(forKey: "scriptTimeLimit", default: d.scriptTimeLimit)
         scriptQueueLimit = reader.int(forKey: "scriptQueueLimit", default: d.scriptQueueLimit)
+        sessionIdleTimeout = reader.int(forKey: "sessionIdleTimeout", default: d.sessionIdleTimeout)
+        loginMaxFailures = reader.int(forKey: "loginMaxFailures", default: d.loginMaxFailures)
+        loginLockout = reader.int(forKey: "loginLockout", default: d.loginLockout)
+        secureCookies = reader.bool(forKey: "secureCookies", default: d.secureCookies)
         schemaReloadInterval = reader.int(forKey: "schemaReloadInterval", default: d.schemaReloadInterval)
     }
 
@@ -65,6 +77,9 @@ public struct HeraldConfiguration: Sendable {
         guard backlog > 0 else { throw ConfigurationError("backlog must be positive") }
         guard scriptEngines >= 0 else { throw ConfigurationError("scriptEngines must be 0 (one per core) or more") }
         guard scriptTimeLimit > 0 else { throw ConfigurationError("scriptTimeLimit must be positive (milliseconds)") }
+        guard sessionIdleTimeout > 0 else { throw ConfigurationError("sessionIdleTimeout must be positive (seconds)") }
+        guard loginMaxFailures > 0 else { throw ConfigurationError("loginMaxFailures must be positive") }
+        guard loginLockout >= 0 else { throw ConfigurationError("loginLockout must not be negative (seconds)") }
         guard schemaReloadInterval >= 0 else { throw ConfigurationError("schemaReloadInterval must not be negative") }
         guard scriptQueueLimit >= 0 else { throw ConfigurationError("scriptQueueLimit must not be negative") }
     }

@@ -73,18 +73,35 @@ public enum HeraldServer {
 
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        let credentials = UserCredentials(
+            storage: storage,
+            hasher: hasher,
+            superuserPassword: configuration.superuserPassword.flatMap { $0.isEmpty ? nil : $0 },
+            maxFailures: configuration.loginMaxFailures,
+            lockout: .seconds(configuration.loginLockout)
+        )
+        let sessions = Sessions(
+            storage: storage,
+            idleTimeout: .seconds(configuration.sessionIdleTimeout),
+            secureCookies: configuration.secureCookies
+        )
+        let expired = Timestamp(
+            millisecondsSince1970: Timestamp.now.millisecondsSince1970 - Int64(configuration.sessionIdleTimeout) * 1000
+        )
+        _ = try await storage.write { tx in try tx.deleteSessions(idleSince: expired) }
         router.add(
             middleware: IdentityMiddleware(
-                authenticator: HeaderAuthenticator(
-                    storage: storage,
-                    hasher: hasher,
-                    superuserPassword: configuration.superuserPassword.flatMap { $0.isEmpty ? nil : $0 }
-                )
+                authenticator: AuthenticatorChain([
+                    SessionAuthenticator(sessions: sessions),
+                    HeaderAuthenticator(credentials: credentials),
+                ])
             )
         )
         RESTController(
             runtime: runtime,
             policy: AdminOnlyAccessPolicy(),
+            sessions: sessions,
+            credentials: credentials,
             maxBodySize: configuration.maxBodySize
         )
         .register(on: router)

@@ -4,9 +4,9 @@ import Hummingbird
 public struct IdentityMiddleware: RouterMiddleware {
     public typealias Context = HeraldRequestContext
 
-    let authenticator: any Authenticator
+    let authenticator: AuthenticatorChain
 
-    public init(authenticator: any Authenticator) {
+    public init(authenticator: AuthenticatorChain) {
         self.authenticator = authenticator
     }
 

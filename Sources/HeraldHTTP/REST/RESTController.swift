@@ -16,12 +16,22 @@ public struct RESTController: Sendable {
     /// Writes and methods run here, with their hooks, on the engine threads.
     let runtime: ScriptRuntime
     let policy: any AccessPolicy
+    let sessions: Sessions
+    let credentials: UserCredentials
     let maxBodySize: Int
 
-    public init(runtime: ScriptRuntime, policy: any AccessPolicy, maxBodySize: Int) {
+    public init(
+        runtime: ScriptRuntime,
+        policy: any AccessPolicy,
+        sessions: Sessions,
+        credentials: UserCredentials,
+        maxBodySize: Int
+    ) {
         self.storage = runtime.storage
         self.runtime = runtime
         self.policy = policy
+        self.sessions = sessions
+        self.credentials = credentials
         self.maxBodySize = maxBodySize
     }
 
@@ -40,6 +50,7 @@ public struct RESTController: Sendable {
 
     /// The kinds of REST resource.
     enum Resource {
+        case login, logout, me
         case schema
         case collection(TypeDefinition)
         case entity(TypeDefinition, id: String)
@@ -49,6 +60,9 @@ public struct RESTController: Sendable {
 
         var signature: String {
             switch self {
+            case .login: "_login"
+            case .logout: "_logout"
+            case .me: "User"
             case .schema: "_schema"
             case .collection(let t): t.name
             case .entity(let t, _): "\(t.name)/_id"
@@ -62,7 +76,13 @@ public struct RESTController: Sendable {
     func resource(_ components: [Substring]) throws -> Resource {
         let parts = components.map(String.init)
         guard let first = parts.first else { throw RESTError.notFound("Not found") }
-        if parts == ["_schema"] { return .schema }
+        switch parts {
+        case ["_schema"]: return .schema
+        case ["login"]: return .login
+        case ["logout"]: return .logout
+        case ["me"]: return .me
+        default: break
+        }
         guard let type = model.schema.types[first] else {
             if parts.count == 1, Naming.isMethodName(first) { return .globalMethod(name: first) }
             throw RESTError.notFound("Type \(first) not found")
@@ -84,8 +104,18 @@ public struct RESTController: Sendable {
     func dispatch(_ request: Request, context: HeraldRequestContext) async throws -> Response {
         let resource = try resource(context.parameters.getCatchAll())
         let method = request.method
+        switch (resource, method) {
+        case (.login, .post): return try await login(request, context: context)
+        case (.logout, .post): return try await logout(request)
+        case (.me, .get): return try await me(context)
+        case (.login, _), (.logout, _): throw RESTError.methodNotAllowed(method, allowed: [.post])
+        case (.me, _): throw RESTError.methodNotAllowed(method, allowed: [.get])
+        default: break
+        }
         try await policy.authorize(context.caller, RESTOperation(method: method, signature: resource.signature))
         switch (resource, method) {
+        case (.login, _), (.logout, _), (.me, _):
+            throw RESTError.notFound("Not found")
         case (.schema, .get):
             return .json(["result": model.schema.listing])
         case (.schema, _):
@@ -125,6 +155,55 @@ public struct RESTController: Sendable {
             return try await callMethod(method, id: nil, request: request, context: context)
         case (.staticMethod, _), (.instanceMethod, _), (.globalMethod, _):
             throw RESTError.methodNotAllowed(method, allowed: [.post])
+        }
+    }
+
+    // MARK: Sessions
+
+    /// `POST /login` with `{"name" | "eMail", "password"}`: a new session (never a reused id).
+    func login(_ request: Request, context: HeraldRequestContext) async throws -> Response {
+        let body = try await readJSON(request)
+        guard case .object(let input) = body, case .string(let password)? = input["password"],
+            input["name"]?.stringValue != nil || input["eMail"]?.stringValue != nil
+        else {
+            throw RESTError(.badRequest, "Expected {\"name\" or \"eMail\", \"password\"}")
+        }
+        let name = input["name"]?.stringValue
+        // The superuser authenticates per request with X-User / X-Password, never by session.
+        guard name != "superuser" else { throw UserCredentials.failure }
+        let caller = try await credentials.verify(name: name, eMail: input["eMail"]?.stringValue, password: password)
+        guard let userID = caller.userID else { throw UserCredentials.failure }
+        if let old = request.cookies[Sessions.cookieName]?.value { try await sessions.end(old) }
+        let token = try await sessions.create(for: userID)
+        var response = Response.json(["result": try await renderUser(userID)])
+        response.setCookie(sessions.cookie(token))
+        return response
+    }
+
+    /// `POST /logout`: ends the session of the cookie and tells the browser to forget it.
+    func logout(_ request: Request) async throws -> Response {
+        if let token = request.cookies[Sessions.cookieName]?.value { try await sessions.end(token) }
+        var response = Response.json(["result": .null])
+        response.setCookie(sessions.removalCookie())
+        return response
+    }
+
+    /// `GET /me`: the caller.
+    func me(_ context: HeraldRequestContext) async throws -> Response {
+        switch context.caller {
+        case .anonymous:
+            throw RESTError(.unauthorized, "Not logged in")
+        case .superuser:
+            return .json(["result": ["id": .null, "type": "User", "name": "superuser", "isAdmin": true]])
+        case .user(let id, _, _):
+            return .json(["result": try await renderUser(id)])
+        }
+    }
+
+    func renderUser(_ id: String) async throws -> JSONValue {
+        let model = self.model
+        return try await storage.read { tx in
+            try model.render(try model.get(BuiltInType.user, id: id, in: tx), in: tx)
         }
     }
 

@@ -87,6 +87,19 @@ public protocol StorageTransaction: AnyObject {
     /// Removes links through `relationship`: those of `source`, of `target`, or the one pair.
     func unlink(_ relationship: Relationship, source: String?, target: String?) throws
 
+    /// The login session stored under `key` (a hash of the session id, never the id itself).
+    func session(_ key: String) throws -> LoginSession?
+
+    /// Stores or replaces a login session.
+    func saveSession(_ session: LoginSession) throws
+
+    /// Ends a login session.
+    func deleteSession(_ key: String) throws
+
+    /// Ends every session idle since before `time`; returns how many.
+    @discardableResult
+    func deleteSessions(idleSince time: Timestamp) throws -> Int
+
     /// Whether the database holds no objects at all.
     func isEmpty() throws -> Bool
 
@@ -98,6 +111,22 @@ public protocol StorageTransaction: AnyObject {
 
     /// Runs `action` once this transaction has committed; never if it rolls back.
     func afterCommit(_ action: @escaping @Sendable () -> Void)
+}
+
+/// A login session: which user it belongs to and when it was last used.
+public struct LoginSession: Sendable, Hashable {
+    /// A hash of the session id the client holds.
+    public var key: String
+    public var userID: String
+    public var created: Timestamp
+    public var lastSeen: Timestamp
+
+    public init(key: String, userID: String, created: Timestamp, lastSeen: Timestamp) {
+        self.key = key
+        self.userID = userID
+        self.created = created
+        self.lastSeen = lastSeen
+    }
 }
 
 /// What a migration did.

@@ -186,6 +186,16 @@ struct SQLiteMigrator {
                 report.changes.append("added property \(type.name).\(property.name)")
             }
         }
+        try db.execute(
+            sql: """
+                CREATE TABLE IF NOT EXISTS _herald_sessions (
+                  key TEXT PRIMARY KEY NOT NULL,
+                  userID TEXT NOT NULL REFERENCES "User"(id) ON DELETE CASCADE,
+                  created INTEGER NOT NULL,
+                  lastSeen INTEGER NOT NULL
+                ) STRICT
+                """
+        )
         try migrateIndexes(db, &report)
         try migrateLinkTables(db, existing: linkTables, &report)
         try db.execute(

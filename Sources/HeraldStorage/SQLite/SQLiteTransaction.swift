@@ -165,6 +165,45 @@ final class SQLiteTransaction: StorageTransaction {
         )
     }
 
+    func session(_ key: String) throws -> LoginSession? {
+        guard
+            let row = try Row.fetchOne(
+                try db.cachedStatement(
+                    sql: "SELECT key, userID, created, lastSeen FROM _herald_sessions WHERE key = ?"
+                ),
+                arguments: [key]
+            )
+        else { return nil }
+        return LoginSession(
+            key: row["key"],
+            userID: row["userID"],
+            created: Timestamp(millisecondsSince1970: row["created"]),
+            lastSeen: Timestamp(millisecondsSince1970: row["lastSeen"])
+        )
+    }
+
+    func saveSession(_ session: LoginSession) throws {
+        try execute(
+            sql: """
+                INSERT INTO _herald_sessions (key, userID, created, lastSeen) VALUES (?, ?, ?, ?)
+                ON CONFLICT(key) DO UPDATE SET lastSeen = excluded.lastSeen
+                """,
+            arguments: [
+                session.key, session.userID, session.created.millisecondsSince1970,
+                session.lastSeen.millisecondsSince1970,
+            ]
+        )
+    }
+
+    func deleteSession(_ key: String) throws {
+        try execute(sql: "DELETE FROM _herald_sessions WHERE key = ?", arguments: [key])
+    }
+
+    func deleteSessions(idleSince time: Timestamp) throws -> Int {
+        try execute(sql: "DELETE FROM _herald_sessions WHERE lastSeen < ?", arguments: [time.millisecondsSince1970])
+        return db.changesCount
+    }
+
     func isEmpty() throws -> Bool {
         for type in schema.types.keys {
             if try Row.fetchOne(try db.cachedStatement(sql: "SELECT 1 FROM \(Layout.table(type)) LIMIT 1")) != nil {

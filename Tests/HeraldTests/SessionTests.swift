@@ -1,0 +1,157 @@
+import Foundation
+import HeraldSchema
+import Testing
+
+@Suite struct SessionTests {
+    static func setCookie(_ answer: HTTPResult) -> String? {
+        answer.headers["Set-Cookie"].first { $0.hasPrefix("JSESSIONID=") }
+    }
+
+    static func token(_ answer: HTTPResult) -> String? {
+        setCookie(answer).flatMap { $0.split(separator: ";").first }.map { String($0.dropFirst("JSESSIONID=".count)) }
+    }
+
+    func start(_ directory: TestDirectory? = nil, _ configure: (inout HeraldServerConfiguration) -> Void = { _ in })
+        async throws -> TestServer
+    {
+        let server = try await TestServer.start(
+            try directory ?? TestDirectory(files: projectSchema),
+            configure: configure
+        )
+        _ = try await server.create(
+            "User",
+            #"{"name": "root", "eMail": "root@example.com", "password": "root-pw", "isAdmin": true}"#
+        )
+        _ = try await server.create("User", #"{"name": "joe", "password": "joe-pw"}"#)
+        return server
+    }
+
+    func login(_ server: TestServer, _ body: String, cookie: String? = nil) async throws -> HTTPResult {
+        var headers: [String: String] = [:]
+        if let cookie { headers["Cookie"] = "JSESSIONID=\(cookie)" }
+        return try await server.request(.POST, "/structr/rest/login", body: body, headers: headers)
+    }
+
+    @Test func loginSetsAHardenedCookieThatAuthenticates() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let answer = try await login(server, #"{"name": "root", "password": "root-pw"}"#)
+        #expect(answer.status == 200)
+        #expect(answer.result["name"] == "root")
+        #expect(answer.result["password"] == nil)
+        let cookie = try #require(Self.setCookie(answer))
+        #expect(cookie.contains("HttpOnly"))
+        #expect(cookie.contains("SameSite=Lax"))
+        #expect(cookie.contains("Path=/"))
+        #expect(!cookie.contains("Secure"))
+        let token = try #require(Self.token(answer))
+        let list = try await server.request(.GET, "/structr/rest/Project", headers: ["Cookie": "JSESSIONID=\(token)"])
+        #expect(list.status == 200)
+        let me = try await server.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(token)"])
+        #expect(me.result["name"] == "root")
+        #expect(me.result["password"] == nil)
+        let byMail = try await login(server, #"{"eMail": "root@example.com", "password": "root-pw"}"#)
+        #expect(byMail.status == 200)
+    }
+
+    @Test func everyLoginGetsANewSessionIdAndLogoutEndsIt() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let first = try #require(Self.token(try await login(server, #"{"name": "root", "password": "root-pw"}"#)))
+        let planted = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        let second = try #require(
+            Self.token(try await login(server, #"{"name": "root", "password": "root-pw"}"#, cookie: planted))
+        )
+        #expect(first != second)
+        #expect(second != planted)
+        #expect(
+            try await server.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(planted)"]).status
+                == 401
+        )
+        let logout = try await server.request(
+            .POST,
+            "/structr/rest/logout",
+            headers: ["Cookie": "JSESSIONID=\(second)"]
+        )
+        #expect(logout.status == 200)
+        #expect(Self.setCookie(logout)?.contains("Max-Age=0") == true)
+        #expect(
+            try await server.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(second)"]).status
+                == 401
+        )
+        #expect(
+            try await server.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(first)"]).status == 200
+        )
+    }
+
+    @Test func wrongUnknownAndLockedLookTheSame() async throws {
+        let server = try await start { $0.loginMaxFailures = 3 }
+        defer { Task { try? await server.stop() } }
+        let wrong = try await login(server, #"{"name": "joe", "password": "nope"}"#)
+        let unknown = try await login(server, #"{"name": "nobody", "password": "nope"}"#)
+        #expect(wrong.status == 401)
+        #expect(unknown.status == 401)
+        #expect(wrong.json == unknown.json)
+        #expect(try await login(server, #"{"name": "superuser", "password": "test-secret"}"#).status == 401)
+        #expect(try await login(server, #"{"password": "x"}"#).status == 400)
+        // Two more failures lock joe; then even the right password is refused, in the same words.
+        _ = try await login(server, #"{"name": "joe", "password": "nope"}"#)
+        _ = try await login(server, #"{"name": "joe", "password": "nope"}"#)
+        let locked = try await login(server, #"{"name": "joe", "password": "joe-pw"}"#)
+        #expect(locked.status == 401)
+        #expect(locked.json == wrong.json)
+        #expect(try await login(server, #"{"name": "root", "password": "root-pw"}"#).status == 200)
+    }
+
+    @Test func theLockEndsAfterItsTime() async throws {
+        let server = try await start {
+            $0.loginMaxFailures = 1
+            $0.loginLockout = 1
+        }
+        defer { Task { try? await server.stop() } }
+        _ = try await login(server, #"{"name": "joe", "password": "nope"}"#)
+        #expect(try await login(server, #"{"name": "joe", "password": "joe-pw"}"#).status == 401)
+        try await Task.sleep(for: .milliseconds(1200))
+        #expect(try await login(server, #"{"name": "joe", "password": "joe-pw"}"#).status == 200)
+    }
+
+    @Test func aNonAdminSessionIsIdentifiedButStillClosedOutUntilGrantsExist() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let token = try #require(Self.token(try await login(server, #"{"name": "joe", "password": "joe-pw"}"#)))
+        let me = try await server.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(token)"])
+        #expect(me.result["name"] == "joe")
+        #expect(
+            try await server.request(.GET, "/structr/rest/Project", headers: ["Cookie": "JSESSIONID=\(token)"]).status
+                == 401
+        )
+        #expect(try await server.request(.GET, "/structr/rest/me", headers: [:]).status == 401)
+    }
+
+    @Test func sessionsSurviveARestartAndExpireWhenIdle() async throws {
+        let directory = try TestDirectory(files: projectSchema)
+        let first = try await start(directory) { $0.sessionIdleTimeout = 2 }
+        let token = try #require(Self.token(try await login(first, #"{"name": "root", "password": "root-pw"}"#)))
+        try await first.stop()
+        let second = try await TestServer.start(directory) { $0.sessionIdleTimeout = 2 }
+        defer { Task { try? await second.stop() } }
+        #expect(
+            try await second.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(token)"]).status == 200
+        )
+        try await Task.sleep(for: .milliseconds(2500))
+        #expect(
+            try await second.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(token)"]).status == 401
+        )
+    }
+
+    @Test func deletingTheUserEndsItsSessions() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let token = try #require(Self.token(try await login(server, #"{"name": "joe", "password": "joe-pw"}"#)))
+        let joe = try #require(try await server.get("/structr/rest/User?name=joe").ids.first)
+        #expect(try await server.request(.DELETE, "/structr/rest/User/\(joe)").status == 200)
+        #expect(
+            try await server.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(token)"]).status == 401
+        )
+    }
+}
