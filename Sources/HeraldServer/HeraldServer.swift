@@ -97,9 +97,13 @@ public enum HeraldServer {
                 ])
             )
         )
+        let policy = ResourceAccessPolicy(storage: storage)
+        runtime.onCommit { types in
+            if types.contains(BuiltInType.resourceAccess) { policy.invalidate() }
+        }
         RESTController(
             runtime: runtime,
-            policy: AdminOnlyAccessPolicy(),
+            policy: policy,
             sessions: sessions,
             credentials: credentials,
             maxBodySize: configuration.maxBodySize

@@ -55,6 +55,8 @@ extension RESTError {
             )
         case .invalidInput(let message):
             self.init(.unprocessableContent, message)
+        case .forbidden(let message):
+            self.init(.forbidden, message)
         }
     }
 }

@@ -121,13 +121,13 @@ public struct RESTController: Sendable {
         case (.schema, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get])
         case (.collection(let type), .get):
-            return try await list(type, request: request)
+            return try await list(type, request: request, context: context)
         case (.collection(let type), .post):
             return try await create(type, request: request, context: context)
         case (.collection, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get, .post])
         case (.entity(let type, let id), .get):
-            return try await get(type, id: id, request: request)
+            return try await get(type, id: id, request: request, context: context)
         case (.entity(let type, let id), .put):
             return try await update(type, id: id, request: request, context: context)
         case (.entity(let type, let id), .delete):
@@ -203,25 +203,32 @@ public struct RESTController: Sendable {
     func renderUser(_ id: String) async throws -> JSONValue {
         let model = self.model
         return try await storage.read { tx in
-            try model.render(try model.get(BuiltInType.user, id: id, in: tx), in: tx)
+            let scope = try AccessScope.of(.user(id: id, name: nil, isAdmin: false), schema: model.schema, in: tx)
+            return try model.render(try model.get(BuiltInType.user, id: id, in: tx), as: scope, in: tx)
         }
     }
 
     // MARK: Handlers
 
-    func list(_ type: TypeDefinition, request: Request) async throws -> Response {
+    func list(_ type: TypeDefinition, request: Request, context: HeraldRequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
         let parsed = try RESTQuery(type: type, parameters: parameters)
         let model = self.model
+        let caller = context.caller
         let started = ContinuousClock.now
         let (rendered, total, queryTime, countTime) = try await storage.read { tx in
             let clock = ContinuousClock()
             let t0 = clock.now
-            let entities = try tx.fetch(parsed.query)
+            let scope = try AccessScope.of(caller, schema: model.schema, in: tx)
+            var query = parsed.query
+            if let visibility = scope.visibilityFilter {
+                query.filter = query.filter.map { .and([$0, visibility]) } ?? visibility
+            }
+            let entities = try tx.fetch(query)
             let t1 = clock.now
-            let total = parsed.query.limit == nil ? entities.count : try tx.count(parsed.query)
+            let total = query.limit == nil ? entities.count : try tx.count(query)
             let t2 = clock.now
-            let rendered = try entities.map { try model.render($0, depth: parsed.nestingDepth, in: tx) }
+            let rendered = try entities.map { try model.render($0, depth: parsed.nestingDepth, as: scope, in: tx) }
             return (rendered, total, t1 - t0, t2 - t1)
         }
         let serialization = ContinuousClock.now - started - queryTime - countTime
@@ -240,7 +247,9 @@ public struct RESTController: Sendable {
         return .json(.object(body))
     }
 
-    func get(_ type: TypeDefinition, id: String, request: Request) async throws -> Response {
+    func get(_ type: TypeDefinition, id: String, request: Request, context: HeraldRequestContext) async throws
+        -> Response
+    {
         let depth: Int
         if let value = request.uri.queryParameters["_outputNestingDepth"] {
             guard let n = Int(value), (0...DataModel.maximumNestingDepth).contains(n) else {
@@ -254,8 +263,15 @@ public struct RESTController: Sendable {
             depth = 1
         }
         let model = self.model
+        let caller = context.caller
         let rendered = try await storage.read { tx in
-            try model.render(try model.get(type.name, id: id, in: tx), depth: depth, in: tx)
+            let scope = try AccessScope.of(caller, schema: model.schema, in: tx)
+            return try model.render(
+                try model.get(type.name, id: id, as: scope, in: tx),
+                depth: depth,
+                as: scope,
+                in: tx
+            )
         }
         return .json(["result": rendered])
     }

@@ -210,6 +210,8 @@ extension Engine {
         let events: [(String, HostFunction.Body)] = [
             ("broadcastEvent", { engine, _, args in try engine.broadcastEvent(args) }),
             ("sendEvent", { engine, _, args in try engine.sendEvent(args) }),
+            ("grant", { engine, _, args in try engine.changeGrant(args, granting: true) }),
+            ("revoke", { engine, _, args in try engine.changeGrant(args, granting: false) }),
         ]
         for (name, body) in functions + events { setProperty(host, name, makeFunction(name, body)) }
         let prelude = """
@@ -220,7 +222,7 @@ extension Engine {
                     Object.defineProperty(api, name, { get: host[name], enumerable: true });
                 }
                 for (const name of ['find', 'first', 'size', 'create', 'getOrCreate', 'delete', 'set', 'get', 'log',
-                                    'error', 'assert', 'doPrivileged', 'store', 'retrieve', 'broadcastEvent', 'sendEvent']) {
+                                    'error', 'assert', 'doPrivileged', 'store', 'retrieve', 'broadcastEvent', 'sendEvent', 'grant', 'revoke']) {
                     api[name] = host[name];
                     const snake = name.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
                     if (snake !== name) api[snake] = host[name];
@@ -271,6 +273,35 @@ extension Engine {
         _ = try! call(JSValueToObject(context, install, nil)!, [host], location: nil)
     }
 
+    /// `$.grant(principal, node, 'read, write')` / `$.revoke(...)`: needs `accessControl` on the node.
+    func changeGrant(_ args: [JSValueRef], granting: Bool) throws -> JSValueRef {
+        let name = granting ? "grant" : "revoke"
+        let session = try currentSession()
+        try session.requireWrite()
+        guard args.count >= 3,
+            let principalObject = JSValueToObject(context, args[0], nil),
+            let principal = EntityObject.reference(context, principalObject),
+            principal.type == BuiltInType.user || principal.type == BuiltInType.group,
+            let nodeObject = JSValueToObject(context, args[1], nil),
+            let node = EntityObject.reference(context, nodeObject),
+            JSValueIsString(context, args[2])
+        else {
+            throw JSThrow(
+                message: "\(name) expects a User or Group, an object and permissions like 'read, write'",
+                kind: "TypeError"
+            )
+        }
+        let permissions = try Permission.parse(swiftString(args[2]))
+        let entity = try session.model.get(node.type, id: node.id, as: try session.scope, in: session.tx)
+        try session.model.require(.accessControl, on: entity, try session.scope, in: session.tx)
+        if granting {
+            try session.tx.grant(permissions, to: principal.id, on: node.id)
+        } else {
+            try session.tx.revoke(permissions, from: principal.id, on: node.id)
+        }
+        return undefined
+    }
+
     /// `$.me`: the calling user, a stand-in object for the superuser, or null.
     func me() throws -> JSValueRef {
         switch try currentSession().caller {
@@ -312,7 +343,9 @@ extension Engine {
         var rest = Array(args.dropFirst())
         if rest.count == 1, JSValueIsString(context, rest[0]) {
             let id = swiftString(rest[0])
-            guard EntityID.isValid(id), try session.tx.fetch(type: typeName, id: id) != nil else { return null }
+            guard EntityID.isValid(id), let entity = try session.tx.fetch(type: typeName, id: id),
+                try session.model.canRead(entity, try session.scope, in: session.tx)
+            else { return null }
             return entityObject(EntityReference(type: typeName, id: id))
         }
         var criteria: [JSONValue] = []
@@ -360,6 +393,7 @@ extension Engine {
             }
         }
         if sort.isEmpty { sort = [SortKey(SystemProperty.createdDate)] }
+        if let visibility = try session.scope.visibilityFilter { filters.append(visibility) }
         var query = EntityQuery(type: typeName, filter: filters.isEmpty ? nil : .and(filters), sort: sort, limit: limit)
         if let (number, size) = page {
             query.limit = min(size, limit ?? size)

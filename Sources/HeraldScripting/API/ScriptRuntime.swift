@@ -12,6 +12,7 @@ import Synchronization
 /// and `after…` hooks run after the commit, each in a new transaction whose failure is logged.
 public final class ScriptRuntime: Sendable {
     private let current: Mutex<DataModel>
+    private let commitObservers = Mutex<[@Sendable (Set<String>) -> Void]>([])
     public let storage: any StorageBackend
     public let pool: EnginePool
     /// Where `$.broadcastEvent` and `$.sendEvent` deliver, once their transaction commits.
@@ -31,6 +32,16 @@ public final class ScriptRuntime: Sendable {
 
     /// The schema in force.
     public var schema: Schema { model.schema }
+
+    /// Calls `observer` after every commit with the types it wrote, so caches can follow changes.
+    public func onCommit(_ observer: @escaping @Sendable (Set<String>) -> Void) {
+        commitObservers.withLock { $0.append(observer) }
+    }
+
+    func committed(_ types: Set<String>) {
+        guard !types.isEmpty else { return }
+        for observer in commitObservers.withLock({ $0 }) { observer(types) }
+    }
 
     /// Puts a reloaded schema's model in force for transactions that start from now on.
     public func replaceModel(_ model: DataModel) {
@@ -66,9 +77,14 @@ public final class ScriptRuntime: Sendable {
     public func update(_ type: String, id: String, _ input: JSONObject, caller: Caller) async throws -> JSONValue {
         try await pool.run { engine in
             try self.transaction(engine, caller: caller) { session in
-                let entity = try session.model.get(type, id: id, in: session.tx)
+                let scope = try session.scope
+                let entity = try session.model.get(type, id: id, as: scope, in: session.tx)
                 try session.update(EntityReference(type: type, id: entity.id), input, engine: engine)
-                return try session.model.render(try session.model.get(type, id: id, in: session.tx), in: session.tx)
+                return try session.model.render(
+                    try session.model.get(type, id: id, in: session.tx),
+                    as: scope,
+                    in: session.tx
+                )
             }
         }
     }
@@ -77,7 +93,7 @@ public final class ScriptRuntime: Sendable {
     public func delete(_ type: String, id: String, caller: Caller) async throws {
         try await pool.run { engine in
             try self.transaction(engine, caller: caller) { session in
-                let entity = try session.model.get(type, id: id, in: session.tx)
+                let entity = try session.model.get(type, id: id, as: try session.scope, in: session.tx)
                 try session.delete(EntityReference(type: type, id: entity.id), engine: engine)
             }
         }
@@ -141,6 +157,7 @@ public final class ScriptRuntime: Sendable {
     {
         var after: [ScriptSession.AfterHook] = []
         var events: [ScriptSession.PendingEvent] = []
+        var changed: Set<String> = []
         let run: ((any StorageTransaction) throws -> T) throws -> T =
             readOnly ? { try self.storage.readBlocking($0) } : { try self.storage.writeBlocking($0) }
         let result = try run { tx in
@@ -163,8 +180,10 @@ public final class ScriptRuntime: Sendable {
             try session.finish()
             after = session.afterHooks
             events = session.events
+            changed = session.changedTypes
             return value
         }
+        committed(changed)
         // Committed: the events raised in the transaction leave now, in the order they were raised.
         publish(events)
         for hook in after {
@@ -182,9 +201,10 @@ public final class ScriptRuntime: Sendable {
                         }
                         _ = try invoke(method, engine: engine, session: session, this: hook.this, result: false)
                         try session.finish()
-                        return session.events
+                        return (session.events, session.changedTypes)
                     }
-                    publish(raised)
+                    committed(raised.1)
+                    publish(raised.0)
                 } catch {
                     logger.error(
                         "\(method.lifecycleEvent?.rawValue ?? method.name) failed; the commit stands",

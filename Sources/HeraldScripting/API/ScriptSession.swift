@@ -34,6 +34,8 @@ final class ScriptSession {
     var errors: [FieldError] = []
     var afterHooks: [AfterHook] = []
     var events: [PendingEvent] = []
+    /// Types written in this transaction, for caches that follow changes.
+    var changedTypes: Set<String> = []
     /// The Swift error behind the JavaScript exception being thrown, so it surfaces unchanged.
     var hostError: (any Error)?
     /// Hooks running now, by `event:id`, so a hook's own writes do not trigger it again.
@@ -45,6 +47,18 @@ final class ScriptSession {
 
     /// The model this transaction started with, kept even if the schema reloads meanwhile.
     let model: DataModel
+
+    private var cachedScope: AccessScope?
+
+    /// The caller's rights in this transaction (recomputed when `doPrivileged` changes the caller).
+    var scope: AccessScope {
+        get throws {
+            if let cachedScope, cachedScope.caller == caller { return cachedScope }
+            let scope = try AccessScope.of(caller, schema: model.schema, in: tx)
+            cachedScope = scope
+            return scope
+        }
+    }
 
     init(runtime: ScriptRuntime, tx: any StorageTransaction, caller: Caller) {
         self.runtime = runtime
@@ -78,7 +92,8 @@ final class ScriptSession {
     @discardableResult
     func create(_ typeName: String, _ input: JSONObject, engine: Engine) throws -> StoredEntity {
         try requireWrite()
-        let entity = try model.create(typeName, input, owner: caller.userID, in: tx)
+        let entity = try model.create(typeName, input, owner: caller.userID, as: try scope, in: tx)
+        changedTypes.insert(typeName)
         created.insert(entity.id)
         let reference = EntityReference(type: typeName, id: entity.id)
         let type = try type(typeName)
@@ -90,12 +105,16 @@ final class ScriptSession {
     func update(_ reference: EntityReference, _ input: JSONObject, engine: Engine) throws {
         try requireWrite()
         let type = try type(reference.type)
-        let before = try model.get(reference.type, id: reference.id, in: tx)
+        let before = try model.get(reference.type, id: reference.id, as: try scope, in: tx)
         var beforeLinks: [String: [String]] = [:]
         for key in input.keys {
             if let end = type.relationships[key] { beforeLinks[key] = try tx.related(end, of: reference.id).map(\.id) }
         }
-        let after = try model.update(reference.type, id: reference.id, input, in: tx)
+        let after = try model.update(reference.type, id: reference.id, input, as: try scope, in: tx)
+        changedTypes.insert(reference.type)
+        for key in input.keys {
+            if let end = type.relationships[key] { changedTypes.formUnion(end.otherTypes) }
+        }
         if created.contains(reference.id) { return }
         let modifications = try self.modifications(
             type,
@@ -111,10 +130,12 @@ final class ScriptSession {
     func delete(_ reference: EntityReference, engine: Engine) throws {
         try requireWrite()
         let type = try type(reference.type)
-        let entity = try model.get(reference.type, id: reference.id, in: tx)
-        let data = try model.render(entity, depth: 0, in: tx)
+        let entity = try model.get(reference.type, id: reference.id, as: try scope, in: tx)
+        try model.require(.delete, on: entity, try scope, in: tx)
+        let data = try model.render(entity, depth: 0, as: try scope, in: tx)
         try runHooks(.onDelete, of: type, reference, engine: engine, data: data)
-        try model.delete(reference.type, id: reference.id, in: tx)
+        try model.delete(reference.type, id: reference.id, as: try scope, in: tx)
+        changedTypes.insert(reference.type)
         queueAfter(.afterDelete, of: type, this: nil, data: data)
     }
 

@@ -89,13 +89,20 @@ extension Engine {
                 guard let entity = try session.tx.fetch(type: reference.type, id: reference.id) else {
                     return engine.null
                 }
-                return engine.jsValue(try session.model.render(entity, in: session.tx))
+                return engine.jsValue(try session.model.render(entity, as: try session.scope, in: session.tx))
             }
         default: break
         }
         guard let type = session.model.schema.types[reference.type] else { return nil }
         if let end = type.relationships[name] {
-            let related = try session.tx.related(end, of: reference.id).map { entityObject($0) }
+            let scope = try session.scope
+            var related: [JSObjectRef] = []
+            for other in try session.tx.related(end, of: reference.id) {
+                guard let entity = try session.tx.fetch(type: other.type, id: other.id),
+                    try session.model.canRead(entity, scope, in: session.tx)
+                else { continue }
+                related.append(entityObject(other))
+            }
             if end.cardinality == .one { return related.first ?? null }
             return jsArray(related)
         }

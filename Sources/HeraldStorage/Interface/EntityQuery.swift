@@ -52,6 +52,10 @@ public indirect enum Filter: Sendable, Hashable {
     case related(String, [String])
     /// The relationship end holds at least one object.
     case hasRelated(String)
+    /// Objects the caller may read: anonymous callers (`userID` nil) see `visibleToPublicUsers`;
+    /// users see `visibleToAuthenticatedUsers`, what they own, and what a grant to one of
+    /// `principals` lets them read.
+    case visibleTo(userID: String?, principals: [String])
     case and([Filter])
     case or([Filter])
     case not(Filter)

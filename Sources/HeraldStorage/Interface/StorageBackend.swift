@@ -87,6 +87,15 @@ public protocol StorageTransaction: AnyObject {
     /// Removes links through `relationship`: those of `source`, of `target`, or the one pair.
     func unlink(_ relationship: Relationship, source: String?, target: String?) throws
 
+    /// The permissions any of `principals` holds on `node` through explicit grants.
+    func permissions(on node: String, for principals: [String]) throws -> Set<Permission>
+
+    /// Adds `permissions` for `principal` on `node`.
+    func grant(_ permissions: Set<Permission>, to principal: String, on node: String) throws
+
+    /// Takes `permissions` from `principal` on `node`.
+    func revoke(_ permissions: Set<Permission>, from principal: String, on node: String) throws
+
     /// The login session stored under `key` (a hash of the session id, never the id itself).
     func session(_ key: String) throws -> LoginSession?
 

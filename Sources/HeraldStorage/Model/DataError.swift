@@ -32,6 +32,8 @@ public enum DataError: Error, Sendable, Hashable, CustomStringConvertible {
     case validation([FieldError])
     /// The input has the wrong shape (not an object, and the like).
     case invalidInput(String)
+    /// The caller may see the object but not do this to it.
+    case forbidden(String)
 
     public var description: String {
         switch self {
@@ -40,6 +42,7 @@ public enum DataError: Error, Sendable, Hashable, CustomStringConvertible {
         case .validation(let errors):
             "validation failed: " + errors.map { "\($0.type).\($0.property): \($0.token)" }.joined(separator: ", ")
         case .invalidInput(let message): message
+        case .forbidden(let message): message
         }
     }
 }

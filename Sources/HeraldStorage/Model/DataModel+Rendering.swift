@@ -7,7 +7,13 @@ extension DataModel {
     /// The REST form of an object: `id`, `type`, its properties, its relationships and the
     /// system properties. Related objects appear as `{id, type, name}` at `depth` 1, in full
     /// (one level less deep) above that, and as bare ids at 0. Passwords never appear.
-    public func render(_ entity: StoredEntity, depth: Int = 1, in tx: any StorageTransaction) throws -> JSONValue {
+    /// With a `scope`, related objects the caller may not read are left out.
+    public func render(
+        _ entity: StoredEntity,
+        depth: Int = 1,
+        as scope: AccessScope? = nil,
+        in tx: any StorageTransaction
+    ) throws -> JSONValue {
         guard let type = schema.types[entity.type] else { return .null }
         var out: JSONObject = ["id": .string(entity.id), "type": .string(entity.type)]
         for (name, property) in type.properties where !property.writeOnly {
@@ -15,17 +21,19 @@ extension DataModel {
         }
         for (name, end) in type.relationships {
             let related = try tx.related(end, of: entity.id)
-            let rendered = try related.map { try renderReference($0, depth: depth, in: tx) }
+            let rendered = try related.compactMap { try renderReference($0, depth: depth, as: scope, in: tx) }
             out[name] = end.cardinality == .one ? (rendered.first ?? .null) : .array(rendered)
         }
         out[SystemProperty.createdDate] = entity.values[SystemProperty.createdDate] ?? .null
         out[SystemProperty.lastModifiedDate] = entity.values[SystemProperty.lastModifiedDate] ?? .null
         if case .string(let ownerID)? = entity.values[SystemProperty.owner] {
-            out[SystemProperty.owner] = try renderReference(
-                EntityReference(type: BuiltInType.user, id: ownerID),
-                depth: min(depth, 1),
-                in: tx
-            )
+            out[SystemProperty.owner] =
+                try renderReference(
+                    EntityReference(type: BuiltInType.user, id: ownerID),
+                    depth: min(depth, 1),
+                    as: scope,
+                    in: tx
+                ) ?? .null
         } else {
             out[SystemProperty.owner] = .null
         }
@@ -35,9 +43,18 @@ extension DataModel {
         return .object(out)
     }
 
-    func renderReference(_ reference: EntityReference, depth: Int, in tx: any StorageTransaction) throws -> JSONValue {
+    /// A related object as output shows it, or nil when the caller may not read it.
+    func renderReference(
+        _ reference: EntityReference,
+        depth: Int,
+        as scope: AccessScope?,
+        in tx: any StorageTransaction
+    )
+        throws -> JSONValue?
+    {
+        guard let entity = try tx.fetch(type: reference.type, id: reference.id) else { return nil }
+        if let scope, try !canRead(entity, scope, in: tx) { return nil }
         if depth <= 0 { return .string(reference.id) }
-        guard let entity = try tx.fetch(type: reference.type, id: reference.id) else { return .null }
         if depth == 1 {
             return [
                 "id": .string(entity.id),
@@ -45,6 +62,6 @@ extension DataModel {
                 "name": entity.values["name"] ?? .null,
             ]
         }
-        return try render(entity, depth: depth - 1, in: tx)
+        return try render(entity, depth: depth - 1, as: scope, in: tx)
     }
 }

@@ -12,9 +12,11 @@ extension DataModel {
         _ input: JSONObject,
         owner: String?,
         allowID: Bool = false,
+        as scope: AccessScope? = nil,
         in tx: any StorageTransaction
     ) throws -> StoredEntity {
         let type = try type(typeName)
+        try checkEscalation(type, input, existing: nil, scope, in: tx)
         var errors: [FieldError] = []
         var id = EntityID.generate()
         if let given = input[SystemProperty.id] {
@@ -27,7 +29,7 @@ extension DataModel {
                 errors.append(FieldError(token: "read_only_property", type: typeName, property: "id"))
             }
         }
-        var (values, links) = try prepare(type, input, existingID: nil, into: &errors, in: tx)
+        var (values, links) = try prepare(type, input, existingID: nil, scope: scope, into: &errors, in: tx)
         let timestamp = JSONValue.string(now().iso8601)
         values[SystemProperty.createdDate] = timestamp
         values[SystemProperty.lastModifiedDate] = timestamp
@@ -58,15 +60,18 @@ extension DataModel {
         _ typeName: String,
         id: String,
         _ input: JSONObject,
+        as scope: AccessScope? = nil,
         in tx: any StorageTransaction
     ) throws -> StoredEntity {
         let type = try type(typeName)
-        var entity = try get(typeName, id: id, in: tx)
+        var entity = try get(typeName, id: id, as: scope, in: tx)
+        try require(.write, on: entity, scope, in: tx)
+        try checkEscalation(type, input, existing: entity, scope, in: tx)
         var errors: [FieldError] = []
         if let given = input[SystemProperty.id], given != .string(id) {
             errors.append(FieldError(token: "read_only_property", type: typeName, property: "id"))
         }
-        var (values, links) = try prepare(type, input, existingID: id, into: &errors, in: tx)
+        var (values, links) = try prepare(type, input, existingID: id, scope: scope, into: &errors, in: tx)
         for (name, property) in type.properties where property.required && values.keys.contains(name) {
             if PropertyDefinition.isEmpty(values[name]) {
                 errors.append(FieldError(token: "must_not_be_empty", type: typeName, property: name))
@@ -85,8 +90,15 @@ extension DataModel {
 
     /// Deletes an object and its links; returns what it held.
     @discardableResult
-    public func delete(_ typeName: String, id: String, in tx: any StorageTransaction) throws -> StoredEntity {
-        let entity = try get(typeName, id: id, in: tx)
+    public func delete(_ typeName: String, id: String, as scope: AccessScope? = nil, in tx: any StorageTransaction)
+        throws
+        -> StoredEntity
+    {
+        let entity = try get(typeName, id: id, as: scope, in: tx)
+        try require(.delete, on: entity, scope, in: tx)
+        if let scope, !scope.bypass, typeName == BuiltInType.resourceAccess {
+            throw DataError.forbidden("Only admins may change resource access grants")
+        }
         try tx.delete(type: typeName, id: id)
         return entity
     }
@@ -96,6 +108,7 @@ extension DataModel {
         _ type: TypeDefinition,
         _ input: JSONObject,
         existingID: String?,
+        scope: AccessScope? = nil,
         into errors: inout [FieldError],
         in tx: any StorageTransaction
     ) throws -> ([String: JSONValue], [(RelationshipEnd, [EntityReference])]) {
@@ -140,7 +153,8 @@ extension DataModel {
                     type.name,
                     key,
                     &errors,
-                    tx
+                    tx,
+                    scope: scope
                 ) {
                     links.append((end, refs))
                 }
@@ -176,7 +190,8 @@ extension DataModel {
         _ typeName: String,
         _ property: String,
         _ errors: inout [FieldError],
-        _ tx: any StorageTransaction
+        _ tx: any StorageTransaction,
+        scope: AccessScope? = nil
     ) throws -> [EntityReference]? {
         var items: [JSONValue]
         switch value {
@@ -216,7 +231,10 @@ extension DataModel {
                 return nil
             }
             var found: EntityReference?
-            for candidate in allowedTypes where try tx.fetch(type: candidate, id: id) != nil {
+            for candidate in allowedTypes {
+                guard let target = try tx.fetch(type: candidate, id: id) else { continue }
+                // An object the caller cannot see is not found, as if it did not exist.
+                if let scope, try !canRead(target, scope, in: tx) { break }
                 found = EntityReference(type: candidate, id: id)
                 break
             }

@@ -95,6 +95,16 @@ struct SQLFilter {
             case .outgoing: return "id IN (SELECT source FROM \(table))"
             case .incoming: return "id IN (SELECT target FROM \(table))"
             }
+        case .visibleTo(let userID, let principals):
+            guard let userID else { return "visibleToPublicUsers = 1" }
+            arguments += [userID, userID]
+            var sql = "(visibleToAuthenticatedUsers = 1 OR owner = ? OR id = ?"
+            if !principals.isEmpty {
+                sql += " OR id IN (SELECT node FROM _herald_security WHERE read = 1 AND principal IN ("
+                sql += Array(repeating: "?", count: principals.count).joined(separator: ", ") + "))"
+                for principal in principals { arguments += [principal] }
+            }
+            return sql + ")"
         case .and(let filters):
             guard !filters.isEmpty else { return "1" }
             return "(" + (try filters.map { try sql($0, &arguments) }).joined(separator: " AND ") + ")"

@@ -196,6 +196,30 @@ struct SQLiteMigrator {
                 ) STRICT
                 """
         )
+        try db.execute(
+            sql: """
+                CREATE TABLE IF NOT EXISTS _herald_security (
+                  principal TEXT NOT NULL,
+                  node TEXT NOT NULL,
+                  read INTEGER NOT NULL DEFAULT 0,
+                  write INTEGER NOT NULL DEFAULT 0,
+                  "delete" INTEGER NOT NULL DEFAULT 0,
+                  accessControl INTEGER NOT NULL DEFAULT 0,
+                  PRIMARY KEY (principal, node)
+                ) STRICT
+                """
+        )
+        try db.execute(sql: "CREATE INDEX IF NOT EXISTS _herald_security_node ON _herald_security(node)")
+        // Grants go when their object or principal goes; objects live in one table per type.
+        for type in schema.types.keys {
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER IF NOT EXISTS \("_herald_security_delete_\(type)".quotedDatabaseIdentifier)
+                    AFTER DELETE ON \(type.quotedDatabaseIdentifier)
+                    BEGIN DELETE FROM _herald_security WHERE node = OLD.id OR principal = OLD.id; END
+                    """
+            )
+        }
         try migrateIndexes(db, &report)
         try migrateLinkTables(db, existing: linkTables, &report)
         try db.execute(

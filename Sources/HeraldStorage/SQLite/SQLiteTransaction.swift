@@ -165,6 +165,52 @@ final class SQLiteTransaction: StorageTransaction {
         )
     }
 
+    func permissions(on node: String, for principals: [String]) throws -> Set<Permission> {
+        guard !principals.isEmpty else { return [] }
+        let placeholders = Array(repeating: "?", count: principals.count).joined(separator: ", ")
+        var arguments: StatementArguments = [node]
+        for principal in principals { arguments += [principal] }
+        let row = try Row.fetchOne(
+            try db.cachedStatement(
+                sql: """
+                    SELECT MAX(read) AS read, MAX(write) AS write, MAX("delete") AS "delete", MAX(accessControl) AS accessControl
+                    FROM _herald_security WHERE node = ? AND principal IN (\(placeholders))
+                    """
+            ),
+            arguments: arguments
+        )
+        guard let row else { return [] }
+        return Set(Permission.allCases.filter { (row[$0.rawValue] as Int?) == 1 })
+    }
+
+    func grant(_ permissions: Set<Permission>, to principal: String, on node: String) throws {
+        try execute(
+            sql: """
+                INSERT INTO _herald_security (principal, node, read, write, "delete", accessControl) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT(principal, node) DO UPDATE SET read = MAX(read, excluded.read), write = MAX(write, excluded.write),
+                  "delete" = MAX("delete", excluded."delete"), accessControl = MAX(accessControl, excluded.accessControl)
+                """,
+            arguments: [principal, node]
+                + StatementArguments(Permission.allCases.map { permissions.contains($0) ? 1 : 0 })
+        )
+    }
+
+    func revoke(_ permissions: Set<Permission>, from principal: String, on node: String) throws {
+        let assignments = permissions.map { "\($0.rawValue.quotedDatabaseIdentifier) = 0" }.sorted().joined(
+            separator: ", "
+        )
+        guard !assignments.isEmpty else { return }
+        try execute(
+            sql: "UPDATE _herald_security SET \(assignments) WHERE principal = ? AND node = ?",
+            arguments: [principal, node]
+        )
+        try execute(
+            sql:
+                "DELETE FROM _herald_security WHERE principal = ? AND node = ? AND read = 0 AND write = 0 AND \"delete\" = 0 AND accessControl = 0",
+            arguments: [principal, node]
+        )
+    }
+
     func session(_ key: String) throws -> LoginSession? {
         guard
             let row = try Row.fetchOne(

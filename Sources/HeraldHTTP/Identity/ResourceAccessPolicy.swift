@@ -1,0 +1,63 @@
+import HTTPTypes
+import HeraldSchema
+import HeraldStorage
+import Synchronization
+
+/// Structr's resource access grants: a `ResourceAccess` object whose `signature` matches the
+/// request must carry the bit for the caller's state and method. Admins and the superuser skip
+/// the check. Grants are cached; `invalidate()` (called after every commit that writes
+/// `ResourceAccess`) makes the next request read them again.
+public final class ResourceAccessPolicy: AccessPolicy {
+    let storage: any StorageBackend
+    /// The grants by signature, and a generation that `invalidate()` bumps so a read racing a
+    /// change never stores stale grants.
+    private let cache = Mutex<(grants: [String: Int64]?, generation: Int)>((nil, 0))
+
+    public init(storage: any StorageBackend) {
+        self.storage = storage
+    }
+
+    /// Forgets the cached grants.
+    public func invalidate() {
+        cache.withLock { $0 = (nil, $0.generation + 1) }
+    }
+
+    public func authorize(_ caller: Caller, _ operation: RESTOperation) async throws {
+        if caller.isAdmin { return }
+        let grants = try await loaded()
+        guard let flags = grants[operation.signature],
+            flags & Self.bit(operation.method, authenticated: caller.isAuthenticated) != 0
+        else { throw RESTError.accessDenied() }
+    }
+
+    func loaded() async throws -> [String: Int64] {
+        let (cached, generation) = cache.withLock { $0 }
+        if let cached { return cached }
+        let grants = try await storage.read { tx in
+            try tx.fetch(EntityQuery(type: BuiltInType.resourceAccess)).reduce(into: [String: Int64]()) {
+                grants,
+                grant in
+                guard let signature = grant.values["signature"]?.stringValue else { return }
+                grants[signature, default: 0] |= grant.values["flags"]?.intValue ?? 0
+            }
+        }
+        cache.withLock { if $0.generation == generation { $0.grants = grants } }
+        return grants
+    }
+
+    /// Structr's flag bits: `AUTH_USER_GET = 1`, `NON_AUTH_USER_GET = 16`, and so on.
+    public static func bit(_ method: HTTPRequest.Method, authenticated: Bool) -> Int64 {
+        let (user, anonymous): (Int64, Int64)
+        switch method {
+        case .get: (user, anonymous) = (1, 16)
+        case .put: (user, anonymous) = (2, 32)
+        case .post: (user, anonymous) = (4, 64)
+        case .delete: (user, anonymous) = (8, 128)
+        case .options: (user, anonymous) = (256, 512)
+        case .head: (user, anonymous) = (1024, 2048)
+        case .patch: (user, anonymous) = (4096, 8192)
+        default: return 0
+        }
+        return authenticated ? user : anonymous
+    }
+}
