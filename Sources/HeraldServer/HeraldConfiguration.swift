@@ -39,6 +39,9 @@ public struct HeraldConfiguration: Sendable {
     public var loginLockout = 300
     /// Mark session cookies `Secure` (set when Herald is served over TLS, directly or by a proxy).
     public var secureCookies = false
+    /// Origins (`https://app.example.com`) allowed to call Herald from a browser, with
+    /// credentials; none by default.
+    public var corsAllowedOrigins: [String] = []
     /// How often the schema folder is checked for edits, in milliseconds; 0 turns reloading off.
     public var schemaReloadInterval = 1000
 
@@ -64,6 +67,7 @@ public struct HeraldConfiguration: Sendable {
         loginMaxFailures = reader.int(forKey: "loginMaxFailures", default: d.loginMaxFailures)
         loginLockout = reader.int(forKey: "loginLockout", default: d.loginLockout)
         secureCookies = reader.bool(forKey: "secureCookies", default: d.secureCookies)
+        corsAllowedOrigins = reader.stringArray(forKey: "cors.allowedOrigins", default: d.corsAllowedOrigins)
         schemaReloadInterval = reader.int(forKey: "schemaReloadInterval", default: d.schemaReloadInterval)
     }
 

@@ -73,6 +73,7 @@ public enum HeraldServer {
 
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        router.add(middleware: BrowserProtectionMiddleware(allowedOrigins: configuration.corsAllowedOrigins))
         let credentials = UserCredentials(
             storage: storage,
             hasher: hasher,

@@ -155,3 +155,99 @@ import Testing
         )
     }
 }
+
+@Suite struct BrowserProtectionTests {
+    func adminSession(_ server: TestServer) async throws -> String {
+        _ = try await server.create("User", #"{"name": "root", "password": "root-pw", "isAdmin": true}"#)
+        let answer = try await server.request(
+            .POST,
+            "/structr/rest/login",
+            body: #"{"name": "root", "password": "root-pw"}"#,
+            headers: [:]
+        )
+        return try #require(SessionTests.token(answer))
+    }
+
+    @Test func nothingIsAllowedCrossOriginByDefault() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: projectSchema))
+        defer { Task { try? await server.stop() } }
+        let preflight = try await server.request(
+            .OPTIONS,
+            "/structr/rest/Project",
+            headers: ["Origin": "https://evil.example", "Access-Control-Request-Method": "POST"]
+        )
+        #expect(preflight.status == 403)
+        #expect(preflight.headers["Access-Control-Allow-Origin"].isEmpty)
+        var headers = TestServer.superuser
+        headers["Origin"] = "https://evil.example"
+        let get = try await server.request(.GET, "/structr/rest/Project", headers: headers)
+        #expect(get.status == 200)
+        #expect(get.headers["Access-Control-Allow-Origin"].isEmpty)
+    }
+
+    @Test func listedOriginsGetCORSWithCredentials() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: projectSchema)) {
+            $0.corsAllowedOrigins = ["https://app.example"]
+        }
+        defer { Task { try? await server.stop() } }
+        let preflight = try await server.request(
+            .OPTIONS,
+            "/structr/rest/Project",
+            headers: ["Origin": "https://app.example", "Access-Control-Request-Method": "POST"]
+        )
+        #expect(preflight.status == 204)
+        #expect(preflight.headers["Access-Control-Allow-Origin"].first == "https://app.example")
+        #expect(preflight.headers["Access-Control-Allow-Credentials"].first == "true")
+        #expect(preflight.headers["Access-Control-Allow-Methods"].first?.contains("PUT") == true)
+        let token = try await adminSession(server)
+        let post = try await server.request(
+            .POST,
+            "/structr/rest/Project",
+            body: #"{"name": "from the app"}"#,
+            headers: ["Origin": "https://app.example", "Cookie": "JSESSIONID=\(token)"]
+        )
+        #expect(post.status == 201)
+        #expect(post.headers["Access-Control-Allow-Origin"].first == "https://app.example")
+    }
+
+    @Test func crossSiteRequestsWithTheSessionCookieAreRefused() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: projectSchema))
+        defer { Task { try? await server.stop() } }
+        let token = try await adminSession(server)
+        let cookie = "JSESSIONID=\(token)"
+        let forged = try await server.request(
+            .POST,
+            "/structr/rest/Project",
+            body: #"{"name": "forged"}"#,
+            headers: ["Origin": "https://evil.example", "Cookie": cookie]
+        )
+        #expect(forged.status == 403)
+        let viaReferer = try await server.request(
+            .DELETE,
+            "/structr/rest/Project/\(EntityID.generate())",
+            headers: ["Referer": "https://evil.example/page", "Cookie": cookie]
+        )
+        #expect(viaReferer.status == 403)
+        #expect(try await server.get("/structr/rest/Project") == [])
+        let sameOrigin = try await server.request(
+            .POST,
+            "/structr/rest/Project",
+            body: #"{"name": "ours"}"#,
+            headers: ["Origin": "http://127.0.0.1:\(server.port)", "Cookie": cookie]
+        )
+        #expect(sameOrigin.status == 201)
+        let noBrowser = try await server.request(
+            .POST,
+            "/structr/rest/Project",
+            body: #"{"name": "cli"}"#,
+            headers: ["Cookie": cookie]
+        )
+        #expect(noBrowser.status == 201)
+        let reading = try await server.request(
+            .GET,
+            "/structr/rest/Project",
+            headers: ["Origin": "https://evil.example", "Cookie": cookie]
+        )
+        #expect(reading.status == 200)
+    }
+}
