@@ -39,6 +39,12 @@ public struct HeraldConfiguration: Sendable {
     public var loginLockout = 300
     /// Mark session cookies `Secure` (set when Herald is served over TLS, directly or by a proxy).
     public var secureCookies = false
+    /// The key that signs tokens; generated and kept in the data folder when not set.
+    public var jwtSecret: String?
+    /// How long an access token is valid, in seconds.
+    public var accessTokenLifetime = 900
+    /// How long a refresh token is valid, in seconds.
+    public var refreshTokenLifetime = 7 * 24 * 3600
     /// Origins (`https://app.example.com`) allowed to call Herald from a browser, with
     /// credentials; none by default.
     public var corsAllowedOrigins: [String] = []
@@ -67,6 +73,9 @@ public struct HeraldConfiguration: Sendable {
         loginMaxFailures = reader.int(forKey: "loginMaxFailures", default: d.loginMaxFailures)
         loginLockout = reader.int(forKey: "loginLockout", default: d.loginLockout)
         secureCookies = reader.bool(forKey: "secureCookies", default: d.secureCookies)
+        jwtSecret = reader.string(forKey: "jwt.secret", isSecret: true)
+        accessTokenLifetime = reader.int(forKey: "accessTokenLifetime", default: d.accessTokenLifetime)
+        refreshTokenLifetime = reader.int(forKey: "refreshTokenLifetime", default: d.refreshTokenLifetime)
         corsAllowedOrigins = reader.stringArray(forKey: "cors.allowedOrigins", default: d.corsAllowedOrigins)
         schemaReloadInterval = reader.int(forKey: "schemaReloadInterval", default: d.schemaReloadInterval)
     }
@@ -81,6 +90,9 @@ public struct HeraldConfiguration: Sendable {
         guard backlog > 0 else { throw ConfigurationError("backlog must be positive") }
         guard scriptEngines >= 0 else { throw ConfigurationError("scriptEngines must be 0 (one per core) or more") }
         guard scriptTimeLimit > 0 else { throw ConfigurationError("scriptTimeLimit must be positive (milliseconds)") }
+        guard accessTokenLifetime > 0, refreshTokenLifetime > 0 else {
+            throw ConfigurationError("accessTokenLifetime and refreshTokenLifetime must be positive (seconds)")
+        }
         guard sessionIdleTimeout > 0 else { throw ConfigurationError("sessionIdleTimeout must be positive (seconds)") }
         guard loginMaxFailures > 0 else { throw ConfigurationError("loginMaxFailures must be positive") }
         guard loginLockout >= 0 else { throw ConfigurationError("loginLockout must not be negative (seconds)") }

@@ -86,6 +86,16 @@ public enum HeraldServer {
             idleTimeout: .seconds(configuration.sessionIdleTimeout),
             secureCookies: configuration.secureCookies
         )
+        let tokens = await Tokens.make(
+            secret: try Tokens.secret(
+                configured: configuration.jwtSecret,
+                dataDirectory: URL(fileURLWithPath: configuration.dataDirectory)
+            ),
+            storage: storage,
+            accessLifetime: .seconds(configuration.accessTokenLifetime),
+            refreshLifetime: .seconds(configuration.refreshTokenLifetime),
+            secureCookies: configuration.secureCookies
+        )
         let expired = Timestamp(
             millisecondsSince1970: Timestamp.now.millisecondsSince1970 - Int64(configuration.sessionIdleTimeout) * 1000
         )
@@ -94,6 +104,7 @@ public enum HeraldServer {
             middleware: IdentityMiddleware(
                 authenticator: AuthenticatorChain([
                     SessionAuthenticator(sessions: sessions),
+                    TokenAuthenticator(tokens: tokens),
                     HeaderAuthenticator(credentials: credentials),
                 ])
             )
@@ -106,6 +117,7 @@ public enum HeraldServer {
             runtime: runtime,
             policy: policy,
             sessions: sessions,
+            tokens: tokens,
             credentials: credentials,
             maxBodySize: configuration.maxBodySize
         )

@@ -59,7 +59,8 @@ public struct BrowserProtectionMiddleware: RouterMiddleware {
             return response
         }
 
-        if Self.changesState(request.method), request.cookies["JSESSIONID"] != nil,
+        if Self.changesState(request.method),
+            request.cookies[Sessions.cookieName] != nil || request.cookies[Tokens.cookieName] != nil,
             let source = origin ?? request.headers[Self.referer].flatMap(Self.originOf),
             !allowed, !allowedOrigins.contains(source), !isSameOrigin(source, request)
         {

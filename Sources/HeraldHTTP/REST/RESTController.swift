@@ -17,6 +17,7 @@ public struct RESTController: Sendable {
     let runtime: ScriptRuntime
     let policy: any AccessPolicy
     let sessions: Sessions
+    let tokens: Tokens
     let credentials: UserCredentials
     let maxBodySize: Int
 
@@ -24,9 +25,11 @@ public struct RESTController: Sendable {
         runtime: ScriptRuntime,
         policy: any AccessPolicy,
         sessions: Sessions,
+        tokens: Tokens,
         credentials: UserCredentials,
         maxBodySize: Int
     ) {
+        self.tokens = tokens
         self.storage = runtime.storage
         self.runtime = runtime
         self.policy = policy
@@ -50,7 +53,7 @@ public struct RESTController: Sendable {
 
     /// The kinds of REST resource.
     enum Resource {
-        case login, logout, me
+        case login, logout, me, token
         case schema
         case collection(TypeDefinition)
         case entity(TypeDefinition, id: String)
@@ -62,6 +65,7 @@ public struct RESTController: Sendable {
             switch self {
             case .login: "_login"
             case .logout: "_logout"
+            case .token: "_token"
             case .me: "User"
             case .schema: "_schema"
             case .collection(let t): t.name
@@ -81,6 +85,7 @@ public struct RESTController: Sendable {
         case ["login"]: return .login
         case ["logout"]: return .logout
         case ["me"]: return .me
+        case ["token"]: return .token
         default: break
         }
         guard let type = model.schema.types[first] else {
@@ -108,13 +113,14 @@ public struct RESTController: Sendable {
         case (.login, .post): return try await login(request, context: context)
         case (.logout, .post): return try await logout(request)
         case (.me, .get): return try await me(context)
-        case (.login, _), (.logout, _): throw RESTError.methodNotAllowed(method, allowed: [.post])
+        case (.token, .post): return try await token(request)
+        case (.login, _), (.logout, _), (.token, _): throw RESTError.methodNotAllowed(method, allowed: [.post])
         case (.me, _): throw RESTError.methodNotAllowed(method, allowed: [.get])
         default: break
         }
         try await policy.authorize(context.caller, RESTOperation(method: method, signature: resource.signature))
         switch (resource, method) {
-        case (.login, _), (.logout, _), (.me, _):
+        case (.login, _), (.logout, _), (.me, _), (.token, _):
             throw RESTError.notFound("Not found")
         case (.schema, .get):
             return .json(["result": model.schema.listing])
@@ -177,6 +183,37 @@ public struct RESTController: Sendable {
         let token = try await sessions.create(for: userID)
         var response = Response.json(["result": try await renderUser(userID)])
         response.setCookie(sessions.cookie(token))
+        return response
+    }
+
+    /// `POST /token` with `{"name" | "eMail", "password"}` or `{"refresh_token"}`: a new pair of
+    /// tokens, and the access token as a cookie.
+    func token(_ request: Request) async throws -> Response {
+        let body = try await readJSON(request)
+        guard case .object(let input) = body else {
+            throw RESTError(.badRequest, "Expected {\"name\" or \"eMail\", \"password\"} or {\"refresh_token\"}")
+        }
+        let userID: String
+        if case .string(let refresh)? = input["refresh_token"] {
+            userID = try await tokens.user(from: refresh, kind: "refresh").id
+        } else {
+            guard case .string(let password)? = input["password"],
+                input["name"]?.stringValue != nil || input["eMail"]?.stringValue != nil,
+                input["name"]?.stringValue != "superuser"
+            else {
+                throw RESTError(.badRequest, "Expected {\"name\" or \"eMail\", \"password\"} or {\"refresh_token\"}")
+            }
+            let caller = try await credentials.verify(
+                name: input["name"]?.stringValue,
+                eMail: input["eMail"]?.stringValue,
+                password: password
+            )
+            guard let id = caller.userID else { throw UserCredentials.failure }
+            userID = id
+        }
+        let issued = try await tokens.issue(for: userID)
+        var response = Response.json(issued.body)
+        response.setCookie(tokens.cookie(issued.access))
         return response
     }
 
