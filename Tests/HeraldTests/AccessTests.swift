@@ -161,6 +161,14 @@ import Testing
         )
         #expect(reshare.status == 403)
         #expect(try await w.request("olga", .DELETE, "/structr/rest/Project/\(team)").status == 200)
+        // Admins and the superuser may change and delete anything.
+        let privateProject = w.ids["private"]!
+        #expect(
+            try await w.request("root", .PUT, "/structr/rest/Project/\(privateProject)", #"{"notes": "admin"}"#).status
+                == 200
+        )
+        #expect(try await w.request("superuser", .DELETE, "/structr/rest/Project/\(w.ids["shared"]!)").status == 200)
+        #expect(try await w.request("root", .DELETE, "/structr/rest/Project/\(privateProject)").status == 200)
         // Anonymous callers may read public objects but hold no write bits.
         #expect(try await w.request(nil, .POST, "/structr/rest/Project", #"{"name": "anon"}"#).status == 401)
     }
