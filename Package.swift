@@ -78,6 +78,8 @@ let package = Package(
                 "HeraldSchema",
                 "HeraldStorage",
                 "HeraldScripting",
+                "HeraldEvents",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -9,6 +9,8 @@ import Synchronization
 public final class EventHub: Sendable {
     struct Subscriber {
         var caller: Caller
+        /// What opened the stream (a login session's key), so ending that closes the stream.
+        var origin: String?
         var continuation: AsyncStream<ServerEvent>.Continuation
     }
 
@@ -36,12 +38,12 @@ public final class EventHub: Sendable {
     }
 
     /// Opens a stream for `caller`.
-    public func subscribe(_ caller: Caller) -> Subscription {
+    public func subscribe(_ caller: Caller, origin: String? = nil) -> Subscription {
         let (events, continuation) = AsyncStream.makeStream(of: ServerEvent.self)
         let id = state.withLock { state in
             let id = state.nextSubscriber
             state.nextSubscriber += 1
-            state.subscribers[id] = Subscriber(caller: caller, continuation: continuation)
+            state.subscribers[id] = Subscriber(caller: caller, origin: origin, continuation: continuation)
             if let user = caller.userID { state.byUser[user, default: []].insert(id) }
             if caller.isAuthenticated { state.authenticated.insert(id) } else { state.anonymous.insert(id) }
             return id
@@ -63,6 +65,15 @@ public final class EventHub: Sendable {
         }
         removed?.continuation.finish()
     }
+
+    /// Closes every stream opened from `origin` (a login session that ended).
+    public func close(origin: String) {
+        let ids = state.withLock { state in state.subscribers.filter { $0.value.origin == origin }.map(\.key) }
+        for id in ids { remove(id) }
+    }
+
+    /// How many streams are open.
+    public var streamCount: Int { state.withLock { $0.subscribers.count } }
 
     /// Whether a stream is open for any of `users`.
     public func hasStreams(forAnyOf users: Set<String>) -> Bool {

@@ -39,6 +39,12 @@ public struct HeraldConfiguration: Sendable {
     public var loginLockout = 300
     /// Mark session cookies `Secure` (set when Herald is served over TLS, directly or by a proxy).
     public var secureCookies = false
+    /// The EventSource endpoint: on or off (nothing else changes), its path, the `retry:` sent
+    /// to clients (milliseconds) and the heartbeat interval (milliseconds).
+    public var eventSourceEnabled = true
+    public var eventSourcePath = "/structr/EventSource"
+    public var eventSourceRetry = 3000
+    public var eventSourceHeartbeat = 15000
     /// The key that signs tokens; generated and kept in the data folder when not set.
     public var jwtSecret: String?
     /// How long an access token is valid, in seconds.
@@ -73,6 +79,10 @@ public struct HeraldConfiguration: Sendable {
         loginMaxFailures = reader.int(forKey: "loginMaxFailures", default: d.loginMaxFailures)
         loginLockout = reader.int(forKey: "loginLockout", default: d.loginLockout)
         secureCookies = reader.bool(forKey: "secureCookies", default: d.secureCookies)
+        eventSourceEnabled = reader.bool(forKey: "eventSource.enabled", default: d.eventSourceEnabled)
+        eventSourcePath = reader.string(forKey: "eventSource.path", default: d.eventSourcePath)
+        eventSourceRetry = reader.int(forKey: "eventSource.retry", default: d.eventSourceRetry)
+        eventSourceHeartbeat = reader.int(forKey: "eventSource.heartbeat", default: d.eventSourceHeartbeat)
         jwtSecret = reader.string(forKey: "jwt.secret", isSecret: true)
         accessTokenLifetime = reader.int(forKey: "accessTokenLifetime", default: d.accessTokenLifetime)
         refreshTokenLifetime = reader.int(forKey: "refreshTokenLifetime", default: d.refreshTokenLifetime)
@@ -90,6 +100,14 @@ public struct HeraldConfiguration: Sendable {
         guard backlog > 0 else { throw ConfigurationError("backlog must be positive") }
         guard scriptEngines >= 0 else { throw ConfigurationError("scriptEngines must be 0 (one per core) or more") }
         guard scriptTimeLimit > 0 else { throw ConfigurationError("scriptTimeLimit must be positive (milliseconds)") }
+        guard eventSourcePath.hasPrefix("/"), !eventSourcePath.hasPrefix("/structr/rest") else {
+            throw ConfigurationError("eventSource.path must start with / and lie outside /structr/rest")
+        }
+        guard eventSourceRetry >= 0, eventSourceHeartbeat > 0 else {
+            throw ConfigurationError(
+                "eventSource.retry must not be negative and eventSource.heartbeat must be positive"
+            )
+        }
         guard accessTokenLifetime > 0, refreshTokenLifetime > 0 else {
             throw ConfigurationError("accessTokenLifetime and refreshTokenLifetime must be positive (seconds)")
         }

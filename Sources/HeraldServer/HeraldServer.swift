@@ -63,11 +63,12 @@ public enum HeraldServer {
             timeLimit: .milliseconds(configuration.scriptTimeLimit),
             logger: Logger(label: "herald.scripting", level: configuration.logLevel)
         )
+        let hub = EventHub()
         let runtime = ScriptRuntime(
             model: model,
             storage: storage,
             pool: pool,
-            events: EventHub(),
+            events: hub,
             logger: Logger(label: "herald.scripting", level: configuration.logLevel)
         )
 
@@ -84,7 +85,8 @@ public enum HeraldServer {
         let sessions = Sessions(
             storage: storage,
             idleTimeout: .seconds(configuration.sessionIdleTimeout),
-            secureCookies: configuration.secureCookies
+            secureCookies: configuration.secureCookies,
+            onEnd: { key in hub.close(origin: key) }
         )
         let tokens = await Tokens.make(
             secret: try Tokens.secret(
@@ -122,8 +124,14 @@ public enum HeraldServer {
             maxBodySize: configuration.maxBodySize
         )
         .register(on: router)
+        var eventSource = EventSourceSettings()
+        eventSource.enabled = configuration.eventSourceEnabled
+        eventSource.path = configuration.eventSourcePath
+        eventSource.retry = configuration.eventSourceRetry
+        eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
+        EventSourceController(hub: hub, policy: policy, settings: eventSource).register(on: router)
 
-        var services: [any Service] = [StorageService(storage: storage, pool: pool, logger: logger)]
+        var services: [any Service] = [StorageService(storage: storage, pool: pool, hub: hub, logger: logger)]
         if configuration.schemaReloadInterval > 0 {
             services.append(
                 SchemaReloader(
@@ -169,10 +177,12 @@ public enum HeraldServer {
 struct StorageService: Service {
     let storage: any StorageBackend
     let pool: EnginePool
+    let hub: EventHub
     let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
+        hub.closeAll()
         await pool.shutdown()
         try storage.close()
         logger.info("storage closed")

@@ -14,11 +14,19 @@ public struct Sessions: Sendable {
     let storage: any StorageBackend
     let idleTimeout: Duration
     let secureCookies: Bool
+    /// Called with a session's key when it ends by logout (the event hub closes its streams).
+    let onEnd: @Sendable (String) -> Void
 
-    public init(storage: any StorageBackend, idleTimeout: Duration, secureCookies: Bool) {
+    public init(
+        storage: any StorageBackend,
+        idleTimeout: Duration,
+        secureCookies: Bool,
+        onEnd: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.storage = storage
         self.idleTimeout = idleTimeout
         self.secureCookies = secureCookies
+        self.onEnd = onEnd
     }
 
     var idleMilliseconds: Int64 {
@@ -65,6 +73,7 @@ public struct Sessions: Sendable {
     public func end(_ token: String) async throws {
         let key = Self.key(token)
         try await storage.write { tx in try tx.deleteSession(key) }
+        onEnd(key)
     }
 
     /// The cookie that carries `token`.

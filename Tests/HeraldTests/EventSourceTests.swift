@@ -1,0 +1,166 @@
+import AsyncHTTPClient
+import Foundation
+import HeraldSchema
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// A streaming client of the EventSource endpoint: it keeps everything the server sent so far.
+final class EventStream: @unchecked Sendable {
+    let status: Int
+    let headers: HTTPHeaders
+    private let lock = NSLock()
+    private var received = ""
+    private var ended = false
+    private var reader: Task<Void, Never>?
+
+    init(_ server: TestServer, headers: [String: String], path: String = "/structr/EventSource") async throws {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)\(path)")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
+        status = Int(response.status.code)
+        self.headers = response.headers
+        reader = Task { [weak self] in
+            do {
+                for try await chunk in response.body {
+                    guard let self else { return }
+                    self.lock.withLock { self.received += String(buffer: chunk) }
+                }
+            } catch {}
+            self?.lock.withLock { self?.ended = true }
+        }
+    }
+
+    var text: String { lock.withLock { received } }
+    var isEnded: Bool { lock.withLock { ended } }
+
+    /// Waits until the stream holds `substring`.
+    func waitFor(_ substring: String, seconds: Double = 5) async throws -> Bool {
+        try await eventually(seconds) { self.text.contains(substring) }
+    }
+
+    func close() { reader?.cancel() }
+}
+
+@Suite struct EventSourceTests {
+    static let files: [String: String] = [
+        "Item.json": #"{"properties": {"name": "string"}}"#,
+        "global/greet.js": "{ $.broadcastEvent('greeting', 'hello\\nworld', true, true); }",
+        "global/ping.js":
+            "{ return $.sendEvent('ping', 'for ' + $.arguments.to, $.find('User', 'name', $.arguments.to)); }",
+        "initial-data.json": """
+        {"User": [{"name": "root", "password": "root-pw", "isAdmin": true},
+                  {"name": "joe", "password": "joe-pw"}, {"name": "ann", "password": "ann-pw"}],
+         "ResourceAccess": [{"signature": "_eventSource", "flags": 1}]}
+        """,
+    ]
+
+    static let root = ["X-User": "root", "X-Password": "root-pw"]
+
+    @Test func opensWithItsHeadersAndRetryAtOnceThenDeliversFramedEvents() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let stream = try await EventStream(server, headers: Self.root.merging(["Accept": "text/event-stream"]) { $1 })
+        defer { stream.close() }
+        #expect(stream.status == 200)
+        #expect(stream.headers["Content-Type"].first == "text/event-stream; charset=utf-8")
+        #expect(stream.headers["Cache-Control"].first == "no-cache")
+        #expect(stream.headers["X-Accel-Buffering"].first == "no")
+        #expect(try await stream.waitFor("retry: 3000\n\n"))
+        #expect(stream.text.hasPrefix("retry: 3000\n\n"))
+        #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
+        #expect(try await stream.waitFor("event: greeting\ndata: hello\ndata: world\n\n"))
+        #expect(stream.text.contains("id: 1\nevent: greeting"))
+    }
+
+    @Test func sendEventReachesOnlyItsUsersStreams() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let login = try await server.request(
+            .POST,
+            "/structr/rest/login",
+            body: #"{"name": "joe", "password": "joe-pw"}"#,
+            headers: [:]
+        )
+        let token = try #require(SessionTests.token(login))
+        let joe = try await EventStream(server, headers: ["Cookie": "JSESSIONID=\(token)"])
+        let ann = try await EventStream(server, headers: ["X-User": "ann", "X-Password": "ann-pw"])
+        defer {
+            joe.close()
+            ann.close()
+        }
+        #expect(joe.status == 200)
+        #expect(try await joe.waitFor("retry:"))
+        #expect(try await ann.waitFor("retry:"))
+        #expect(try await server.request(.POST, "/structr/rest/ping", body: #"{"to": "joe"}"#).result == true)
+        #expect(try await joe.waitFor("event: ping\ndata: for joe"))
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!ann.text.contains("event: ping"))
+        #expect(try await server.request(.POST, "/structr/rest/ping", body: #"{"to": "root"}"#).result == false)
+    }
+
+    @Test func grantsAndAcceptDecideWhoGetsAStream() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let anonymous = try await server.request(.GET, "/structr/EventSource", headers: [:])
+        #expect(anonymous.status == 401)
+        #expect(anonymous.json["message"] == "Access denied")
+        let json = try await server.request(
+            .GET,
+            "/structr/EventSource",
+            headers: Self.root.merging(["Accept": "application/json"]) { $1 }
+        )
+        #expect(json.status == 406)
+        for accept in ["text/html, text/event-stream;q=0.9", "text/event-stream; charset=utf-8", ""] {
+            let stream = try await EventStream(server, headers: Self.root.merging(["Accept": accept]) { $1 })
+            #expect(stream.status == 200, "Accept: \(accept)")
+            stream.close()
+        }
+    }
+
+    @Test func idleStreamsGetHeartbeats() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.eventSourceHeartbeat = 200 }
+        defer { Task { try? await server.stop() } }
+        let stream = try await EventStream(server, headers: Self.root)
+        defer { stream.close() }
+        #expect(try await stream.waitFor(": heartbeat\n\n", seconds: 3))
+    }
+
+    @Test func logoutClosesThatSessionsStreams() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let login = try await server.request(
+            .POST,
+            "/structr/rest/login",
+            body: #"{"name": "joe", "password": "joe-pw"}"#,
+            headers: [:]
+        )
+        let token = try #require(SessionTests.token(login))
+        let stream = try await EventStream(server, headers: ["Cookie": "JSESSIONID=\(token)"])
+        let other = try await EventStream(server, headers: Self.root)
+        defer { other.close() }
+        #expect(try await stream.waitFor("retry:"))
+        #expect(
+            try await server.request(.POST, "/structr/rest/logout", headers: ["Cookie": "JSESSIONID=\(token)"]).status
+                == 200
+        )
+        #expect(try await eventually(5) { stream.isEnded })
+        #expect(!other.isEnded)
+    }
+
+    @Test func turningTheEndpointOffChangesNothingElse() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.eventSourceEnabled = false }
+        defer { Task { try? await server.stop() } }
+        #expect(try await server.request(.GET, "/structr/EventSource", headers: Self.root).status == 404)
+        #expect(try await server.request(.GET, "/structr/rest/Item").status == 200)
+        #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
+    }
+
+    @Test func shutdownClosesOpenStreams() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        let stream = try await EventStream(server, headers: Self.root)
+        #expect(try await stream.waitFor("retry:"))
+        try await server.stop()
+        #expect(try await eventually(5) { stream.isEnded })
+    }
+}
