@@ -1,55 +1,130 @@
+import HeraldSchema
 import HeraldStorage
 import Synchronization
 
-/// Fans events out to the open streams that may receive them.
+/// Fans events out to the open streams that may receive them, and keeps a bounded history for
+/// clients that reconnect with `Last-Event-ID`.
 ///
-/// Streams are indexed by user, so a targeted send touches only that user's streams, and the
-/// broadcast sets are kept apart for authenticated and anonymous clients. Ids increase across
-/// everything published, in publish order.
+/// Streams are indexed by user, so a targeted send touches only that user's streams; broadcast
+/// sets are kept apart for authenticated and anonymous clients. Ids increase across everything
+/// published and across restarts: an id is at least the wall-clock milliseconds times 1000, and
+/// always above the last one.
 public final class EventHub: Sendable {
+    /// How much history to keep, and how large a stream's queue may grow.
+    public struct Limits: Sendable {
+        public var historyCount = 10_000
+        public var historyAge: Duration = .seconds(3600)
+        public var queueEvents = 1000
+        public var queueBytes = 1 << 20
+
+        public init() {}
+    }
+
+    /// One published event with who it was for and when.
+    public struct Entry: Sendable, Hashable {
+        public var event: ServerEvent
+        public var audience: Audience
+        public var created: Timestamp
+
+        public init(event: ServerEvent, audience: Audience, created: Timestamp) {
+            self.event = event
+            self.audience = audience
+            self.created = created
+        }
+    }
+
     struct Subscriber {
         var caller: Caller
         /// What opened the stream (a login session's key), so ending that closes the stream.
         var origin: String?
-        var continuation: AsyncStream<ServerEvent>.Continuation
+        var queue: StreamQueue
     }
 
     struct State {
-        var nextID: UInt64 = 1
+        var lastID: UInt64 = 0
         var nextSubscriber = 0
         var subscribers: [Int: Subscriber] = [:]
         var byUser: [String: Set<Int>] = [:]
         var authenticated: Set<Int> = []
         var anonymous: Set<Int> = []
+        var history: [Entry] = []
+        var historyStart = 0
+        /// Published but not yet handed to the persistence service.
+        var unsaved: [Entry] = []
+        /// The newest id no longer in the history (0: nothing was dropped).
+        var droppedThrough: UInt64 = 0
+        var published = 0
+        var deliveries = 0
+        var replays = 0
+        var droppedSlow = 0
     }
 
+    public let limits: Limits
     private let state = Mutex(State())
 
-    public init() {}
+    public init(limits: Limits = Limits()) {
+        self.limits = limits
+    }
 
-    /// A subscription: the events for `caller`, until it is cancelled or the hub drops it.
+    /// Restores history read back from storage at start-up (oldest first).
+    public func restore(_ entries: [Entry]) {
+        state.withLock { state in
+            state.history = entries
+            state.historyStart = 0
+            state.lastID = max(state.lastID, entries.last?.event.id ?? 0)
+            if let first = entries.first { state.droppedThrough = first.event.id - 1 }
+        }
+    }
+
+    /// A subscription: a stream's queue, until it is cancelled, overflows or the hub closes it.
     public struct Subscription: Sendable {
-        public let events: AsyncStream<ServerEvent>
+        public let queue: StreamQueue
         let id: Int
         let hub: EventHub
+        /// The client's `Last-Event-ID` is older than the history: it must resynchronise.
+        public let needsResync: Bool
+        /// Events replayed from the history, already queued.
+        public let replayed: Int
+
+        /// The next batch of events; nil when the stream ends.
+        public func next() async -> [ServerEvent]? { await queue.next() }
 
         /// Ends the subscription.
         public func cancel() { hub.remove(id) }
     }
 
-    /// Opens a stream for `caller`.
-    public func subscribe(_ caller: Caller, origin: String? = nil) -> Subscription {
-        let (events, continuation) = AsyncStream.makeStream(of: ServerEvent.self)
-        let id = state.withLock { state in
+    /// Opens a stream for `caller`. With `lastEventID`, the events after it that `caller` would
+    /// have received are queued first, exactly once and in order, atomically with joining.
+    public func subscribe(_ caller: Caller, origin: String? = nil, lastEventID: UInt64? = nil) -> Subscription {
+        let queue = StreamQueue(maxEvents: limits.queueEvents, maxBytes: limits.queueBytes)
+        let (id, resync, replayed) = state.withLock { state -> (Int, Bool, Int) in
+            prune(&state, now: .now)
             let id = state.nextSubscriber
             state.nextSubscriber += 1
-            state.subscribers[id] = Subscriber(caller: caller, origin: origin, continuation: continuation)
+            var resync = false
+            var replayed = 0
+            if let lastEventID {
+                resync = lastEventID < state.droppedThrough
+                for entry in state.history[state.historyStart...]
+                where entry.event.id > lastEventID && Self.reaches(entry.audience, caller) {
+                    queue.push(entry.event)
+                    replayed += 1
+                }
+                if replayed > 0 { state.replays += 1 }
+            }
+            state.subscribers[id] = Subscriber(caller: caller, origin: origin, queue: queue)
             if let user = caller.userID { state.byUser[user, default: []].insert(id) }
             if caller.isAuthenticated { state.authenticated.insert(id) } else { state.anonymous.insert(id) }
-            return id
+            return (id, resync, replayed)
         }
-        continuation.onTermination = { [weak self] _ in self?.remove(id) }
-        return Subscription(events: events, id: id, hub: self)
+        return Subscription(queue: queue, id: id, hub: self, needsResync: resync, replayed: replayed)
+    }
+
+    static func reaches(_ audience: Audience, _ caller: Caller) -> Bool {
+        switch audience {
+        case .users(let users): caller.userID.map { users.contains($0) } ?? false
+        case .broadcast(let authenticated, let anonymous): caller.isAuthenticated ? authenticated : anonymous
+        }
     }
 
     func remove(_ id: Int) {
@@ -63,7 +138,7 @@ public final class EventHub: Sendable {
             state.anonymous.remove(id)
             return subscriber
         }
-        removed?.continuation.finish()
+        removed?.queue.close()
     }
 
     /// Closes every stream opened from `origin` (a login session that ended).
@@ -75,28 +150,30 @@ public final class EventHub: Sendable {
     /// How many streams are open.
     public var streamCount: Int { state.withLock { $0.subscribers.count } }
 
+    /// Counters for metrics: events published, deliveries, replays, streams dropped as slow.
+    public var counters: (published: Int, deliveries: Int, replays: Int, droppedSlow: Int) {
+        state.withLock { ($0.published, $0.deliveries, $0.replays, $0.droppedSlow) }
+    }
+
     /// Whether a stream is open for any of `users`.
     public func hasStreams(forAnyOf users: Set<String>) -> Bool {
         state.withLock { state in users.contains { state.byUser[$0] != nil } }
     }
 
-    /// Whether any stream would receive an event for `audience` now.
-    public func reaches(_ audience: Audience) -> Bool {
-        switch audience {
-        case .users(let users): return hasStreams(forAnyOf: users)
-        case .broadcast(let authenticated, let anonymous):
-            return state.withLock {
-                (authenticated && !$0.authenticated.isEmpty) || (anonymous && !$0.anonymous.isEmpty)
-            }
-        }
-    }
-
-    /// Assigns the next id and hands the event to every stream of the audience; returns it.
+    /// Assigns the next id, records the event in the history and queues it on every stream of
+    /// the audience; a stream whose queue overflows is closed.
     @discardableResult
     public func publish(type: String, data: String, to audience: Audience) -> ServerEvent {
-        let (event, targets) = state.withLock { state -> (ServerEvent, [AsyncStream<ServerEvent>.Continuation]) in
-            let event = ServerEvent(id: state.nextID, type: type, data: data)
-            state.nextID += 1
+        let now = Timestamp.now
+        let (event, slow) = state.withLock { state -> (ServerEvent, [Int]) in
+            let id = max(state.lastID + 1, UInt64(max(0, now.millisecondsSince1970)) * 1000)
+            state.lastID = id
+            let event = ServerEvent(id: id, type: type, data: data)
+            let entry = Entry(event: event, audience: audience, created: now)
+            state.history.append(entry)
+            state.unsaved.append(entry)
+            prune(&state, now: now)
+            state.published += 1
             var ids = Set<Int>()
             switch audience {
             case .users(let users):
@@ -105,26 +182,46 @@ public final class EventHub: Sendable {
                 if authenticated { ids.formUnion(state.authenticated) }
                 if anonymous { ids.formUnion(state.anonymous) }
             }
-            return (event, ids.sorted().compactMap { state.subscribers[$0]?.continuation })
+            var slow: [Int] = []
+            for id in ids.sorted() {
+                guard let subscriber = state.subscribers[id] else { continue }
+                if subscriber.queue.push(event) { state.deliveries += 1 } else { slow.append(id) }
+            }
+            state.droppedSlow += slow.count
+            return (event, slow)
         }
-        for continuation in targets { continuation.yield(event) }
+        for id in slow { remove(id) }
         return event
+    }
+
+    /// Drops history past the count and age limits.
+    private func prune(_ state: inout State, now: Timestamp) {
+        let oldest = now.millisecondsSince1970 - limits.historyAge.components.seconds * 1000
+        while state.historyStart < state.history.count,
+            state.history.count - state.historyStart > limits.historyCount
+                || state.history[state.historyStart].created.millisecondsSince1970 < oldest
+        {
+            state.droppedThrough = state.history[state.historyStart].event.id
+            state.historyStart += 1
+        }
+        if state.historyStart > 4096, state.historyStart * 2 > state.history.count {
+            state.history.removeFirst(state.historyStart)
+            state.historyStart = 0
+        }
+    }
+
+    /// Hands over the events published since the last call, for storage.
+    public func takeUnsaved() -> [Entry] {
+        state.withLock { state in
+            let unsaved = state.unsaved
+            state.unsaved = []
+            return unsaved
+        }
     }
 
     /// Ends every stream (shutdown).
     public func closeAll() {
-        let all = state.withLock { state -> [Subscriber] in
-            let all = Array(state.subscribers.values)
-            state = State(nextID: state.nextID)
-            return all
-        }
-        for subscriber in all { subscriber.continuation.finish() }
-    }
-}
-
-extension EventHub.State {
-    init(nextID: UInt64) {
-        self.init()
-        self.nextID = nextID
+        let ids = state.withLock { Array($0.subscribers.keys) }
+        for id in ids { remove(id) }
     }
 }

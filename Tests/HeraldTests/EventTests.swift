@@ -47,16 +47,14 @@ final class RuntimeHarness: @unchecked Sendable {
 
 /// The events already delivered to a subscription, waiting briefly for stragglers.
 func received(_ subscription: EventHub.Subscription, waiting: Duration = .milliseconds(100)) async -> [ServerEvent] {
-    var events: [ServerEvent] = []
     let collector = Task {
         var collected: [ServerEvent] = []
-        for await event in subscription.events { collected.append(event) }
+        while let batch = await subscription.next() { collected += batch }
         return collected
     }
     try? await Task.sleep(for: waiting)
     subscription.cancel()
-    events = await collector.value
-    return events
+    return await collector.value
 }
 
 @Suite struct EventTests {

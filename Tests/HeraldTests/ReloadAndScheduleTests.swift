@@ -98,7 +98,8 @@ func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) as
         // A syntax error, a StructrScript error and a broken type file are each refused.
         try directory.write(["global/version.js": "{ return ( ; }"])
         try await Task.sleep(for: .milliseconds(600))
-        #expect(try await server.request(.POST, "/structr/rest/version").result == 2)
+        let afterSyntaxError = try await server.request(.POST, "/structr/rest/version")
+        #expect(afterSyntaxError.result == 2, "\(afterSyntaxError.status) \(afterSyntaxError.text)")
         try directory.write(["global/version.js": "${frobnicate()}"])
         try await Task.sleep(for: .milliseconds(600))
         #expect(try await server.request(.POST, "/structr/rest/version").result == 2)

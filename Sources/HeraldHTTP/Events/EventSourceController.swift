@@ -54,7 +54,9 @@ public struct EventSourceController: Sendable {
             throw RESTError(.notAcceptable, "This endpoint answers text/event-stream only")
         }
         let origin = request.cookies[Sessions.cookieName].map { Sessions.key($0.value) }
-        let subscription = hub.subscribe(context.caller, origin: origin)
+        let lastEventID = (request.headers[Self.lastEventIDHeader] ?? request.uri.queryParameters["lastEventId"].map(String.init))
+            .flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        let subscription = hub.subscribe(context.caller, origin: origin, lastEventID: lastEventID)
         let retry = settings.retry
         let heartbeat = settings.heartbeat
         var headers = HTTPFields()
@@ -66,24 +68,33 @@ public struct EventSourceController: Sendable {
             headers: headers,
             body: ResponseBody { writer in
                 defer { subscription.cancel() }
-                try await writer.write(ByteBuffer(string: "retry: \(retry)\n\n"))
-                // Events and heartbeats meet in one queue with one writer.
-                let (chunks, output) = AsyncStream.makeStream(of: String.self)
+                var opening = "retry: \(retry)\n\n"
+                if subscription.needsResync, let lastEventID {
+                    opening += Self.resyncEvent(lastEventID: lastEventID)
+                }
+                try await writer.write(ByteBuffer(string: opening))
                 try await withGracefulShutdownHandler {
                     try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for await event in subscription.events { output.yield(event.wireFormat) }
-                            output.finish()
-                        }
+                        // Heartbeats while idle; the writer below sends them with the events.
+                        let (beats, beat) = AsyncStream.makeStream(of: Void.self)
                         group.addTask {
                             while !Task.isCancelled {
                                 try await Task.sleep(for: heartbeat)
-                                output.yield(": heartbeat\n\n")
+                                beat.yield()
                             }
                         }
-                        for await chunk in chunks {
-                            try await writer.write(ByteBuffer(string: chunk))
+                        group.addTask {
+                            for await _ in beats { subscription.queue.heartbeat() }
                         }
+                        // Everything queued goes out in one write.
+                        while let batch = await subscription.next() {
+                            var buffer = ByteBuffer()
+                            for event in batch {
+                                buffer.writeString(event.id == 0 ? ": heartbeat\n\n" : event.wireFormat)
+                            }
+                            try await writer.write(buffer)
+                        }
+                        beat.finish()
                         group.cancelAll()
                     }
                 } onGracefulShutdown: {
@@ -92,5 +103,13 @@ public struct EventSourceController: Sendable {
                 try await writer.finish(nil)
             }
         )
+    }
+
+    static let lastEventIDHeader = HTTPField.Name("Last-Event-ID")!
+
+    /// Sent first when a client's `Last-Event-ID` is older than the history: what it missed is
+    /// gone, so it should reload its data over REST. No `id:`, so the client keeps its position.
+    static func resyncEvent(lastEventID: UInt64) -> String {
+        "event: resync\ndata: {\"reason\":\"history-expired\",\"lastEventId\":\"\(lastEventID)\"}\n\n"
     }
 }
