@@ -219,6 +219,11 @@ public final class EventHub: Sendable {
         }
     }
 
+    /// Puts back events whose saving failed, ahead of newer ones, for the next attempt.
+    public func returnUnsaved(_ entries: [Entry]) {
+        state.withLock { $0.unsaved = entries + $0.unsaved }
+    }
+
     /// Ends every stream (shutdown).
     public func closeAll() {
         let ids = state.withLock { Array($0.subscribers.keys) }

@@ -26,7 +26,8 @@ public final class StreamQueue: Sendable {
     /// Queues `event`; false (and the queue closes) when that would pass a bound.
     @discardableResult
     func push(_ event: ServerEvent) -> Bool {
-        let (accepted, waiter, batch) = state.withLock { state -> (Bool, CheckedContinuation<[ServerEvent]?, Never>?, [ServerEvent]?) in
+        let (accepted, waiter, batch) = state.withLock {
+            state -> (Bool, CheckedContinuation<[ServerEvent]?, Never>?, [ServerEvent]?) in
             guard !state.closed else { return (false, nil, nil) }
             let size = event.type.utf8.count + event.data.utf8.count + 32
             if state.events.count + 1 > maxEvents || state.bytes + size > maxBytes {

@@ -45,6 +45,12 @@ public struct HeraldConfiguration: Sendable {
     public var eventSourcePath = "/structr/EventSource"
     public var eventSourceRetry = 3000
     public var eventSourceHeartbeat = 15000
+    /// Events kept for replay after reconnects: at most this many, none older (seconds).
+    public var eventHistoryCount = 10_000
+    public var eventHistoryAge = 3600
+    /// A stream that falls this far behind (events or bytes queued) is closed; it catches up by replay.
+    public var eventQueueEvents = 1000
+    public var eventQueueBytes = 1 << 20
     /// The key that signs tokens; generated and kept in the data folder when not set.
     public var jwtSecret: String?
     /// How long an access token is valid, in seconds.
@@ -83,6 +89,10 @@ public struct HeraldConfiguration: Sendable {
         eventSourcePath = reader.string(forKey: "eventSource.path", default: d.eventSourcePath)
         eventSourceRetry = reader.int(forKey: "eventSource.retry", default: d.eventSourceRetry)
         eventSourceHeartbeat = reader.int(forKey: "eventSource.heartbeat", default: d.eventSourceHeartbeat)
+        eventHistoryCount = reader.int(forKey: "eventSource.historyCount", default: d.eventHistoryCount)
+        eventHistoryAge = reader.int(forKey: "eventSource.historyAge", default: d.eventHistoryAge)
+        eventQueueEvents = reader.int(forKey: "eventSource.queueEvents", default: d.eventQueueEvents)
+        eventQueueBytes = reader.int(forKey: "eventSource.queueBytes", default: d.eventQueueBytes)
         jwtSecret = reader.string(forKey: "jwt.secret", isSecret: true)
         accessTokenLifetime = reader.int(forKey: "accessTokenLifetime", default: d.accessTokenLifetime)
         refreshTokenLifetime = reader.int(forKey: "refreshTokenLifetime", default: d.refreshTokenLifetime)
@@ -107,6 +117,9 @@ public struct HeraldConfiguration: Sendable {
             throw ConfigurationError(
                 "eventSource.retry must not be negative and eventSource.heartbeat must be positive"
             )
+        }
+        guard eventHistoryCount >= 0, eventHistoryAge >= 0, eventQueueEvents > 0, eventQueueBytes > 0 else {
+            throw ConfigurationError("event history limits must not be negative and queue limits must be positive")
         }
         guard accessTokenLifetime > 0, refreshTokenLifetime > 0 else {
             throw ConfigurationError("accessTokenLifetime and refreshTokenLifetime must be positive (seconds)")

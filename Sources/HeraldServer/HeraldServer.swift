@@ -63,7 +63,13 @@ public enum HeraldServer {
             timeLimit: .milliseconds(configuration.scriptTimeLimit),
             logger: Logger(label: "herald.scripting", level: configuration.logLevel)
         )
-        let hub = EventHub()
+        var limits = EventHub.Limits()
+        limits.historyCount = configuration.eventHistoryCount
+        limits.historyAge = .seconds(configuration.eventHistoryAge)
+        limits.queueEvents = configuration.eventQueueEvents
+        limits.queueBytes = configuration.eventQueueBytes
+        let hub = EventHub(limits: limits)
+        try await hub.restore(from: storage)
         let runtime = ScriptRuntime(
             model: model,
             storage: storage,
@@ -172,8 +178,9 @@ public enum HeraldServer {
     }
 }
 
-/// Keeps the engines and storage open while the server runs; after the HTTP server has drained,
-/// lets the engines finish their queued jobs, then closes storage.
+/// Keeps the engines and storage open while the server runs, saving the event history as it
+/// grows; after the HTTP server has drained, closes the streams, lets the engines finish their
+/// queued jobs, saves the last events, then closes storage.
 struct StorageService: Service {
     let storage: any StorageBackend
     let pool: EnginePool
@@ -181,9 +188,25 @@ struct StorageService: Service {
     let logger: Logger
 
     func run() async throws {
-        try? await gracefulShutdown()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+                do {
+                    try await hub.save(to: storage)
+                } catch is CancellationError {
+                    break  // shutting down: the final save below takes over
+                } catch {
+                    logger.error("saving the event history failed: \(error)")
+                }
+            }
+        }
         hub.closeAll()
         await pool.shutdown()
+        // Detached: the last events are saved even when shutdown arrives as cancellation.
+        let (eventHub, backend, log) = (hub, storage, logger)
+        await Task.detached {
+            do { try await eventHub.save(to: backend) } catch { log.error("saving the event history failed: \(error)") }
+        }.value
         try storage.close()
         logger.info("storage closed")
     }

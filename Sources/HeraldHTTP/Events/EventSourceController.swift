@@ -54,7 +54,8 @@ public struct EventSourceController: Sendable {
             throw RESTError(.notAcceptable, "This endpoint answers text/event-stream only")
         }
         let origin = request.cookies[Sessions.cookieName].map { Sessions.key($0.value) }
-        let lastEventID = (request.headers[Self.lastEventIDHeader] ?? request.uri.queryParameters["lastEventId"].map(String.init))
+        let lastEventID =
+            (request.headers[Self.lastEventIDHeader] ?? request.uri.queryParameters["lastEventId"].map(String.init))
             .flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
         let subscription = hub.subscribe(context.caller, origin: origin, lastEventID: lastEventID)
         let retry = settings.retry

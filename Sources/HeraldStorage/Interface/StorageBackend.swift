@@ -96,6 +96,15 @@ public protocol StorageTransaction: AnyObject {
     /// Takes `permissions` from `principal` on `node`.
     func revoke(_ permissions: Set<Permission>, from principal: String, on node: String) throws
 
+    /// Stores published events for replay after a restart.
+    func appendEvents(_ events: [PersistedEvent]) throws
+
+    /// The newest `limit` stored events, oldest first.
+    func recentEvents(limit: Int) throws -> [PersistedEvent]
+
+    /// Drops stored events beyond the newest `keepingNewest` and those created before `olderThan`.
+    func pruneEvents(keepingNewest: Int, olderThan: Timestamp) throws
+
     /// The login session stored under `key` (a hash of the session id, never the id itself).
     func session(_ key: String) throws -> LoginSession?
 
@@ -135,6 +144,24 @@ public struct LoginSession: Sendable, Hashable {
         self.userID = userID
         self.created = created
         self.lastSeen = lastSeen
+    }
+}
+
+/// A published server-sent event as storage keeps it.
+public struct PersistedEvent: Sendable, Hashable {
+    public var id: Int64
+    public var type: String
+    public var data: String
+    /// Who it was for, as JSON (`{"users": [...]}` or `{"authenticated": true, "anonymous": false}`).
+    public var audience: String
+    public var created: Timestamp
+
+    public init(id: Int64, type: String, data: String, audience: String, created: Timestamp) {
+        self.id = id
+        self.type = type
+        self.data = data
+        self.audience = audience
+        self.created = created
     }
 }
 

@@ -210,6 +210,17 @@ struct SQLiteMigrator {
                 """
         )
         try db.execute(sql: "CREATE INDEX IF NOT EXISTS _herald_security_node ON _herald_security(node)")
+        try db.execute(
+            sql: """
+                CREATE TABLE IF NOT EXISTS _herald_events (
+                  id INTEGER PRIMARY KEY NOT NULL,
+                  type TEXT NOT NULL,
+                  data TEXT NOT NULL,
+                  audience TEXT NOT NULL,
+                  created INTEGER NOT NULL
+                ) STRICT
+                """
+        )
         // Grants go when their object or principal goes; objects live in one table per type.
         for type in schema.types.keys {
             try db.execute(

@@ -211,6 +211,42 @@ final class SQLiteTransaction: StorageTransaction {
         )
     }
 
+    func appendEvents(_ events: [PersistedEvent]) throws {
+        for event in events {
+            try execute(
+                sql: "INSERT OR IGNORE INTO _herald_events (id, type, data, audience, created) VALUES (?, ?, ?, ?, ?)",
+                arguments: [event.id, event.type, event.data, event.audience, event.created.millisecondsSince1970]
+            )
+        }
+    }
+
+    func recentEvents(limit: Int) throws -> [PersistedEvent] {
+        try Row.fetchAll(
+            try db.cachedStatement(
+                sql: "SELECT id, type, data, audience, created FROM _herald_events ORDER BY id DESC LIMIT ?"
+            ),
+            arguments: [limit]
+        ).reversed().map {
+            PersistedEvent(
+                id: $0["id"],
+                type: $0["type"],
+                data: $0["data"],
+                audience: $0["audience"],
+                created: Timestamp(millisecondsSince1970: $0["created"])
+            )
+        }
+    }
+
+    func pruneEvents(keepingNewest: Int, olderThan: Timestamp) throws {
+        try execute(
+            sql: """
+                DELETE FROM _herald_events WHERE created < ?
+                   OR id <= (SELECT id FROM _herald_events ORDER BY id DESC LIMIT 1 OFFSET ?)
+                """,
+            arguments: [olderThan.millisecondsSince1970, keepingNewest]
+        )
+    }
+
     func session(_ key: String) throws -> LoginSession? {
         guard
             let row = try Row.fetchOne(
