@@ -1,5 +1,6 @@
 import HeraldSchema
 import HeraldStorage
+import Metrics
 import Synchronization
 
 /// Fans events out to the open streams that may receive them, and keeps a bounded history for
@@ -61,9 +62,12 @@ public final class EventHub: Sendable {
 
     public let limits: Limits
     private let state = Mutex(State())
+    let metrics: HubMetrics
 
-    public init(limits: Limits = Limits()) {
+    /// - Parameter metrics: where the hub's counters go (Prometheus in the server).
+    public init(limits: Limits = Limits(), metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
         self.limits = limits
+        self.metrics = HubMetrics(factory: metrics)
     }
 
     /// Restores history read back from storage at start-up (oldest first).
@@ -115,8 +119,10 @@ public final class EventHub: Sendable {
             state.subscribers[id] = Subscriber(caller: caller, origin: origin, queue: queue)
             if let user = caller.userID { state.byUser[user, default: []].insert(id) }
             if caller.isAuthenticated { state.authenticated.insert(id) } else { state.anonymous.insert(id) }
+            metrics.openStreams.record(state.subscribers.count)
             return (id, resync, replayed)
         }
+        if replayed > 0 { metrics.replays.increment() }
         return Subscription(queue: queue, id: id, hub: self, needsResync: resync, replayed: replayed)
     }
 
@@ -136,6 +142,7 @@ public final class EventHub: Sendable {
             }
             state.authenticated.remove(id)
             state.anonymous.remove(id)
+            metrics.openStreams.record(state.subscribers.count)
             return subscriber
         }
         removed?.queue.close()
@@ -188,8 +195,11 @@ public final class EventHub: Sendable {
                 if subscriber.queue.push(event) { state.deliveries += 1 } else { slow.append(id) }
             }
             state.droppedSlow += slow.count
+            metrics.deliveries.increment(by: ids.count - slow.count)
             return (event, slow)
         }
+        metrics.published.increment()
+        if !slow.isEmpty { metrics.droppedSlow.increment(by: slow.count) }
         for id in slow { remove(id) }
         return event
     }
@@ -228,5 +238,22 @@ public final class EventHub: Sendable {
     public func closeAll() {
         let ids = state.withLock { Array($0.subscribers.keys) }
         for id in ids { remove(id) }
+    }
+}
+
+/// The hub's metrics, named for Prometheus.
+struct HubMetrics: Sendable {
+    let openStreams: Gauge
+    let published: Counter
+    let deliveries: Counter
+    let replays: Counter
+    let droppedSlow: Counter
+
+    init(factory: any MetricsFactory) {
+        openStreams = Gauge(label: "herald_open_streams", factory: factory)
+        published = Counter(label: "herald_events_published_total", factory: factory)
+        deliveries = Counter(label: "herald_event_deliveries_total", factory: factory)
+        replays = Counter(label: "herald_replays_total", factory: factory)
+        droppedSlow = Counter(label: "herald_streams_dropped_slow_total", factory: factory)
     }
 }

@@ -51,6 +51,8 @@ public struct HeraldConfiguration: Sendable {
     /// A stream that falls this far behind (events or bytes queued) is closed; it catches up by replay.
     public var eventQueueEvents = 1000
     public var eventQueueBytes = 1 << 20
+    /// Where Prometheus metrics are served; empty turns them off.
+    public var metricsPath = "/structr/metrics"
     /// The key that signs tokens; generated and kept in the data folder when not set.
     public var jwtSecret: String?
     /// How long an access token is valid, in seconds.
@@ -93,6 +95,7 @@ public struct HeraldConfiguration: Sendable {
         eventHistoryAge = reader.int(forKey: "eventSource.historyAge", default: d.eventHistoryAge)
         eventQueueEvents = reader.int(forKey: "eventSource.queueEvents", default: d.eventQueueEvents)
         eventQueueBytes = reader.int(forKey: "eventSource.queueBytes", default: d.eventQueueBytes)
+        metricsPath = reader.string(forKey: "metrics.path", default: d.metricsPath)
         jwtSecret = reader.string(forKey: "jwt.secret", isSecret: true)
         accessTokenLifetime = reader.int(forKey: "accessTokenLifetime", default: d.accessTokenLifetime)
         refreshTokenLifetime = reader.int(forKey: "refreshTokenLifetime", default: d.refreshTokenLifetime)

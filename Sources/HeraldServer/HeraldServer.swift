@@ -6,6 +6,7 @@ import HeraldScripting
 import HeraldStorage
 import Hummingbird
 import Logging
+import Prometheus
 import ServiceLifecycle
 
 /// Builds a running Herald: loads the schema, opens and migrates storage, loads initial data
@@ -68,7 +69,8 @@ public enum HeraldServer {
         limits.historyAge = .seconds(configuration.eventHistoryAge)
         limits.queueEvents = configuration.eventQueueEvents
         limits.queueBytes = configuration.eventQueueBytes
-        let hub = EventHub(limits: limits)
+        let metrics = PrometheusCollectorRegistry()
+        let hub = EventHub(limits: limits, metrics: PrometheusMetricsFactory(registry: metrics))
         try await hub.restore(from: storage)
         let runtime = ScriptRuntime(
             model: model,
@@ -136,6 +138,9 @@ public enum HeraldServer {
         eventSource.retry = configuration.eventSourceRetry
         eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
         EventSourceController(hub: hub, policy: policy, settings: eventSource).register(on: router)
+        if !configuration.metricsPath.isEmpty {
+            MetricsController(registry: metrics, path: configuration.metricsPath).register(on: router)
+        }
 
         var services: [any Service] = [StorageService(storage: storage, pool: pool, hub: hub, logger: logger)]
         if configuration.schemaReloadInterval > 0 {

@@ -12,9 +12,23 @@ final class EventStream: @unchecked Sendable {
     private let lock = NSLock()
     private var received = ""
     private var ended = false
+    private var tail = ""
+    private var eventLines = 0
     private var reader: Task<Void, Never>?
 
-    init(_ server: TestServer, headers: [String: String], path: String = "/structr/EventSource") async throws {
+    /// Whether to keep the whole text (tests that only count events may not want 40 MB of it).
+    let keepsText: Bool
+
+    /// The number of events received so far.
+    var eventCount: Int { lock.withLock { eventLines } }
+
+    init(
+        _ server: TestServer,
+        headers: [String: String],
+        path: String = "/structr/EventSource",
+        keepsText: Bool = true
+    ) async throws {
+        self.keepsText = keepsText
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)\(path)")
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
@@ -24,7 +38,14 @@ final class EventStream: @unchecked Sendable {
             do {
                 for try await chunk in response.body {
                     guard let self else { return }
-                    self.lock.withLock { self.received += String(buffer: chunk) }
+                    let text = String(buffer: chunk)
+                    self.lock.withLock {
+                        // Count "event:" lines incrementally; a line may straddle two chunks.
+                        let window = self.tail + text
+                        self.eventLines += window.components(separatedBy: "\nevent: ").count - 1
+                        self.tail = String(window.suffix(8))
+                        if self.keepsText { self.received += text }
+                    }
                 }
             } catch {}
             self?.lock.withLock { self?.ended = true }

@@ -1,0 +1,71 @@
+import Foundation
+import HeraldSchema
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A client that opens a stream and then never reads: the worst reader there is.
+final class StalledClient {
+    let socket: Int32
+
+    init(port: Int, request: String) throws {
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var small: Int32 = 4096
+        setsockopt(socket, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else { throw TestFailure("connect failed") }
+        _ = request.withCString { send(socket, $0, strlen($0), 0) }
+    }
+
+    deinit { close(socket) }
+}
+
+@Suite struct SlowReaderTests {
+    @Test func aStalledStreamIsDroppedWhileAHealthyOneGetsEverything() async throws {
+        let files = EventSourceTests.files.merging([
+            "global/burst.js":
+                "{ const s = 'x'.repeat(100000); for (let i = 0; i < 10; i++) { $.broadcastEvent('big', s); } }"
+        ]) { $1 }
+        let server = try await TestServer.start(try TestDirectory(files: files)) {
+            $0.eventQueueBytes = 3_000_000
+            $0.eventQueueEvents = 1000
+        }
+        defer { Task { try? await server.stop() } }
+        let healthy = try await EventStream(server, headers: EventSourceTests.root, keepsText: false)
+        defer { healthy.close() }
+        let stalled = try StalledClient(
+            port: server.port,
+            request:
+                "GET /structr/EventSource HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+        )
+        #expect(
+            try await eventually {
+                (try await server.request(.GET, "/structr/metrics", headers: [:]).text).contains(
+                    "herald_open_streams 2"
+                )
+            }
+        )
+        // 40 bursts of 1 MB, each sent once the healthy reader has the last: far more than the
+        // stalled client's socket buffers and its 3 MB queue hold, and never more than 1 MB
+        // queued for the healthy one.
+        for burst in 1...40 {
+            #expect(try await server.request(.POST, "/structr/rest/burst").status == 200)
+            #expect(try await eventually(20) { healthy.eventCount == burst * 10 })
+        }
+        let metrics = try await server.request(.GET, "/structr/metrics", headers: [:]).text
+        #expect(metrics.contains("herald_streams_dropped_slow_total 1"))
+        #expect(metrics.contains("herald_events_published_total 400"))
+        #expect(metrics.contains("herald_open_streams 1"))
+        _ = stalled
+    }
+}
