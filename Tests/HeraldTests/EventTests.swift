@@ -67,6 +67,13 @@ func received(_ subscription: EventHub.Subscription, waiting: Duration = .millis
             "{ return $.sendEvent('team', {n: 1}, $.first($.find('Group', 'name', $.arguments.group))); }",
         "global/broadcast.js": "{ $.broadcastEvent('b', 'x', $.arguments.auth, $.arguments.anon); }",
         "global/broadcastDefault.js": "{ $.broadcastEvent('b', 'default'); }",
+        "global/joinAndSend.js": """
+        {
+            const inner = $.first($.find('Group', 'name', 'inner'));
+            $.set(inner, {members: [...inner.members, $.first($.find('User', 'name', 'cid'))]});
+            return $.sendEvent('team', 'welcome', $.first($.find('Group', 'name', 'outer')));
+        }
+        """,
         "global/many.js": "{ for (let i = 0; i < 50; i++) { $.broadcastEvent('n', String(i)); } }",
         "global/badType.js": "{ $.broadcastEvent($.arguments.type, 'x'); }",
         "global/notBoolean.js": "{ $.broadcastEvent('b', 'x', 'yes'); }",
@@ -108,6 +115,29 @@ func received(_ subscription: EventHub.Subscription, waiting: Duration = .millis
         #expect(await received(ann).map(\.data) == [#"{"n":1}"#])
         #expect(await received(ben).count == 1)
         #expect(await received(cid).isEmpty)
+        try await h.close()
+    }
+
+    @Test func groupMembershipIsCachedAndFollowsChanges() async throws {
+        let h = try await RuntimeHarness(files: Self.schema)
+        let ben = try await h.user("ben")
+        var stream = h.hub.subscribe(ben)
+        #expect(try await h.call("sendGroup", ["group": "outer"]) == true)
+        #expect(await received(stream).count == 1)
+        // Take ben out of the inner group: the next send to outer no longer reaches him.
+        _ = try await h.runtime.update(
+            "Group",
+            id: "000000000000000000000000000000a2",
+            ["members": ["00000000000000000000000000000001"]],
+            caller: .superuser
+        )
+        stream = h.hub.subscribe(ben)
+        #expect(try await h.call("sendGroup", ["group": "outer"]) == false)
+        #expect(await received(stream).isEmpty)
+        // A member added in the same transaction as the send receives it.
+        let cid = h.hub.subscribe(try await h.user("cid"))
+        #expect(try await h.call("joinAndSend") == true)
+        #expect(await received(cid).map(\.data) == ["welcome"])
         try await h.close()
     }
 

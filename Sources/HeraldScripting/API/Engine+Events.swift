@@ -42,12 +42,33 @@ extension Engine {
     }
 
     /// The users among `roots`, with every member of every group, through nested groups; a
-    /// group met twice (a cycle) is expanded once.
+    /// group met twice (a cycle) is expanded once. Groups come from the membership cache unless
+    /// this transaction changed groups or users itself.
     func recipients(_ roots: [EntityReference], session: ScriptSession) throws -> Set<String> {
+        let fresh = session.changedTypes.contains(BuiltInType.group) || session.changedTypes.contains(BuiltInType.user)
+        var users = Set<String>()
+        for root in roots {
+            if root.type == BuiltInType.user {
+                users.insert(root.id)
+            } else if fresh {
+                users.formUnion(try Self.members(of: root.id, session: session))
+            } else {
+                users.formUnion(
+                    try session.runtime.membership.users(of: root.id) {
+                        try Self.members(of: root.id, session: session)
+                    }
+                )
+            }
+        }
+        return users
+    }
+
+    /// Walks `Group.members` from one group in the session's transaction.
+    static func members(of group: String, session: ScriptSession) throws -> Set<String> {
         guard let members = session.model.schema.types[BuiltInType.group]?.relationships["members"] else { return [] }
         var users = Set<String>()
         var seenGroups = Set<String>()
-        var queue = roots
+        var queue = [EntityReference(type: BuiltInType.group, id: group)]
         while let next = queue.popLast() {
             if next.type == BuiltInType.user {
                 users.insert(next.id)

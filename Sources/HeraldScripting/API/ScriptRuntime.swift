@@ -13,6 +13,8 @@ import Synchronization
 public final class ScriptRuntime: Sendable {
     private let current: Mutex<DataModel>
     private let commitObservers = Mutex<[@Sendable (Set<String>) -> Void]>([])
+    /// Group members for `sendEvent`, cached between changes to groups and users.
+    let membership = MembershipCache()
     public let storage: any StorageBackend
     public let pool: EnginePool
     /// Where `$.broadcastEvent` and `$.sendEvent` deliver, once their transaction commits.
@@ -40,12 +42,14 @@ public final class ScriptRuntime: Sendable {
 
     func committed(_ types: Set<String>) {
         guard !types.isEmpty else { return }
+        if types.contains(BuiltInType.group) || types.contains(BuiltInType.user) { membership.invalidate() }
         for observer in commitObservers.withLock({ $0 }) { observer(types) }
     }
 
     /// Puts a reloaded schema's model in force for transactions that start from now on.
     public func replaceModel(_ model: DataModel) {
         current.withLock { $0 = model }
+        membership.invalidate()
     }
 
     /// Compiles every method of `schema` on an engine, so a bad edit is refused before it serves.
