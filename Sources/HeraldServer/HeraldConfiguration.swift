@@ -9,6 +9,8 @@ import Logging
 public struct HeraldConfiguration: Sendable {
     /// The folder with the type files and scripts.
     public var schemaDirectory = "./schema"
+    /// Static files served at `/` (the example app's page); skipped when the folder is missing.
+    public var publicDirectory = "./public"
     /// The folder holding the SQLite database.
     public var dataDirectory = "./data"
     public var host = "127.0.0.1"
@@ -72,6 +74,7 @@ public struct HeraldConfiguration: Sendable {
         let d = HeraldConfiguration()
         schemaDirectory = reader.string(forKey: "schema", default: d.schemaDirectory)
         dataDirectory = reader.string(forKey: "data", default: d.dataDirectory)
+        publicDirectory = reader.string(forKey: "public", default: d.publicDirectory)
         host = reader.string(forKey: "host", default: d.host)
         port = reader.int(forKey: "port", default: d.port)
         backlog = reader.int(forKey: "backlog", default: d.backlog)

@@ -83,6 +83,14 @@ public enum HeraldServer {
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         router.add(middleware: BrowserProtectionMiddleware(allowedOrigins: configuration.corsAllowedOrigins))
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: configuration.publicDirectory, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        {
+            router.add(
+                middleware: FileMiddleware(configuration.publicDirectory, searchForIndexHtml: true, logger: logger)
+            )
+        }
         let credentials = UserCredentials(
             storage: storage,
             hasher: hasher,

@@ -27,12 +27,23 @@ struct SchemaReloader: Service {
         var fingerprint = Self.fingerprint(of: directory)
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
-            let next = Self.fingerprint(of: directory)
+            var next = Self.fingerprint(of: directory)
             guard next != fingerprint else { continue }
+            // Wait until the folder holds still, so a file caught half-written (an editor that
+            // truncates, then writes) is not loaded.
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.settle)
+                let settled = Self.fingerprint(of: directory)
+                if settled == next { break }
+                next = settled
+            }
             fingerprint = next
             await reload()
         }
     }
+
+    /// How long the folder must stay unchanged before a reload.
+    static let settle: Duration = .milliseconds(150)
 
     func reload() async {
         do {

@@ -49,6 +49,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The data folder with the SQLite database (HERALD_DATA; default ./data).")
     var data: String?
 
+    @Option(help: "Static files served at / (HERALD_PUBLIC; default ./public).")
+    var `public`: String?
+
     @Option(help: "The address to listen on (HERALD_HOST; default 127.0.0.1).")
     var host: String?
 
@@ -62,6 +65,7 @@ struct Serve: AsyncParsableCommand {
         var values: [AbsoluteConfigKey: ConfigValue] = [:]
         if let data { values["data"] = .init(.string(data), isSecret: false) }
         if let host { values["host"] = .init(.string(host), isSecret: false) }
+        if let `public` { values["public"] = .init(.string(`public`), isSecret: false) }
         if let port { values["port"] = .init(.int(port), isSecret: false) }
         if allowDestructiveMigrations { values["allowDestructiveMigrations"] = .init(.bool(true), isSecret: false) }
         let configuration = HeraldConfiguration(reader: try await common.reader(extra: values))

@@ -58,7 +58,7 @@ public struct Sessions: Sendable {
             try await storage.write { tx in try tx.deleteSession(key) }
             return nil
         }
-        if idle > Self.touchInterval {
+        if idle > min(Self.touchInterval, idleMilliseconds / 2) {
             let touched = LoginSession(key: key, userID: session.userID, created: session.created, lastSeen: now)
             try await storage.write { tx in try tx.saveSession(touched) }
         }

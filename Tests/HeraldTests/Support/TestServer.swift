@@ -37,7 +37,7 @@ final class TestDirectory: @unchecked Sendable {
                 at: url.deletingLastPathComponent(),
                 withIntermediateDirectories: true
             )
-            try Data(content.utf8).write(to: url)
+            try Data(content.utf8).write(to: url, options: .atomic)
         }
     }
 
