@@ -47,6 +47,8 @@ public struct HeraldConfiguration: Sendable {
     public var eventSourcePath = "/structr/EventSource"
     public var eventSourceRetry = 3000
     public var eventSourceHeartbeat = 15000
+    /// A stream write still pending after this many milliseconds closes the connection.
+    public var eventSourceWriteTimeout = 30000
     /// Events kept for replay after reconnects: at most this many, none older (seconds).
     public var eventHistoryCount = 10_000
     public var eventHistoryAge = 3600
@@ -94,6 +96,7 @@ public struct HeraldConfiguration: Sendable {
         eventSourcePath = reader.string(forKey: "eventSource.path", default: d.eventSourcePath)
         eventSourceRetry = reader.int(forKey: "eventSource.retry", default: d.eventSourceRetry)
         eventSourceHeartbeat = reader.int(forKey: "eventSource.heartbeat", default: d.eventSourceHeartbeat)
+        eventSourceWriteTimeout = reader.int(forKey: "eventSource.writeTimeout", default: d.eventSourceWriteTimeout)
         eventHistoryCount = reader.int(forKey: "eventSource.historyCount", default: d.eventHistoryCount)
         eventHistoryAge = reader.int(forKey: "eventSource.historyAge", default: d.eventHistoryAge)
         eventQueueEvents = reader.int(forKey: "eventSource.queueEvents", default: d.eventQueueEvents)
@@ -119,7 +122,7 @@ public struct HeraldConfiguration: Sendable {
         guard eventSourcePath.hasPrefix("/"), !eventSourcePath.hasPrefix("/structr/rest") else {
             throw ConfigurationError("eventSource.path must start with / and lie outside /structr/rest")
         }
-        guard eventSourceRetry >= 0, eventSourceHeartbeat > 0 else {
+        guard eventSourceRetry >= 0, eventSourceHeartbeat > 0, eventSourceWriteTimeout > 0 else {
             throw ConfigurationError(
                 "eventSource.retry must not be negative and eventSource.heartbeat must be positive"
             )

@@ -145,6 +145,7 @@ public enum HeraldServer {
         eventSource.path = configuration.eventSourcePath
         eventSource.retry = configuration.eventSourceRetry
         eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
+        eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
         EventSourceController(hub: hub, policy: policy, settings: eventSource).register(on: router)
         if !configuration.metricsPath.isEmpty {
             MetricsController(registry: metrics, path: configuration.metricsPath).register(on: router)

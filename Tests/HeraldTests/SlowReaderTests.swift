@@ -27,6 +27,19 @@ final class StalledClient {
         _ = request.withCString { send(socket, $0, strlen($0), 0) }
     }
 
+    /// Reads everything the server sent and returns true once the server has closed the
+    /// connection (end of stream), false if it is still open after `seconds`.
+    func drainsToEnd(seconds: Double) async throws -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            let count = recv(socket, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if count == 0 { return true }
+            if count < 0 { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        return false
+    }
+
     deinit { close(socket) }
 }
 
@@ -66,6 +79,7 @@ final class StalledClient {
         #expect(metrics.contains("herald_streams_dropped_slow_total 1"))
         #expect(metrics.contains("herald_events_published_total 400"))
         #expect(metrics.contains("herald_open_streams 1"))
-        _ = stalled
+        // The dropped stream's connection is closed, not left hanging in a blocked write.
+        #expect(try await stalled.drainsToEnd(seconds: 10))
     }
 }

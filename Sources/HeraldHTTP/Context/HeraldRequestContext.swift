@@ -1,13 +1,17 @@
 import HeraldStorage
 import Hummingbird
+import NIOCore
 
 /// The request context: Hummingbird's core storage plus the identified caller.
 public struct HeraldRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Who is calling; set once by `IdentityMiddleware`.
     public var caller: Caller = .anonymous
+    /// The connection, so a stalled event stream can be closed from outside its writer.
+    public let channel: (any Channel)?
 
-    public init(source: Source) {
+    public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.channel = source.channel
     }
 }

@@ -5,6 +5,7 @@ import HeraldStorage
 import Hummingbird
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// Settings of the EventSource endpoint.
 public struct EventSourceSettings: Sendable {
@@ -15,6 +16,8 @@ public struct EventSourceSettings: Sendable {
     public var retry = 3000
     /// How often an idle stream gets a comment, so dead connections are noticed.
     public var heartbeat: Duration = .seconds(15)
+    /// A write that has not completed after this long closes the connection.
+    public var writeTimeout: Duration = .seconds(30)
 
     public init() {}
 }
@@ -60,6 +63,9 @@ public struct EventSourceController: Sendable {
         let subscription = hub.subscribe(context.caller, origin: origin, lastEventID: lastEventID)
         let retry = settings.retry
         let heartbeat = settings.heartbeat
+        let writeTimeout = settings.writeTimeout
+        let channel = context.channel
+        let progress = WriteProgress()
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream; charset=utf-8"
         headers[.cacheControl] = "no-cache"
@@ -87,13 +93,26 @@ public struct EventSourceController: Sendable {
                         group.addTask {
                             for await _ in beats { subscription.queue.heartbeat() }
                         }
+                        // A stream that fell behind (its queue overflowed) or whose write stalls
+                        // is closed: the writer may be blocked in a write that never ends.
+                        group.addTask {
+                            while !Task.isCancelled {
+                                try await Task.sleep(for: .milliseconds(200))
+                                if subscription.queue.overflowed || progress.stalled(longerThan: writeTimeout) {
+                                    try? await channel?.close()
+                                    return
+                                }
+                            }
+                        }
                         // Everything queued goes out in one write.
                         while let batch = await subscription.next() {
                             var buffer = ByteBuffer()
                             for event in batch {
                                 buffer.writeString(event.id == 0 ? ": heartbeat\n\n" : event.wireFormat)
                             }
+                            progress.begin()
                             try await writer.write(buffer)
+                            progress.end()
                         }
                         beat.finish()
                         group.cancelAll()
@@ -112,5 +131,17 @@ public struct EventSourceController: Sendable {
     /// gone, so it should reload its data over REST. No `id:`, so the client keeps its position.
     static func resyncEvent(lastEventID: UInt64) -> String {
         "event: resync\ndata: {\"reason\":\"history-expired\",\"lastEventId\":\"\(lastEventID)\"}\n\n"
+    }
+}
+
+/// When the write in progress began, if one is.
+final class WriteProgress: Sendable {
+    private let started = Mutex<ContinuousClock.Instant?>(nil)
+
+    func begin() { started.withLock { $0 = .now } }
+    func end() { started.withLock { $0 = nil } }
+
+    func stalled(longerThan limit: Duration) -> Bool {
+        started.withLock { $0.map { ContinuousClock.now - $0 > limit } ?? false }
     }
 }
