@@ -54,10 +54,6 @@ public final class EventHub: Sendable {
         var unsaved: [Entry] = []
         /// The newest id no longer in the history (0: nothing was dropped).
         var droppedThrough: UInt64 = 0
-        var published = 0
-        var deliveries = 0
-        var replays = 0
-        var droppedSlow = 0
     }
 
     public let limits: Limits
@@ -114,7 +110,6 @@ public final class EventHub: Sendable {
                     queue.push(entry.event)
                     replayed += 1
                 }
-                if replayed > 0 { state.replays += 1 }
             }
             state.subscribers[id] = Subscriber(caller: caller, origin: origin, queue: queue)
             if let user = caller.userID { state.byUser[user, default: []].insert(id) }
@@ -154,14 +149,6 @@ public final class EventHub: Sendable {
         for id in ids { remove(id) }
     }
 
-    /// How many streams are open.
-    public var streamCount: Int { state.withLock { $0.subscribers.count } }
-
-    /// Counters for metrics: events published, deliveries, replays, streams dropped as slow.
-    public var counters: (published: Int, deliveries: Int, replays: Int, droppedSlow: Int) {
-        state.withLock { ($0.published, $0.deliveries, $0.replays, $0.droppedSlow) }
-    }
-
     /// Whether a stream is open for any of `users`.
     public func hasStreams(forAnyOf users: Set<String>) -> Bool {
         state.withLock { state in users.contains { state.byUser[$0] != nil } }
@@ -180,22 +167,21 @@ public final class EventHub: Sendable {
             state.history.append(entry)
             state.unsaved.append(entry)
             prune(&state, now: now)
-            state.published += 1
-            var ids = Set<Int>()
+            var delivered = 0
+            var slow: [Int] = []
+            func deliver(_ id: Int) {
+                guard let subscriber = state.subscribers[id] else { return }
+                if subscriber.queue.push(event) { delivered += 1 } else { slow.append(id) }
+            }
             switch audience {
             case .users(let users):
-                for user in users { ids.formUnion(state.byUser[user] ?? []) }
+                for user in users { state.byUser[user]?.forEach(deliver) }
             case .broadcast(let authenticated, let anonymous):
-                if authenticated { ids.formUnion(state.authenticated) }
-                if anonymous { ids.formUnion(state.anonymous) }
+                // A stream is in one of the two sets, so nothing is delivered twice.
+                if authenticated { state.authenticated.forEach(deliver) }
+                if anonymous { state.anonymous.forEach(deliver) }
             }
-            var slow: [Int] = []
-            for id in ids.sorted() {
-                guard let subscriber = state.subscribers[id] else { continue }
-                if subscriber.queue.push(event) { state.deliveries += 1 } else { slow.append(id) }
-            }
-            state.droppedSlow += slow.count
-            metrics.deliveries.increment(by: ids.count - slow.count)
+            metrics.deliveries.increment(by: delivered)
             return (event, slow)
         }
         metrics.published.increment()

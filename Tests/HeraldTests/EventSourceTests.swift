@@ -98,13 +98,7 @@ final class EventStream: @unchecked Sendable {
     @Test func sendEventReachesOnlyItsUsersStreams() async throws {
         let server = try await TestServer.start(try TestDirectory(files: Self.files))
         defer { Task { try? await server.stop() } }
-        let login = try await server.request(
-            .POST,
-            "/structr/rest/login",
-            body: #"{"name": "joe", "password": "joe-pw"}"#,
-            headers: [:]
-        )
-        let token = try #require(SessionTests.token(login))
+        let token = try await server.login("joe", "joe-pw")
         let joe = try await EventStream(server, headers: ["Cookie": "JSESSIONID=\(token)"])
         let ann = try await EventStream(server, headers: ["X-User": "ann", "X-Password": "ann-pw"])
         defer {
@@ -151,13 +145,7 @@ final class EventStream: @unchecked Sendable {
     @Test func logoutClosesThatSessionsStreams() async throws {
         let server = try await TestServer.start(try TestDirectory(files: Self.files))
         defer { Task { try? await server.stop() } }
-        let login = try await server.request(
-            .POST,
-            "/structr/rest/login",
-            body: #"{"name": "joe", "password": "joe-pw"}"#,
-            headers: [:]
-        )
-        let token = try #require(SessionTests.token(login))
+        let token = try await server.login("joe", "joe-pw")
         let stream = try await EventStream(server, headers: ["Cookie": "JSESSIONID=\(token)"])
         let other = try await EventStream(server, headers: Self.root)
         defer { other.close() }

@@ -306,7 +306,7 @@ import Testing
         #expect(try await server.get("/structr/rest/Project") == [])
     }
 
-    @Test func identityAndTheInterimAccessRule() async throws {
+    @Test func identityAndResourceGrants() async throws {
         let server = try await TestServer.start(try TestDirectory(files: projectSchema))
         defer { Task { try? await server.stop() } }
         _ = try await server.create("User", #"{"name": "root", "password": "root-pw", "isAdmin": true}"#)

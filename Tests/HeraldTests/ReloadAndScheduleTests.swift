@@ -47,6 +47,7 @@ import Testing
         #expect(throws: SchemaError.self) { try load(["schedules.json": #"{"ghost": "* * * * * *"}"#]) }
         do {
             _ = try load(["global/tick.js": "{}", "schedules.json": #"{"tick": "* * *"}"#])
+            Issue.record("a three-field cron expression was accepted")
         } catch let error as SchemaError {
             #expect(error.file == "schedules.json")
             #expect(error.field == "tick")

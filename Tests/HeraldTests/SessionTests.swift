@@ -54,6 +54,13 @@ import Testing
         #expect(byMail.status == 200)
     }
 
+    @Test func secureCookiesAreMarkedSecure() async throws {
+        let server = try await start { $0.secureCookies = true }
+        defer { Task { try? await server.stop() } }
+        let answer = try await login(server, #"{"name": "root", "password": "root-pw"}"#)
+        #expect(Self.setCookie(answer)?.contains("Secure") == true)
+    }
+
     @Test func everyLoginGetsANewSessionIdAndLogoutEndsIt() async throws {
         let server = try await start()
         defer { Task { try? await server.stop() } }
@@ -115,7 +122,7 @@ import Testing
         #expect(try await login(server, #"{"name": "joe", "password": "joe-pw"}"#).status == 200)
     }
 
-    @Test func aNonAdminSessionIsIdentifiedButStillClosedOutUntilGrantsExist() async throws {
+    @Test func aSessionIdentifiesANonAdminWhoStillNeedsGrants() async throws {
         let server = try await start()
         defer { Task { try? await server.stop() } }
         let token = try #require(Self.token(try await login(server, #"{"name": "joe", "password": "joe-pw"}"#)))
@@ -165,13 +172,7 @@ import Testing
 @Suite struct BrowserProtectionTests {
     func adminSession(_ server: TestServer) async throws -> String {
         _ = try await server.create("User", #"{"name": "root", "password": "root-pw", "isAdmin": true}"#)
-        let answer = try await server.request(
-            .POST,
-            "/structr/rest/login",
-            body: #"{"name": "root", "password": "root-pw"}"#,
-            headers: [:]
-        )
-        return try #require(SessionTests.token(answer))
+        return try await server.login("root", "root-pw")
     }
 
     @Test func nothingIsAllowedCrossOriginByDefault() async throws {

@@ -18,12 +18,3 @@ public protocol AccessPolicy: Sendable {
     /// Throws a `RESTError` (401 `Access denied`) when the caller may not.
     func authorize(_ caller: Caller, _ operation: RESTOperation) async throws
 }
-
-/// Until resource grants exist: admins and the superuser may do everything, nobody else anything.
-public struct AdminOnlyAccessPolicy: AccessPolicy {
-    public init() {}
-
-    public func authorize(_ caller: Caller, _ operation: RESTOperation) async throws {
-        guard caller.isAdmin else { throw RESTError.accessDenied() }
-    }
-}

@@ -35,8 +35,7 @@ public struct Sessions: Sendable {
 
     /// A fresh session for `userID`; returns the id for the cookie.
     public func create(for userID: String) async throws -> String {
-        var generator = SystemRandomNumberGenerator()
-        let token = (0..<4).map { _ in String(format: "%016llx", generator.next() as UInt64) }.joined()
+        let token = EntityID.randomHex(bytes: 32)
         let now = Timestamp.now
         let session = LoginSession(key: Self.key(token), userID: userID, created: now, lastSeen: now)
         try await storage.write { tx in try tx.saveSession(session) }

@@ -53,8 +53,7 @@ public struct Tokens: Sendable {
         if let existing = try? String(contentsOf: file, encoding: .utf8), existing.count >= 32 {
             return existing.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        var generator = SystemRandomNumberGenerator()
-        let secret = (0..<4).map { _ in String(format: "%016llx", generator.next() as UInt64) }.joined()
+        let secret = EntityID.randomHex(bytes: 32)
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         guard
             FileManager.default.createFile(

@@ -1,13 +1,16 @@
 /// Entity ids: 32 lowercase hexadecimal characters, a UUID without dashes, as Structr uses.
 public enum EntityID {
     /// A new random id.
-    public static func generate() -> String {
+    public static func generate() -> String { randomHex(bytes: 16) }
+
+    /// `bytes` random bytes from the system generator as lowercase hex (ids, session ids, keys).
+    public static func randomHex(bytes: Int) -> String {
         var generator = SystemRandomNumberGenerator()
         let hex = Array("0123456789abcdef".utf8)
-        var out = [UInt8](repeating: 0, count: 32)
-        for chunk in 0..<2 {
+        var out = [UInt8](repeating: 0, count: bytes * 2)
+        for chunk in 0..<(bytes + 7) / 8 {
             var bits = generator.next() as UInt64
-            for i in 0..<16 {
+            for i in 0..<16 where chunk * 16 + i < out.count {
                 out[chunk * 16 + i] = hex[Int(bits & 0xF)]
                 bits >>= 4
             }

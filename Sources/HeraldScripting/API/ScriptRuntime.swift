@@ -82,8 +82,7 @@ public final class ScriptRuntime: Sendable {
         try await pool.run { engine in
             try self.transaction(engine, caller: caller) { session in
                 let scope = try session.scope
-                let entity = try session.model.get(type, id: id, as: scope, in: session.tx)
-                try session.update(EntityReference(type: type, id: entity.id), input, engine: engine)
+                try session.update(EntityReference(type: type, id: id), input, engine: engine)
                 return try session.model.render(
                     try session.model.get(type, id: id, in: session.tx),
                     as: scope,
@@ -97,8 +96,7 @@ public final class ScriptRuntime: Sendable {
     public func delete(_ type: String, id: String, caller: Caller) async throws {
         try await pool.run { engine in
             try self.transaction(engine, caller: caller) { session in
-                let entity = try session.model.get(type, id: id, as: try session.scope, in: session.tx)
-                try session.delete(EntityReference(type: type, id: entity.id), engine: engine)
+                try session.delete(EntityReference(type: type, id: id), engine: engine)
             }
         }
     }

@@ -134,7 +134,7 @@ final class ScriptSession {
         try model.require(.delete, on: entity, try scope, in: tx)
         let data = try model.render(entity, depth: 0, as: try scope, in: tx)
         try runHooks(.onDelete, of: type, reference, engine: engine, data: data)
-        try model.delete(reference.type, id: reference.id, as: try scope, in: tx)
+        try tx.delete(type: reference.type, id: reference.id)  // checked above, before the hooks
         changedTypes.insert(reference.type)
         queueAfter(.afterDelete, of: type, this: nil, data: data)
     }

@@ -62,16 +62,8 @@ extension Engine {
     func makeFunction(_ name: String, _ body: @escaping HostFunction.Body) -> JSObjectRef {
         let host = HostFunction(name: name, body: body)
         let object = JSObjectMake(context, HostFunction.jsClass, Unmanaged.passRetained(host).toOpaque())!
-        if let functionPrototype = functionPrototype { JSObjectSetPrototype(context, object, functionPrototype) }
+        if let functionPrototype { JSObjectSetPrototype(context, object, functionPrototype) }
         return object
-    }
-
-    var functionPrototype: JSValueRef? {
-        let global = JSContextGetGlobalObject(context)!
-        guard let function = property(global, "Function").flatMap({ JSValueToObject(context, $0, nil) }) else {
-            return nil
-        }
-        return property(function, "prototype")
     }
 }
 

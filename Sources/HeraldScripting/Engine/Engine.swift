@@ -17,8 +17,8 @@ public final class Engine {
     /// Set by the time-limit callback when it stops a script.
     var timedOut = false
     var timeLimit: Duration = .seconds(5)
-    /// Values kept alive for the current job (`$.store`), released when it ends.
-    var protected: [JSValueRef] = []
+    /// `Function.prototype`, given to host functions so scripts can `.call` and `.apply` them.
+    var functionPrototype: JSValueRef?
 
     /// JSClass objects are immutable once created and may be shared by every context group.
     nonisolated(unsafe) static let globalClass: JSClassRef = {
@@ -32,6 +32,9 @@ public final class Engine {
         group = JSContextGroupCreate()
         context = JSGlobalContextCreateInGroup(group, Self.globalClass)
         JSObjectSetPrivate(JSContextGetGlobalObject(context), Unmanaged.passUnretained(self).toOpaque())
+        functionPrototype = property(JSContextGetGlobalObject(context), "Function")
+            .flatMap { JSValueToObject(context, $0, nil) }
+            .flatMap { property($0, "prototype") }
         installAPI()
     }
 

@@ -39,7 +39,8 @@ extension DataModel {
         return entity
     }
 
-    /// Throws 403 unless `scope` holds `permission` on `entity`.
+    /// Throws 403 unless `scope` holds `permission` on `entity`. Resource access grants change
+    /// only by admins, whoever owns them.
     public func require(
         _ permission: Permission,
         on entity: StoredEntity,
@@ -48,7 +49,11 @@ extension DataModel {
     )
         throws
     {
-        guard let scope, try !has(permission, on: entity, scope, in: tx) else { return }
+        guard let scope, !scope.bypass else { return }
+        if entity.type == BuiltInType.resourceAccess, permission != .read {
+            throw DataError.forbidden("Only admins may change resource access grants")
+        }
+        guard try !has(permission, on: entity, scope, in: tx) else { return }
         throw DataError.forbidden("No \(permission.rawValue) permission on \(entity.type) \(entity.id)")
     }
 
@@ -61,7 +66,8 @@ extension DataModel {
         in tx: any StorageTransaction
     ) throws {
         guard let scope, !scope.bypass else { return }
-        if type.name == BuiltInType.resourceAccess {
+        // Changing an existing grant is refused by `require(.write)`; creating one here.
+        if existing == nil, type.name == BuiltInType.resourceAccess {
             throw DataError.forbidden("Only admins may change resource access grants")
         }
         if type.name == BuiltInType.user, input["isAdmin"] != nil {

@@ -96,9 +96,6 @@ extension DataModel {
     {
         let entity = try get(typeName, id: id, as: scope, in: tx)
         try require(.delete, on: entity, scope, in: tx)
-        if let scope, !scope.bypass, typeName == BuiltInType.resourceAccess {
-            throw DataError.forbidden("Only admins may change resource access grants")
-        }
         try tx.delete(type: typeName, id: id)
         return entity
     }

@@ -150,6 +150,20 @@ final class TestServer: Sendable {
         return id
     }
 
+    /// Logs in and returns the session id from the `JSESSIONID` cookie.
+    func login(_ name: String, _ password: String) async throws -> String {
+        let answer = try await request(
+            .POST,
+            "/structr/rest/login",
+            body: #"{"name": "\#(name)", "password": "\#(password)"}"#,
+            headers: [:]
+        )
+        guard let cookie = answer.headers["Set-Cookie"].first(where: { $0.hasPrefix("JSESSIONID=") }),
+            let pair = cookie.split(separator: ";").first
+        else { throw TestFailure("login as \(name) failed: \(answer.status) \(answer.text)") }
+        return String(pair.dropFirst("JSESSIONID=".count))
+    }
+
     /// The `result` of a GET; fails unless the answer is 200.
     func get(_ path: String) async throws -> JSONValue {
         let answer = try await request(.GET, path)
