@@ -1,13 +1,17 @@
 import HeraldSchema
 import HeraldStorage
 import Metrics
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Fans events out to the open streams that may receive them, and keeps a bounded history for
 /// clients that reconnect with `Last-Event-ID`.
 ///
-/// Streams are indexed by user, so a targeted send touches only that user's streams; broadcast
-/// sets are kept apart for authenticated and anonymous clients. Ids increase across everything
+/// Streams live in one shard per event loop (see ``LoopShard``): publishing encodes an event once
+/// and hands it to each loop, which writes it to its own streams with no further hop. Shards
+/// index streams by user, so a targeted send touches only that user's streams; broadcast sets
+/// are kept apart for authenticated and anonymous clients. Ids increase across everything
 /// published and across restarts: an id is at least the wall-clock milliseconds times 1000, and
 /// always above the last one.
 public final class EventHub: Sendable {
@@ -34,20 +38,21 @@ public final class EventHub: Sendable {
         }
     }
 
-    struct Subscriber {
-        var caller: Caller
+    struct Member {
+        var shard: LoopShard
+        var userID: String?
         /// What opened the stream (a login session's key), so ending that closes the stream.
         var origin: String?
-        var queue: StreamQueue
     }
 
     struct State {
         var lastID: UInt64 = 0
         var nextSubscriber = 0
-        var subscribers: [Int: Subscriber] = [:]
-        var byUser: [String: Set<Int>] = [:]
-        var authenticated: Set<Int> = []
-        var anonymous: Set<Int> = []
+        var members: [Int: Member] = [:]
+        /// How many streams each user has open.
+        var userStreams: [String: Int] = [:]
+        /// One shard per event loop, with how many streams it holds.
+        var shards: [ObjectIdentifier: (shard: LoopShard, streams: Int)] = [:]
         var history: [Entry] = []
         var historyStart = 0
         /// Published but not yet handed to the persistence service.
@@ -76,7 +81,66 @@ public final class EventHub: Sendable {
         }
     }
 
-    /// A subscription: a stream's queue, until it is cancelled, overflows or the hub closes it.
+    /// A stream that joined the hub.
+    public struct Joined: Sendable {
+        /// Identifies the stream to ``EventHub/unsubscribe(_:)``.
+        public let id: Int
+        /// The client's `Last-Event-ID` is older than the history: it must resynchronise.
+        public let needsResync: Bool
+        /// Events replayed from the history, written first.
+        public let replayed: Int
+    }
+
+    /// Adds a stream for `caller` whose events go to `sink`. With `lastEventID`, the events after
+    /// it that `caller` would have received are written first, exactly once and in order: the
+    /// replay and the joining happen atomically with respect to publishing.
+    @discardableResult
+    public func subscribe(
+        _ caller: Caller,
+        origin: String? = nil,
+        lastEventID: UInt64? = nil,
+        sink: any StreamSink
+    ) -> Joined {
+        let joined = state.withLock { state -> Joined in
+            prune(&state, now: .now)
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            var resync = false
+            var replay: [ServerEvent] = []
+            if let lastEventID {
+                resync = lastEventID < state.droppedThrough
+                for entry in state.history[state.historyStart...]
+                where entry.event.id > lastEventID && Self.reaches(entry.audience, caller) {
+                    replay.append(entry.event)
+                }
+            }
+            let key = ObjectIdentifier(sink.eventLoop)
+            let shard =
+                state.shards[key]?.shard
+                ?? LoopShard(eventLoop: sink.eventLoop, metrics: metrics) { [weak self] ids in self?.forget(ids) }
+            state.shards[key] = (shard, (state.shards[key]?.streams ?? 0) + 1)
+            state.members[id] = Member(shard: shard, userID: caller.userID, origin: origin)
+            if let user = caller.userID { state.userStreams[user, default: 0] += 1 }
+            var encoded = ByteBuffer()
+            for event in replay { encoded.writeString(event.wireFormat) }
+            shard.add(
+                id: id,
+                sink: sink,
+                userID: caller.userID,
+                authenticated: caller.isAuthenticated,
+                resync: resync,
+                replay: replay,
+                encoded: encoded
+            )
+            metrics.openStreams.record(state.members.count)
+            return Joined(id: id, needsResync: resync, replayed: replay.count)
+        }
+        if joined.replayed > 0 { metrics.replays.increment() }
+        return joined
+    }
+
+    /// A subscription read in-process: a queue of events, until it is cancelled, overflows or
+    /// the hub ends it.
     public struct Subscription: Sendable {
         public let queue: StreamQueue
         let id: Int
@@ -90,35 +154,24 @@ public final class EventHub: Sendable {
         public func next() async -> [ServerEvent]? { await queue.next() }
 
         /// Ends the subscription.
-        public func cancel() { hub.remove(id) }
+        public func cancel() {
+            hub.unsubscribe(id)
+            queue.close()
+        }
     }
 
-    /// Opens a stream for `caller`. With `lastEventID`, the events after it that `caller` would
-    /// have received are queued first, exactly once and in order, atomically with joining.
+    /// Opens a stream for `caller` read in-process through a queue bounded by ``limits``.
     public func subscribe(_ caller: Caller, origin: String? = nil, lastEventID: UInt64? = nil) -> Subscription {
         let queue = StreamQueue(maxEvents: limits.queueEvents, maxBytes: limits.queueBytes)
-        let (id, resync, replayed) = state.withLock { state -> (Int, Bool, Int) in
-            prune(&state, now: .now)
-            let id = state.nextSubscriber
-            state.nextSubscriber += 1
-            var resync = false
-            var replayed = 0
-            if let lastEventID {
-                resync = lastEventID < state.droppedThrough
-                for entry in state.history[state.historyStart...]
-                where entry.event.id > lastEventID && Self.reaches(entry.audience, caller) {
-                    queue.push(entry.event)
-                    replayed += 1
-                }
-            }
-            state.subscribers[id] = Subscriber(caller: caller, origin: origin, queue: queue)
-            if let user = caller.userID { state.byUser[user, default: []].insert(id) }
-            if caller.isAuthenticated { state.authenticated.insert(id) } else { state.anonymous.insert(id) }
-            metrics.openStreams.record(state.subscribers.count)
-            return (id, resync, replayed)
-        }
-        if replayed > 0 { metrics.replays.increment() }
-        return Subscription(queue: queue, id: id, hub: self, needsResync: resync, replayed: replayed)
+        let sink = QueueSink(eventLoop: MultiThreadedEventLoopGroup.singleton.any(), queue: queue)
+        let joined = subscribe(caller, origin: origin, lastEventID: lastEventID, sink: sink)
+        return Subscription(
+            queue: queue,
+            id: joined.id,
+            hub: self,
+            needsResync: joined.needsResync,
+            replayed: joined.replayed
+        )
     }
 
     static func reaches(_ audience: Audience, _ caller: Caller) -> Bool {
@@ -128,38 +181,62 @@ public final class EventHub: Sendable {
         }
     }
 
-    func remove(_ id: Int) {
-        let removed = state.withLock { state -> Subscriber? in
-            guard let subscriber = state.subscribers.removeValue(forKey: id) else { return nil }
-            if let user = subscriber.caller.userID {
-                state.byUser[user]?.remove(id)
-                if state.byUser[user]?.isEmpty == true { state.byUser[user] = nil }
-            }
-            state.authenticated.remove(id)
-            state.anonymous.remove(id)
-            metrics.openStreams.record(state.subscribers.count)
-            return subscriber
+    /// Removes the stream `id`, whose sink ended on its own (its client went away).
+    public func unsubscribe(_ id: Int) {
+        state.withLock { state in
+            guard let member = Self.removeMember(id, &state, metrics: metrics) else { return }
+            member.shard.remove(id: id, end: false)
         }
-        removed?.queue.close()
+    }
+
+    /// Ends the streams `ids` from the hub's side.
+    private func end(_ ids: [Int]) {
+        state.withLock { state in
+            for id in ids {
+                guard let member = Self.removeMember(id, &state, metrics: metrics) else { continue }
+                member.shard.remove(id: id, end: true)
+            }
+        }
+    }
+
+    /// Forgets streams a shard already dropped (their readers fell behind).
+    func forget(_ ids: [Int]) {
+        state.withLock { state in
+            for id in ids { _ = Self.removeMember(id, &state, metrics: metrics) }
+        }
+    }
+
+    private static func removeMember(_ id: Int, _ state: inout State, metrics: HubMetrics) -> Member? {
+        guard let member = state.members.removeValue(forKey: id) else { return nil }
+        if let user = member.userID {
+            let left = (state.userStreams[user] ?? 1) - 1
+            state.userStreams[user] = left > 0 ? left : nil
+        }
+        let key = ObjectIdentifier(member.shard.eventLoop)
+        if let entry = state.shards[key] { state.shards[key] = (entry.shard, entry.streams - 1) }
+        metrics.openStreams.record(state.members.count)
+        return member
     }
 
     /// Closes every stream opened from `origin` (a login session that ended).
     public func close(origin: String) {
-        let ids = state.withLock { state in state.subscribers.filter { $0.value.origin == origin }.map(\.key) }
-        for id in ids { remove(id) }
+        end(state.withLock { state in state.members.filter { $0.value.origin == origin }.map(\.key) })
     }
 
     /// Whether a stream is open for any of `users`.
     public func hasStreams(forAnyOf users: Set<String>) -> Bool {
-        state.withLock { state in users.contains { state.byUser[$0] != nil } }
+        state.withLock { state in users.contains { state.userStreams[$0] != nil } }
     }
 
-    /// Assigns the next id, records the event in the history and queues it on every stream of
-    /// the audience; a stream whose queue overflows is closed.
+    /// How many streams are open.
+    public var openStreams: Int { state.withLock { $0.members.count } }
+
+    /// Assigns the next id, records the event in the history, encodes it once and hands it to
+    /// every event loop holding streams; each loop writes it to the streams of the audience.
     @discardableResult
     public func publish(type: String, data: String, to audience: Audience) -> ServerEvent {
         let now = Timestamp.now
-        let (event, slow) = state.withLock { state -> (ServerEvent, [Int]) in
+        let event = state.withLock { state -> ServerEvent in
             let id = max(state.lastID + 1, UInt64(max(0, now.millisecondsSince1970)) * 1000)
             state.lastID = id
             let event = ServerEvent(id: id, type: type, data: data)
@@ -167,26 +244,17 @@ public final class EventHub: Sendable {
             state.history.append(entry)
             state.unsaved.append(entry)
             prune(&state, now: now)
-            var delivered = 0
-            var slow: [Int] = []
-            func deliver(_ id: Int) {
-                guard let subscriber = state.subscribers[id] else { return }
-                if subscriber.queue.push(event) { delivered += 1 } else { slow.append(id) }
+            if case .users(let users) = audience, !users.contains(where: { state.userStreams[$0] != nil }) {
+                return event
             }
-            switch audience {
-            case .users(let users):
-                for user in users { state.byUser[user]?.forEach(deliver) }
-            case .broadcast(let authenticated, let anonymous):
-                // A stream is in one of the two sets, so nothing is delivered twice.
-                if authenticated { state.authenticated.forEach(deliver) }
-                if anonymous { state.anonymous.forEach(deliver) }
+            let encoded = ByteBuffer(string: event.wireFormat)
+            // Handed over inside the lock, so every loop sees the events in publish order.
+            for (shard, streams) in state.shards.values where streams > 0 {
+                shard.publish(event, encoded: encoded, to: audience)
             }
-            metrics.deliveries.increment(by: delivered)
-            return (event, slow)
+            return event
         }
         metrics.published.increment()
-        if !slow.isEmpty { metrics.droppedSlow.increment(by: slow.count) }
-        for id in slow { remove(id) }
         return event
     }
 
@@ -222,8 +290,7 @@ public final class EventHub: Sendable {
 
     /// Ends every stream (shutdown).
     public func closeAll() {
-        let ids = state.withLock { Array($0.subscribers.keys) }
-        for id in ids { remove(id) }
+        end(state.withLock { Array($0.members.keys) })
     }
 }
 

@@ -1,10 +1,9 @@
 import Synchronization
 
-/// The events waiting to be written to one stream, bounded in count and bytes.
+/// The events waiting for an in-process reader, bounded in count and bytes.
 ///
-/// A stream that falls behind past either bound is closed rather than allowed to grow: its
-/// client reconnects with `Last-Event-ID` and catches up from the history. The writer takes
-/// everything queued at once, so queued events go out in one write.
+/// A reader that falls behind past either bound has its stream closed rather than allowed to
+/// grow. The reader takes everything queued at once.
 public final class StreamQueue: Sendable {
     struct State {
         var events: [ServerEvent] = []
@@ -67,16 +66,6 @@ public final class StreamQueue: Sendable {
             }
             if let ready { continuation.resume(returning: ready) }
         }
-    }
-
-    /// Wakes an idle writer with a heartbeat (an event with id 0), so dead connections show.
-    public func heartbeat() {
-        let waiter = state.withLock { state -> CheckedContinuation<[ServerEvent]?, Never>? in
-            let waiter = state.waiter
-            state.waiter = nil
-            return waiter
-        }
-        waiter?.resume(returning: [ServerEvent(id: 0, type: "", data: "")])
     }
 
     /// Ends the stream; a waiting writer wakes with nil.

@@ -60,12 +60,17 @@ public struct EventSourceController: Sendable {
         let lastEventID =
             (request.headers[Self.lastEventIDHeader] ?? request.uri.queryParameters["lastEventId"].map(String.init))
             .flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
-        let subscription = hub.subscribe(context.caller, origin: origin, lastEventID: lastEventID)
-        let retry = settings.retry
-        let heartbeat = settings.heartbeat
-        let writeTimeout = settings.writeTimeout
-        let channel = context.channel
-        let progress = WriteProgress()
+        guard let channel = context.channel else {
+            throw RESTError(.internalServerError, "The connection is not available for streaming")
+        }
+        let hub = self.hub
+        let settings = ChannelSink.Settings(
+            retry: settings.retry,
+            heartbeat: TimeAmount(settings.heartbeat),
+            writeTimeout: TimeAmount(settings.writeTimeout),
+            maxBufferedBytes: hub.limits.queueBytes
+        )
+        let caller = context.caller
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream; charset=utf-8"
         headers[.cacheControl] = "no-cache"
@@ -74,53 +79,16 @@ public struct EventSourceController: Sendable {
             status: .ok,
             headers: headers,
             body: ResponseBody { writer in
-                defer { subscription.cancel() }
-                var opening = "retry: \(retry)\n\n"
-                if subscription.needsResync, let lastEventID {
-                    opening += Self.resyncEvent(lastEventID: lastEventID)
-                }
-                try await writer.write(ByteBuffer(string: opening))
-                try await withGracefulShutdownHandler {
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        // Heartbeats while idle; the writer below sends them with the events.
-                        let (beats, beat) = AsyncStream.makeStream(of: Void.self)
-                        group.addTask {
-                            while !Task.isCancelled {
-                                try await Task.sleep(for: heartbeat)
-                                beat.yield()
-                            }
-                        }
-                        group.addTask {
-                            for await _ in beats { subscription.queue.heartbeat() }
-                        }
-                        // A stream that fell behind (its queue overflowed) or whose write stalls
-                        // is closed: the writer may be blocked in a write that never ends.
-                        group.addTask {
-                            while !Task.isCancelled {
-                                try await Task.sleep(for: .milliseconds(200))
-                                if subscription.queue.overflowed || progress.stalled(longerThan: writeTimeout) {
-                                    try? await channel?.close()
-                                    return
-                                }
-                            }
-                        }
-                        // Everything queued goes out in one write.
-                        while let batch = await subscription.next() {
-                            var buffer = ByteBuffer()
-                            for event in batch {
-                                buffer.writeString(event.id == 0 ? ": heartbeat\n\n" : event.wireFormat)
-                            }
-                            progress.begin()
-                            try await writer.write(buffer)
-                            progress.end()
-                        }
-                        beat.finish()
-                        group.cancelAll()
-                    }
+                // The head is on its way; from here the sink writes the events into the channel.
+                let sink = ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID)
+                let joined = hub.subscribe(caller, origin: origin, lastEventID: lastEventID, sink: sink)
+                let ending = try await withGracefulShutdownHandler {
+                    try await sink.finished.get()
                 } onGracefulShutdown: {
-                    subscription.cancel()
+                    sink.endSoon()
                 }
-                try await writer.finish(nil)
+                hub.unsubscribe(joined.id)
+                if ending == .ended { try await writer.finish(nil) } else { throw CancellationError() }
             }
         )
     }
@@ -131,17 +99,5 @@ public struct EventSourceController: Sendable {
     /// gone, so it should reload its data over REST. No `id:`, so the client keeps its position.
     static func resyncEvent(lastEventID: UInt64) -> String {
         "event: resync\ndata: {\"reason\":\"history-expired\",\"lastEventId\":\"\(lastEventID)\"}\n\n"
-    }
-}
-
-/// When the write in progress began, if one is.
-final class WriteProgress: Sendable {
-    private let started = Mutex<ContinuousClock.Instant?>(nil)
-
-    func begin() { started.withLock { $0 = .now } }
-    func end() { started.withLock { $0 = nil } }
-
-    func stalled(longerThan limit: Duration) -> Bool {
-        started.withLock { $0.map { ContinuousClock.now - $0 > limit } ?? false }
     }
 }

@@ -1,0 +1,3 @@
+{
+    $.broadcastEvent('created', $.this.payload, true, true);
+}

@@ -1,0 +1,3 @@
+{
+    $.broadcastEvent('bench', JSON.stringify($.arguments), true, true);
+}

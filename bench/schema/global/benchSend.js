@@ -1,0 +1,3 @@
+{
+    $.sendEvent('bench', JSON.stringify($.arguments), $.me);
+}
