@@ -142,7 +142,7 @@ final class LoopShard: Sendable {
         }
         if let user = stream.userID { streams.value.byUser[user, default: StreamSet()].insert(stream) }
         stream.sink.open(resync: resync)
-        if !replay.isEmpty, !stream.sink.write(encoded, events: replay, flush: true) {
+        if !replay.isEmpty, !stream.sink.write(EncodedEvents(replay, bytes: encoded), flush: true) {
             drop([stream.id])
         }
     }
@@ -163,11 +163,12 @@ final class LoopShard: Sendable {
     }
 
     private func deliver(_ encoded: ByteBuffer, events: [ServerEvent], to audience: Audience) {
+        let encoded = EncodedEvents(events, bytes: encoded)
         var written = 0
         var slow: [Int] = []
         func write(_ set: StreamSet) {
             for stream in set.streams {
-                if stream.sink.write(encoded, events: events, flush: true) {
+                if stream.sink.write(encoded, flush: true) {
                     written += 1
                 } else {
                     slow.append(stream.id)

@@ -12,8 +12,8 @@ final class QueueSink: StreamSink {
 
     func open(resync: Bool) {}
 
-    func write(_ encoded: ByteBuffer, events: [ServerEvent], flush: Bool) -> Bool {
-        for event in events where !queue.push(event) { return false }
+    func write(_ events: EncodedEvents, flush: Bool) -> Bool {
+        for event in events.events where !queue.push(event) { return false }
         return true
     }
 

@@ -1,5 +1,6 @@
 import HeraldEvents
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 
 /// A stream's events written straight to its HTTP connection, on the connection's event loop.
@@ -35,6 +36,9 @@ final class ChannelSink: StreamSink {
         var stalledSince: NIODeadline?
         var lastBuffered = 0
         var timer: RepeatedTask?
+        /// Where pre-framed chunks enter the pipeline: below the HTTP encoder, which would frame
+        /// the same bytes once per stream. Nil: body parts go through the whole pipeline.
+        var encoder: ChannelHandlerContext?
     }
 
     let channel: any Channel
@@ -60,20 +64,21 @@ final class ChannelSink: StreamSink {
     func open(resync: Bool) {
         channel.closeFuture.whenComplete { _ in self.finish(.disconnected) }
         guard state.value.open else { return }
+        state.value.encoder = try? channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
         let tick = min(settings.heartbeat, .nanoseconds(settings.writeTimeout.nanoseconds / 2))
         state.value.timer = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in self.tick() }
         var opening = ByteBuffer(string: "retry: \(settings.retry)\n\n")
         if resync, let lastEventID { opening.writeString(EventSourceController.resyncEvent(lastEventID: lastEventID)) }
-        send(opening, flush: true)
+        send(opening, chunk: EncodedEvents.chunk(opening), flush: true)
     }
 
-    func write(_ encoded: ByteBuffer, events: [ServerEvent], flush: Bool) -> Bool {
+    func write(_ events: EncodedEvents, flush: Bool) -> Bool {
         guard state.value.open else { return true }
-        if buffered + encoded.readableBytes > settings.maxBufferedBytes {
+        if buffered + events.chunk.readableBytes > settings.maxBufferedBytes {
             drop()
             return false
         }
-        send(encoded, flush: flush)
+        send(events.bytes, chunk: events.chunk, flush: flush)
         return true
     }
 
@@ -82,9 +87,12 @@ final class ChannelSink: StreamSink {
     /// Ends the stream from outside the loop (graceful shutdown).
     func endSoon() { eventLoop.execute { self.finish(.ended) } }
 
-    private func send(_ bytes: ByteBuffer, flush: Bool) {
+    private func send(_ bytes: ByteBuffer, chunk: ByteBuffer, flush: Bool) {
         state.value.lastWrite = .now()
-        if flush {
+        if let encoder = state.value.encoder {
+            encoder.write(NIOAny(IOData.byteBuffer(chunk)), promise: nil)
+            if flush { encoder.flush() }
+        } else if flush {
             channel.writeAndFlush(HTTPResponsePart.body(bytes), promise: nil)
         } else {
             channel.write(HTTPResponsePart.body(bytes), promise: nil)
@@ -114,11 +122,12 @@ final class ChannelSink: StreamSink {
             state.value.stalledSince = nil
         }
         if now - state.value.lastWrite >= settings.heartbeat {
-            send(Self.heartbeat, flush: true)
+            send(Self.heartbeat, chunk: Self.heartbeatChunk, flush: true)
         }
     }
 
     private static let heartbeat = ByteBuffer(string: ": heartbeat\n\n")
+    private static let heartbeatChunk = EncodedEvents.chunk(heartbeat)
 
     /// The reader fell behind: its connection is closed rather than its backlog kept.
     private func drop() {

@@ -79,9 +79,12 @@ public struct EventSourceController: Sendable {
             status: .ok,
             headers: headers,
             body: ResponseBody { writer in
-                // The head is on its way; from here the sink writes the events into the channel.
+                // The head is on its way to the channel: joining from the channel's loop puts
+                // everything the sink writes after it.
                 let sink = ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID)
-                let joined = hub.subscribe(caller, origin: origin, lastEventID: lastEventID, sink: sink)
+                let joined = try await channel.eventLoop.submit {
+                    hub.subscribe(caller, origin: origin, lastEventID: lastEventID, sink: sink)
+                }.get()
                 let ending = try await withGracefulShutdownHandler {
                     try await sink.finished.get()
                 } onGracefulShutdown: {
