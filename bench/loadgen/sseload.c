@@ -17,6 +17,7 @@
 // they connect (with a small receive buffer), to model clients that stall.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -526,28 +527,24 @@ static long rss_kb(int pid) {
     return kb;
 }
 
+// CPU time of every thread of `pid`, in seconds, from the scheduler's nanosecond counters.
 static double cpu_seconds(int pid) {
-    char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p) return -1;
-    unsigned long utime = 0, stime = 0;
-    // fields after ')': state(3) ... utime(14) stime(15)
-    int field = 2;
-    for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
-        field++;
-        if (field == 14) utime = strtoul(tok, NULL, 10);
-        if (field == 15) {
-            stime = strtoul(tok, NULL, 10);
-            break;
-        }
+    char path[320], buf[128];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *dir = opendir(path);
+    if (!dir) return 0;
+    double total = 0;
+    struct dirent *entry;
+    while ((entry = readdir(dir))) {
+        if (entry->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%s/schedstat", pid, entry->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(buf, sizeof buf, f)) total += (double)strtoull(buf, NULL, 10) / 1e9;
+        fclose(f);
     }
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    closedir(dir);
+    return total;
 }
 
 // The server's RSS and CPU: summed over its processes (nginx runs a master and workers).

@@ -1,0 +1,553 @@
+#!/usr/bin/python3
+"""Runs the benchmark scenarios against Herald and its peers in one invocation.
+
+Peers: nginx with Nchan, a plain Node.js SSE server (bench/peers/node-sse.js) and sseload's own
+trivial server, which shows the load generator's ceiling. Every server is started fresh for each
+scenario, on a free loopback port, and measured by the same generator (bench/loadgen/sseload.c).
+
+Writes bench/results/latest.json, bench/results/latest.md and bench/results/fanout.png.
+Usage: run.py --herald BIN --sseload BIN [--quick] [--only herald,nchan,...]
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def children(pid):
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+    except OSError:
+        return []
+
+
+class Server:
+    """One server under test: how to start it and where its streams and publishers are."""
+
+    name = ""
+    label = ""
+    # Paths: broadcast stream and publish; a user's stream and the publish to that user.
+    stream_path = ""
+    publish_path = ""
+    user_stream_path = ""
+    user_publish_path = ""
+    publish_body = '{"t":%T,"s":%S}'
+
+    def __init__(self, args):
+        self.args = args
+        self.proc = None
+        self.dir = None
+        self.port = None
+
+    def command(self):
+        raise NotImplementedError
+
+    def env(self):
+        return dict(os.environ)
+
+    def start(self):
+        self.dir = tempfile.mkdtemp(prefix=f"bench-{self.name}-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.log = open(os.path.join(self.dir, "server.log"), "w")
+        self.proc = subprocess.Popen(
+            self.command(), cwd=self.dir, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for_port(self.port)
+        time.sleep(0.3)
+        self.after_start()
+
+    def after_start(self):
+        pass
+
+    def pids(self):
+        return [self.proc.pid] + children(self.proc.pid)
+
+    def stream_headers(self):
+        return []
+
+    def user_headers(self):
+        return []
+
+    def publish_headers(self):
+        return []
+
+    def user_publish_headers(self):
+        return []
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Herald(Server):
+    name = "herald"
+    label = "Herald"
+    stream_path = "/structr/EventSource"
+    publish_path = "/structr/rest/benchPublish"
+    user_stream_path = "/structr/EventSource"
+    user_publish_path = "/structr/rest/benchSend"
+
+    def command(self):
+        return [
+            self.args.herald, "serve", "--schema", os.path.join(ROOT, "bench", "schema"),
+            "--data", os.path.join(self.dir, "data"), "--port", str(self.port),
+            "--public", os.path.join(self.dir, "no-public"),
+        ]
+
+    def env(self):
+        env = dict(os.environ)
+        env["HERALD_LOG_LEVEL"] = "warning"
+        return env
+
+    def after_start(self):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/structr/rest/login",
+            data=json.dumps({"name": "bench", "password": "bench-password"}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )
+        with urllib.request.urlopen(request) as response:
+            cookie = response.headers["Set-Cookie"].split(";")[0]
+        self.cookie = f"Cookie: {cookie}"
+
+    def user_headers(self):
+        return [self.cookie]
+
+    def user_publish_headers(self):
+        return [self.cookie]
+
+
+class Nchan(Server):
+    name = "nchan"
+    label = "nginx + Nchan"
+    stream_path = "/sub/all"
+    publish_path = "/pub/all"
+    user_stream_path = "/sub/bench"
+    user_publish_path = "/pub/bench"
+
+    def command(self):
+        with open(os.path.join(ROOT, "bench", "peers", "nchan.conf.template")) as f:
+            conf = f.read().replace("@PORT@", str(self.port))
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        with open(os.path.join(self.dir, "nchan.conf"), "w") as f:
+            f.write(conf)
+        return ["nginx", "-p", self.dir, "-c", "nchan.conf"]
+
+
+class Node(Server):
+    name = "node"
+    label = "Node.js (plain http)"
+    stream_path = "/events"
+    publish_path = "/publish"
+    user_stream_path = "/events?user=bench"
+    user_publish_path = "/publish?user=bench"
+
+    def command(self):
+        return ["node", os.path.join(ROOT, "bench", "peers", "node-sse.js"), str(self.port)]
+
+
+class Trivial(Server):
+    name = "trivial"
+    label = "trivial C server (generator ceiling)"
+    stream_path = "/sub/all"
+    publish_path = "/pub/all"
+    user_stream_path = "/sub/bench"
+    user_publish_path = "/pub/bench"
+
+    def command(self):
+        return [self.args.sseload, "serve", "--port", str(self.port)]
+
+
+def sseload(args, server, streams, path=None, headers=(), target_path=None, target_headers=(), target_streams=0,
+            pub_path=None, pub_headers=(), pub_body=None, rates=(), step=2.0, drain=2.0, hold=0.0, slow=0,
+            publishers=4, expect_per_publish=None):
+    cmd = [args.sseload, "run", "--port", str(server.port), "--path", path or server.stream_path,
+           "--streams", str(streams), "--pid", ",".join(str(p) for p in server.pids()),
+           "--step-seconds", str(step), "--drain-seconds", str(drain), "--hold-seconds", str(hold),
+           "--publishers", str(publishers)]
+    for h in headers:
+        cmd += ["--header", h]
+    if target_streams:
+        cmd += ["--target-path", target_path, "--target-streams", str(target_streams)]
+        for h in target_headers:
+            cmd += ["--target-header", h]
+    if slow:
+        cmd += ["--slow", str(slow)]
+    if pub_path and rates:
+        cmd += ["--pub-path", pub_path, "--rates", ",".join(str(r) for r in rates),
+                "--pub-body", pub_body or server.publish_body]
+        for h in pub_headers:
+            cmd += ["--pub-header", h]
+    if expect_per_publish is not None:
+        cmd += ["--expect-per-publish", str(expect_per_publish)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"sseload failed ({out.returncode}): {out.stderr[-2000:]}")
+    if out.stderr.strip():
+        print("  sseload: " + out.stderr.strip().splitlines()[0], file=sys.stderr)
+    return json.loads(out.stdout)
+
+
+def with_server(cls, args, fn):
+    server = cls(args)
+    server.start()
+    try:
+        return fn(server)
+    finally:
+        server.stop()
+
+
+# ---- scenarios ----
+
+def scenario_idle(args, cls, size):
+    def run(server):
+        r = sseload(args, server, size["idle"], headers=server.stream_headers(), hold=3.0)
+        grown = r["server_rss_held_kb"] - r["server_rss_before_kb"]
+        return {
+            "streams": r["streams"], "connected": r["connected"], "failed": r["failed"],
+            "connect_all_ms": r["connect_ms"], "connect_10k_ms": r["connect_10k_ms"],
+            "rss_before_kb": r["server_rss_before_kb"], "rss_held_kb": r["server_rss_held_kb"],
+            "kb_per_stream": round(grown / max(1, r["connected"]), 2),
+        }
+    return with_server(cls, args, run)
+
+
+def sustained(steps, limit_us=50_000):
+    """The highest step whose p99 stayed under the limit with every delivery made."""
+    best = None
+    for s in steps:
+        ok = (s["p99_us"] < limit_us and s["received"] >= s["expected"] * 0.999 and s["expected"] > 0
+              and s["publishes_per_s"] >= s["rate"] * 0.95)
+        if ok and (best is None or s["deliveries_per_s"] > best["deliveries_per_s"]):
+            best = s
+    return best
+
+
+def scenario_fanout(args, cls, size):
+    results = []
+    for subscribers in size["fanout_subscribers"]:
+        rates = [round(d / subscribers, 2) for d in size["fanout_deliveries"]]
+
+        def run(server):
+            return sseload(args, server, subscribers, headers=server.stream_headers(), pub_path=server.publish_path,
+                           pub_headers=server.publish_headers(), rates=rates, step=size["step"], drain=1.5)
+        r = with_server(cls, args, run)
+        best = sustained(r["steps"])
+        reference = next((s for s in r["steps"] if s["rate"] * subscribers >= size["reference_load"] - 1), r["steps"][0])
+        results.append({
+            "subscribers": subscribers, "connected": r["connected"],
+            "max_deliveries_per_s": best["deliveries_per_s"] if best else 0,
+            "p99_at_max_ms": best["p99_us"] / 1000 if best else None,
+            "reference_load": size["reference_load"],
+            "p99_at_reference_ms": reference["p99_us"] / 1000,
+            "steps": [{k: s[k] for k in ("rate", "publishes_per_s", "deliveries_per_s", "received", "expected",
+                                          "p50_us", "p99_us", "max_us", "server_cpu_s")} for s in r["steps"]],
+        })
+    return results
+
+
+def scenario_burst(args, cls, size):
+    def run(server):
+        r = sseload(args, server, size["burst_subscribers"], headers=server.stream_headers(),
+                    pub_path=server.publish_path, pub_headers=server.publish_headers(), rates=[size["burst_rate"]],
+                    step=size["burst_count"] / size["burst_rate"], drain=3)
+        s = r["steps"][0]
+        return {"subscribers": r["connected"], "publishes": s["published"], "incomplete": s["incomplete_publishes"],
+                "last_subscriber_p50_ms": s["last_p50_us"] / 1000, "last_subscriber_p99_ms": s["last_p99_us"] / 1000,
+                "last_subscriber_max_ms": s["last_max_us"] / 1000}
+    return with_server(cls, args, run)
+
+
+def scenario_targeted(args, cls, size):
+    out = {}
+    for background in size["targeted_streams"]:
+        def run(server):
+            r = sseload(args, server, background, headers=server.stream_headers(),
+                        target_path=server.user_stream_path, target_headers=server.user_headers(), target_streams=1,
+                        pub_path=server.user_publish_path, pub_headers=server.user_publish_headers(),
+                        rates=[size["targeted_rate"]], step=size["step"] * 2, drain=1, expect_per_publish=1)
+            s = r["steps"][0]
+            return {"streams_open": r["connected"], "sends": s["published"], "received": s["received"],
+                    "server_cpu_us_per_send": round(s["server_cpu_s"] * 1e6 / max(1, s["published"]), 1),
+                    "p50_ms": s["p50_us"] / 1000, "p99_ms": s["p99_us"] / 1000}
+        out[str(background)] = with_server(cls, args, run)
+    few, many = (out[str(n)] for n in size["targeted_streams"])
+    out["cost_ratio"] = round(many["server_cpu_us_per_send"] / max(0.1, few["server_cpu_us_per_send"]), 2)
+    return out
+
+
+def scenario_full_stack(args, cls, size):
+    def run(server):
+        body = '{"payload":"{\\"t\\":%T,\\"s\\":%S}"}'
+        common = dict(headers=server.stream_headers(), pub_path="/structr/rest/BenchItem",
+                      pub_headers=server.user_publish_headers(), pub_body=body, step=size["step"] * 1.5,
+                      publishers=8, drain=2)
+        peak = sseload(args, server, size["full_subscribers"], rates=[0], **common)["steps"][0]
+        half = max(1, round(peak["publishes_per_s"] / 2))
+        steady = sseload(args, server, size["full_subscribers"], rates=[half], **common)["steps"][0]
+        return {"subscribers": size["full_subscribers"], "max_creates_per_s": peak["publishes_per_s"],
+                "create_errors": peak["publish_errors"] + steady["publish_errors"],
+                "half_rate": half, "post_to_event_p50_ms": steady["p50_us"] / 1000,
+                "post_to_event_p99_ms": steady["p99_us"] / 1000, "received": steady["received"],
+                "expected": steady["expected"]}
+    return with_server(cls, args, run)
+
+
+def scenario_slow(args, cls, size):
+    healthy = size["slow_streams"]
+    pad = "x" * 1024
+    body = '{"t":%T,"s":%S,"pad":"' + pad + '"}'
+
+    def run(slow):
+        def inner(server):
+            r = sseload(args, server, healthy + slow, headers=server.stream_headers(), slow=slow,
+                        pub_path=server.publish_path, pub_headers=server.publish_headers(), pub_body=body,
+                        rates=[size["slow_rate"]], step=size["step"] * 2, drain=2, expect_per_publish=healthy)
+            s = r["steps"][0]
+            return {"healthy_p50_ms": s["p50_us"] / 1000, "healthy_p99_ms": s["p99_us"] / 1000,
+                    "received": s["received"], "expected": s["expected"], "rss_before_kb": r["server_rss_held_kb"],
+                    "rss_max_kb": r["server_rss_max_kb"], "streams_closed": s["streams_closed"]}
+        return with_server(cls, args, inner)
+    alone, mixed = run(0), run(healthy)
+    return {"healthy": healthy, "slow": healthy, "without_slow": alone, "with_slow": mixed,
+            "p99_ratio": round(mixed["healthy_p99_ms"] / max(0.001, alone["healthy_p99_ms"]), 2),
+            "rss_growth_kb": mixed["rss_max_kb"] - mixed["rss_before_kb"]}
+
+
+def generator_ceiling(args, size):
+    """How fast sseload parses: the trivial server writes 100 events at a time, as fast as it can."""
+    def run(server):
+        r = sseload(args, server, size["ceiling_streams"], pub_path=server.publish_path + "?copies=100",
+                    rates=[0], step=size["step"] * 2, drain=2, publishers=1,
+                    expect_per_publish=size["ceiling_streams"] * 100)
+        s = r["steps"][0]
+        return {"streams": r["connected"], "events_per_s": s["received"] / (size["step"] * 2),
+                "p99_ms": s["p99_us"] / 1000, "received": s["received"], "sent": s["expected"]}
+    return with_server(Trivial, args, run)
+
+
+SIZES = {
+    "full": dict(idle=15000, fanout_subscribers=[1000, 5000, 10000],
+                 fanout_deliveries=[50000, 100000, 150000, 200000, 250000, 300000], reference_load=50000,
+                 step=2.0, burst_subscribers=10000, burst_count=100, burst_rate=5, targeted_streams=[100, 10000],
+                 targeted_rate=200, full_subscribers=1000, slow_streams=1000, slow_rate=50,
+                 ceiling_streams=1000, ceiling_rate=10),
+    "quick": dict(idle=1000, fanout_subscribers=[200, 1000], fanout_deliveries=[20000, 50000],
+                  reference_load=20000, step=1.0, burst_subscribers=1000, burst_count=20, burst_rate=10,
+                  targeted_streams=[10, 1000], targeted_rate=100, full_subscribers=100, slow_streams=100,
+                  slow_rate=20, ceiling_streams=100, ceiling_rate=5),
+}
+
+SERVERS = {"herald": Herald, "nchan": Nchan, "node": Node, "trivial": Trivial}
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
+    except OSError:
+        pass
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(mem_kb / 1048576, 1),
+            "kernel": platform.release(), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--herald", required=True)
+    parser.add_argument("--sseload", required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="herald,nchan,node,trivial")
+    parser.add_argument("--scenarios", default="ceiling,idle,fanout,burst,targeted,full-stack,slow")
+    parser.add_argument("--output", default=RESULTS)
+    args = parser.parse_args()
+    args.herald = os.path.abspath(args.herald)
+    args.sseload = os.path.abspath(args.sseload)
+    size = SIZES["quick" if args.quick else "full"]
+    servers = [s for s in args.only.split(",") if s]
+    scenarios = args.scenarios.split(",")
+    results = {"mode": "quick" if args.quick else "full", "machine": machine(), "servers": {}, "scenarios": {}}
+    for name in servers:
+        results["servers"][name] = SERVERS[name].label
+
+    def record(scenario, name, fn):
+        print(f"- {scenario}: {name} ...", file=sys.stderr, flush=True)
+        started = time.time()
+        try:
+            value = fn()
+        except Exception as error:  # a peer failing is reported, not fatal
+            value = {"error": str(error)}
+        results["scenarios"].setdefault(scenario, {})[name] = value
+        print(f"  {json.dumps(value)[:300]} ({time.time() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    if "ceiling" in scenarios:
+        record("generator-ceiling", "trivial", lambda: generator_ceiling(args, size))
+    for scenario, fn in [("idle", scenario_idle), ("fanout", scenario_fanout), ("burst", scenario_burst),
+                         ("targeted", scenario_targeted), ("slow", scenario_slow)]:
+        if scenario not in scenarios:
+            continue
+        for name in servers:
+            record(scenario, name, lambda: fn(args, SERVERS[name], size))
+    if "full-stack" in scenarios and "herald" in servers:
+        record("full-stack", "herald", lambda: scenario_full_stack(args, Herald, size))
+
+    os.makedirs(args.output, exist_ok=True)
+    prefix = "quick" if args.quick else "latest"
+    with open(os.path.join(args.output, f"{prefix}.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    markdown = report(results, size)
+    with open(os.path.join(args.output, f"{prefix}.md"), "w") as f:
+        f.write(markdown)
+    plot(results, os.path.join(args.output, f"{prefix}-fanout.png"))
+    print(markdown)
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, (int, float)):
+        return f"{v:,.{digits}f}" if isinstance(v, float) else f"{v:,}"
+    return str(v)
+
+
+def report(results, size):
+    m = results["machine"]
+    s = results["scenarios"]
+    names = [n for n in results["servers"]]
+    lines = [f"Measured {m['date']} on {m['cpus']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']};"
+             f" generator and server share the machine. Mode: {results['mode']}.", ""]
+
+    def row(label, values, target=""):
+        lines.append(f"| {label} | " + " | ".join(values) + f" | {target} |")
+
+    lines.append("| scenario | " + " | ".join(results["servers"][n] for n in names) + " | target (Herald) |")
+    lines.append("|---|" + "---|" * len(names) + "---|")
+
+    def cell(scenario, name, fn):
+        v = s.get(scenario, {}).get(name)
+        if v is None:
+            return "–"
+        if "error" in v:
+            return "failed"
+        try:
+            return fn(v)
+        except (KeyError, TypeError, ZeroDivisionError):
+            return "–"
+
+    row(f"idle: KB per stream ({size['idle']:,} streams)",
+        [cell("idle", n, lambda v: f"{v['kb_per_stream']:.1f}") for n in names], "≤ 10")
+    row("idle: ms until 10,000 connected" if size["idle"] >= 10000 else f"idle: ms until {size['idle']:,} connected",
+        [cell("idle", n, lambda v: fmt(v["connect_10k_ms"] if v["connect_10k_ms"] > 0 else v["connect_all_ms"])) for n in names],
+        "≤ 3,000")
+    for i, subs in enumerate(size["fanout_subscribers"]):
+        row(f"fan-out {subs:,} subscribers: deliveries/s at p99 < 50 ms",
+            [cell("fanout", n, lambda v: fmt(round(v[i]["max_deliveries_per_s"]))) for n in names],
+            "≥ 150,000 and ≥ Nchan" if subs == 10000 else "")
+    for i, subs in enumerate(size["fanout_subscribers"]):
+        row(f"fan-out {subs:,} subscribers: p99 ms at {size['reference_load']:,} deliveries/s",
+            [cell("fanout", n, lambda v: fmt(v[i]["p99_at_reference_ms"])) for n in names])
+    row(f"burst: p99 ms until the last of {size['burst_subscribers']:,} has it",
+        [cell("burst", n, lambda v: fmt(v["last_subscriber_p99_ms"])) for n in names], "≤ 100")
+    few, many = size["targeted_streams"]
+    row(f"targeted: server CPU µs per send, {few:,} streams open",
+        [cell("targeted", n, lambda v: fmt(v[str(few)]["server_cpu_us_per_send"])) for n in names])
+    row(f"targeted: server CPU µs per send, {many:,} streams open",
+        [cell("targeted", n, lambda v: fmt(v[str(many)]["server_cpu_us_per_send"])) for n in names])
+    row(f"targeted: cost ratio {many:,} / {few:,} streams",
+        [cell("targeted", n, lambda v: fmt(v["cost_ratio"], 2)) for n in names], "≤ 2")
+    row(f"slow readers: healthy p99 ms, {size['slow_streams']:,} healthy alone",
+        [cell("slow", n, lambda v: fmt(v["without_slow"]["healthy_p99_ms"])) for n in names])
+    row(f"slow readers: healthy p99 ms next to {size['slow_streams']:,} stalled",
+        [cell("slow", n, lambda v: fmt(v["with_slow"]["healthy_p99_ms"])) for n in names])
+    row("slow readers: p99 ratio", [cell("slow", n, lambda v: fmt(v["p99_ratio"], 2)) for n in names], "≤ 1.2")
+    row("slow readers: server memory growth MB",
+        [cell("slow", n, lambda v: fmt(v["rss_growth_kb"] / 1024)) for n in names], "bounded")
+    fs = s.get("full-stack", {}).get("herald")
+    if fs and "error" not in fs:
+        lines += ["", f"Through the whole stack (Herald only): REST creates whose `afterCreate` broadcasts to "
+                  f"{fs['subscribers']:,} subscribers: **{fmt(round(fs['max_creates_per_s']))} creates/s** (target ≥ 5,000); "
+                  f"at half that rate ({fs['half_rate']:,}/s) POST-to-event p50 {fmt(fs['post_to_event_p50_ms'])} ms, "
+                  f"**p99 {fmt(fs['post_to_event_p99_ms'])} ms** (target < 20); {fs['create_errors']} errors."]
+    gc = s.get("generator-ceiling", {}).get("trivial")
+    if gc and "error" not in gc:
+        lines += ["", f"Generator ceiling: sseload parsed {fmt(round(gc['events_per_s']))} events/s from "
+                  f"{gc['streams']:,} streams when the trivial server writes 100 events at a time (target ≥ 300,000); "
+                  "with one write per event its limit is the trivial server's column above."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot", file=sys.stderr)
+        return
+    fanout = results["scenarios"].get("fanout", {})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, runs in fanout.items():
+        if not isinstance(runs, list):
+            continue
+        xs = [r["subscribers"] for r in runs]
+        left.plot(xs, [r["max_deliveries_per_s"] for r in runs], marker="o", label=results["servers"][name])
+        right.plot(xs, [r["p99_at_reference_ms"] for r in runs], marker="o", label=results["servers"][name])
+    left.set_title("deliveries/s with p99 < 50 ms")
+    left.set_xlabel("subscribers")
+    left.set_ylabel("deliveries / s")
+    left.grid(alpha=0.3)
+    reference = next((r[0]["reference_load"] for r in fanout.values() if isinstance(r, list) and r), 0)
+    right.set_title(f"p99 latency at {reference:,} deliveries/s")
+    right.set_xlabel("subscribers")
+    right.set_ylabel("p99 ms")
+    right.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    m = results["machine"]
+    fig.suptitle(f"Fan-out, {m['cpus']} cores, generator on the same machine ({m['date']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
