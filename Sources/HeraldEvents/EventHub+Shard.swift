@@ -56,17 +56,26 @@ final class LoopShard: Sendable {
     struct Inbox: ~Copyable {
         var operations: [Operation] = []
         var scheduled = false
+        var lastRun = NIODeadline.distantPast
     }
 
     let eventLoop: any EventLoop
+    /// The shortest time between two runs of the loop's work (see ``submit(_:)``).
+    let batchInterval: TimeAmount
     private let inbox = Mutex(Inbox())
     private let streams: NIOLoopBoundBox<Streams>
     private let metrics: HubMetrics
     /// Tells the hub about streams dropped here (their readers fell behind).
     private let dropped: @Sendable ([Int]) -> Void
 
-    init(eventLoop: any EventLoop, metrics: HubMetrics, dropped: @escaping @Sendable ([Int]) -> Void) {
+    init(
+        eventLoop: any EventLoop,
+        batchInterval: TimeAmount,
+        metrics: HubMetrics,
+        dropped: @escaping @Sendable ([Int]) -> Void
+    ) {
         self.eventLoop = eventLoop
+        self.batchInterval = batchInterval
         self.streams = .makeBoxSendingValue(Streams(), as: Streams.self, eventLoop: eventLoop)
         self.metrics = metrics
         self.dropped = dropped
@@ -94,19 +103,29 @@ final class LoopShard: Sendable {
         submit(.remove(id: id, end: end))
     }
 
+    /// Hands `operation` to the loop. A loop that ran less than `batchInterval` ago runs again
+    /// when the interval is up, so under load every stream gets one write per interval carrying
+    /// everything published meanwhile; a lone event goes out at once.
     private func submit(_ operation: Operation) {
-        let schedule = inbox.withLock { inbox -> Bool in
+        let due = inbox.withLock { inbox -> NIODeadline? in
             inbox.operations.append(operation)
-            defer { inbox.scheduled = true }
-            return !inbox.scheduled
+            if inbox.scheduled { return nil }
+            inbox.scheduled = true
+            return inbox.lastRun + batchInterval
         }
-        if schedule { eventLoop.execute { self.run() } }
+        guard let due else { return }
+        if due <= .now() {
+            eventLoop.execute { self.run() }
+        } else {
+            eventLoop.scheduleTask(deadline: due) { self.run() }
+        }
     }
 
     /// Runs what the hub handed over, on the loop.
     private func run() {
         let operations = inbox.withLock { inbox -> [Operation] in
             inbox.scheduled = false
+            inbox.lastRun = .now()
             defer { inbox.operations = [] }
             return inbox.operations
         }

@@ -21,6 +21,9 @@ public final class EventHub: Sendable {
         public var historyAge: Duration = .seconds(3600)
         public var queueEvents = 1000
         public var queueBytes = 1 << 20
+        /// Under load, how often each stream gets a write carrying everything published since
+        /// its last one; a lone event is written at once.
+        public var batchInterval: Duration = .milliseconds(5)
 
         public init() {}
     }
@@ -117,7 +120,14 @@ public final class EventHub: Sendable {
             let key = ObjectIdentifier(sink.eventLoop)
             let shard =
                 state.shards[key]?.shard
-                ?? LoopShard(eventLoop: sink.eventLoop, metrics: metrics) { [weak self] ids in self?.forget(ids) }
+                ?? LoopShard(
+                    eventLoop: sink.eventLoop,
+                    batchInterval: .nanoseconds(
+                        limits.batchInterval.components.seconds * 1_000_000_000
+                            + limits.batchInterval.components.attoseconds / 1_000_000_000
+                    ),
+                    metrics: metrics
+                ) { [weak self] ids in self?.forget(ids) }
             state.shards[key] = (shard, (state.shards[key]?.streams ?? 0) + 1)
             state.members[id] = Member(shard: shard, userID: caller.userID, origin: origin)
             if let user = caller.userID { state.userStreams[user, default: 0] += 1 }

@@ -55,6 +55,9 @@ public struct HeraldConfiguration: Sendable {
     /// A stream that falls this far behind (events or bytes queued) is closed; it catches up by replay.
     public var eventQueueEvents = 1000
     public var eventQueueBytes = 1 << 20
+    /// Under load, the milliseconds between two writes to a stream, each carrying everything
+    /// published meanwhile (0: write every event as it comes).
+    public var eventBatchInterval = 5
     /// Where Prometheus metrics are served; empty turns them off.
     public var metricsPath = "/structr/metrics"
     /// The key that signs tokens; generated and kept in the data folder when not set.
@@ -101,6 +104,7 @@ public struct HeraldConfiguration: Sendable {
         eventHistoryAge = reader.int(forKey: "eventSource.historyAge", default: d.eventHistoryAge)
         eventQueueEvents = reader.int(forKey: "eventSource.queueEvents", default: d.eventQueueEvents)
         eventQueueBytes = reader.int(forKey: "eventSource.queueBytes", default: d.eventQueueBytes)
+        eventBatchInterval = reader.int(forKey: "eventSource.batchInterval", default: d.eventBatchInterval)
         metricsPath = reader.string(forKey: "metrics.path", default: d.metricsPath)
         jwtSecret = reader.string(forKey: "jwt.secret", isSecret: true)
         accessTokenLifetime = reader.int(forKey: "accessTokenLifetime", default: d.accessTokenLifetime)
@@ -127,8 +131,12 @@ public struct HeraldConfiguration: Sendable {
                 "eventSource.retry must not be negative and eventSource.heartbeat must be positive"
             )
         }
-        guard eventHistoryCount >= 0, eventHistoryAge >= 0, eventQueueEvents > 0, eventQueueBytes > 0 else {
-            throw ConfigurationError("event history limits must not be negative and queue limits must be positive")
+        guard eventHistoryCount >= 0, eventHistoryAge >= 0, eventQueueEvents > 0, eventQueueBytes > 0,
+            eventBatchInterval >= 0
+        else {
+            throw ConfigurationError(
+                "event history limits and eventSource.batchInterval must not be negative, queue limits must be positive"
+            )
         }
         guard accessTokenLifetime > 0, refreshTokenLifetime > 0 else {
             throw ConfigurationError("accessTokenLifetime and refreshTokenLifetime must be positive (seconds)")

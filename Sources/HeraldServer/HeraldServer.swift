@@ -69,6 +69,7 @@ public enum HeraldServer {
         limits.historyAge = .seconds(configuration.eventHistoryAge)
         limits.queueEvents = configuration.eventQueueEvents
         limits.queueBytes = configuration.eventQueueBytes
+        limits.batchInterval = .milliseconds(configuration.eventBatchInterval)
         let metrics = PrometheusCollectorRegistry()
         let hub = EventHub(limits: limits, metrics: PrometheusMetricsFactory(registry: metrics))
         try await hub.restore(from: storage)

@@ -470,11 +470,16 @@ static int pub_send(publisher *p, int step) {
 static void pub_read(publisher *p) {
     for (;;) {
         ssize_t r = read(p->fd, p->in + p->in_len, sizeof p->in - 1 - (size_t)p->in_len);
-        if (r == 0) die("publisher connection closed by the server");
-        if (r < 0) {
-            if (errno == EAGAIN) return;
-            die("publisher read: %s", strerror(errno));
+        if (r == 0 || (r < 0 && errno != EAGAIN)) {
+            // The server ended the keep-alive connection (nginx after keepalive_requests, Node
+            // after its keep-alive timeout): a request in flight is lost; reconnect.
+            if (p->busy) pub_errors++;
+            epoll_ctl(pub_epfd, EPOLL_CTL_DEL, p->fd, NULL);
+            close(p->fd);
+            pub_connect(p);
+            return;
         }
+        if (r < 0) return;
         p->in_len += (int)r;
         p->in[p->in_len] = 0;
         for (;;) {

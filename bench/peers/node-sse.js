@@ -58,6 +58,8 @@ const server = http.createServer((req, res) => {
   res.end();
 });
 
+// Keep the publisher's connections open between benchmark steps.
+server.keepAliveTimeout = 300000;
 server.listen(Number(process.argv[2] || 3000), "127.0.0.1", 4096, () => {
   console.log(`node-sse listening on ${server.address().port}`);
 });

@@ -10,14 +10,16 @@ import NIOHTTPTypes
 /// task switch. Hummingbird writes the end of the response after ``finished`` completes.
 ///
 /// A reader that falls behind is bounded: when the bytes NIO holds for the connection would pass
-/// `maxBufferedBytes`, or a write makes no progress for `writeTimeout`, the connection is closed
-/// and the client reconnects with `Last-Event-ID`. Idle streams get a heartbeat comment.
+/// `maxBufferedBytes`, or more than `maxBufferedEvents` events were written since NIO last held
+/// nothing for it, or a write makes no progress for `writeTimeout`, the connection is closed and
+/// the client reconnects with `Last-Event-ID`. Idle streams get a heartbeat comment.
 final class ChannelSink: StreamSink {
     struct Settings: Sendable {
         var retry: Int
         var heartbeat: TimeAmount
         var writeTimeout: TimeAmount
         var maxBufferedBytes: Int
+        var maxBufferedEvents: Int
     }
 
     /// Why the stream ended.
@@ -35,6 +37,9 @@ final class ChannelSink: StreamSink {
         var lastWrite = NIODeadline.now()
         var stalledSince: NIODeadline?
         var lastBuffered = 0
+        /// Events written since NIO last held nothing for the connection: an upper bound on the
+        /// events the client has not taken yet.
+        var unsentEvents = 0
         var timer: RepeatedTask?
         /// Where pre-framed chunks enter the pipeline: below the HTTP encoder, which would frame
         /// the same bytes once per stream. Nil: body parts go through the whole pipeline.
@@ -74,7 +79,12 @@ final class ChannelSink: StreamSink {
 
     func write(_ events: EncodedEvents, flush: Bool) -> Bool {
         guard state.value.open else { return true }
-        if buffered + events.chunk.readableBytes > settings.maxBufferedBytes {
+        let pending = buffered
+        if pending == 0 { state.value.unsentEvents = 0 }
+        state.value.unsentEvents += events.events.count
+        if pending + events.chunk.readableBytes > settings.maxBufferedBytes
+            || state.value.unsentEvents > settings.maxBufferedEvents
+        {
             drop()
             return false
         }

@@ -68,7 +68,8 @@ public struct EventSourceController: Sendable {
             retry: settings.retry,
             heartbeat: TimeAmount(settings.heartbeat),
             writeTimeout: TimeAmount(settings.writeTimeout),
-            maxBufferedBytes: hub.limits.queueBytes
+            maxBufferedBytes: hub.limits.queueBytes,
+            maxBufferedEvents: hub.limits.queueEvents
         )
         let caller = context.caller
         var headers = HTTPFields()
