@@ -16,12 +16,14 @@ final class RecordingSink: StreamSink, @unchecked Sendable {
     private var recorded: [[ServerEvent]] = []
     private var recordedBytes: [String] = []
     private var opened: [Bool] = []
+    private var recordedTimes: [ContinuousClock.Instant] = []
 
     init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
     var writes: [[ServerEvent]] { lock.withLock { recorded } }
     var bytes: [String] { lock.withLock { recordedBytes } }
     var opens: [Bool] { lock.withLock { opened } }
+    var times: [ContinuousClock.Instant] { lock.withLock { recordedTimes } }
 
     func open(resync: Bool) { lock.withLock { opened.append(resync) } }
 
@@ -29,6 +31,7 @@ final class RecordingSink: StreamSink, @unchecked Sendable {
         #expect(eventLoop.inEventLoop)
         lock.withLock {
             recorded.append(events.events)
+            recordedTimes.append(.now)
             recordedBytes.append(String(buffer: events.bytes))
         }
         return true
@@ -101,22 +104,23 @@ final class RecordingSink: StreamSink, @unchecked Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
         var limits = EventHub.Limits()
-        limits.batchInterval = .milliseconds(300)
+        limits.batchInterval = .seconds(1)
         let hub = EventHub(limits: limits)
         let sink = RecordingSink(eventLoop: loop)
         hub.subscribe(.anonymous, sink: sink)
-        try await Task.sleep(for: .milliseconds(350))
+        try await Task.sleep(for: .milliseconds(1100))
         let everyone = Audience.broadcast(authenticated: false, anonymous: true)
+        let published = ContinuousClock.now
         let first = hub.publish(type: "t", data: "1", to: everyone)
-        try await Task.sleep(for: .milliseconds(50))
-        // A lone event goes out at once.
-        #expect(sink.writes == [[first]])
+        #expect(try await eventually(5) { sink.writes.count == 1 })
         let more = (2...4).map { hub.publish(type: "t", data: String($0), to: everyone) }
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(sink.writes == [[first]])
-        // The rest wait for the interval, then go out together.
-        try await Task.sleep(for: .milliseconds(400))
+        #expect(try await eventually(5) { sink.writes.count == 2 })
+        // A lone event goes out at once; what follows within the interval waits for it and
+        // then goes out as one write.
         #expect(sink.writes == [[first], more])
+        let times = sink.times
+        #expect(times[0] - published < .milliseconds(500))
+        #expect(times[1] - times[0] >= .milliseconds(900))
         try await group.shutdownGracefully()
     }
 

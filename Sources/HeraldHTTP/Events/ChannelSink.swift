@@ -10,10 +10,12 @@ import NIOHTTPTypes
 /// task switch. Hummingbird writes the end of the response after ``finished`` completes.
 ///
 /// A reader that falls behind is bounded: when the bytes NIO holds for the connection would pass
-/// `maxBufferedBytes`, or more than `maxBufferedEvents` events were written since NIO last held
-/// nothing for it, or a write makes no progress for `writeTimeout`, the connection is closed and
+/// `maxBufferedBytes`, or more than `maxBufferedEvents` events were written since the connection
+/// last had room, or its writes make no progress for `writeTimeout`, the connection is closed and
 /// the client reconnects with `Last-Event-ID`. Idle streams get a heartbeat comment.
-final class ChannelSink: StreamSink {
+/// Its state is confined to the channel's event loop: the hub calls it there, and its timer and
+/// the channel's close callback run there, so it needs no lock.
+final class ChannelSink: StreamSink, @unchecked Sendable {
     struct Settings: Sendable {
         var retry: Int
         var heartbeat: TimeAmount
@@ -32,61 +34,67 @@ final class ChannelSink: StreamSink {
         case dropped
     }
 
-    struct State {
-        var open = true
-        var lastWrite = NIODeadline.now()
-        var stalledSince: NIODeadline?
-        var lastBuffered = 0
-        /// Events written since NIO last held nothing for the connection: an upper bound on the
-        /// events the client has not taken yet.
-        var unsentEvents = 0
-        var timer: RepeatedTask?
-        /// Where pre-framed chunks enter the pipeline: below the HTTP encoder, which would frame
-        /// the same bytes once per stream. Nil: body parts go through the whole pipeline.
-        var encoder: ChannelHandlerContext?
-    }
-
     let channel: any Channel
+    let eventLoop: any EventLoop
     let settings: Settings
     /// The client's `Last-Event-ID`, named in a resync event.
     let lastEventID: UInt64?
-    private let state: NIOLoopBoundBox<State>
     private let done: EventLoopPromise<Ending>
 
-    var eventLoop: any EventLoop { channel.eventLoop }
+    // On the event loop only.
+    private var isOpen = true
+    /// Whether anything was written since the last tick, and for how many ticks nothing was.
+    private var wroteSinceTick = false
+    private var idleTicks = 0
+    private var stalledTicks = 0
+    private var lastBuffered = 0
+    /// Events written since the connection last had room: an upper bound on those the client
+    /// has not taken yet.
+    private var unsentEvents = 0
+    private var timer: RepeatedTask?
+    /// Where pre-framed chunks enter the pipeline: below the HTTP encoder, which would frame the
+    /// same bytes once per stream. Nil: body parts go through the whole pipeline.
+    private var encoder: ChannelHandlerContext?
+    private let tickInterval: TimeAmount
 
     /// Completes when the stream is over.
     var finished: EventLoopFuture<Ending> { done.futureResult }
 
     init(channel: any Channel, settings: Settings, lastEventID: UInt64?) {
         self.channel = channel
+        self.eventLoop = channel.eventLoop
         self.settings = settings
         self.lastEventID = lastEventID
-        self.state = .makeBoxSendingValue(State(), as: State.self, eventLoop: channel.eventLoop)
         self.done = channel.eventLoop.makePromise(of: Ending.self)
+        // Ticks check for idleness and stalls; half the shorter period keeps both within 1.5x.
+        self.tickInterval = .nanoseconds(max(1_000_000, min(settings.heartbeat, settings.writeTimeout).nanoseconds / 2))
     }
 
     func open(resync: Bool) {
+        eventLoop.assertInEventLoop()
         channel.closeFuture.whenComplete { _ in self.finish(.disconnected) }
-        guard state.value.open else { return }
-        state.value.encoder = try? channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
-        let tick = min(settings.heartbeat, .nanoseconds(settings.writeTimeout.nanoseconds / 2))
-        state.value.timer = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { _ in self.tick() }
+        guard isOpen else { return }
+        encoder = try? channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+        timer = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in self.tick() }
         var opening = ByteBuffer(string: "retry: \(settings.retry)\n\n")
         if resync, let lastEventID { opening.writeString(EventSourceController.resyncEvent(lastEventID: lastEventID)) }
         send(opening, chunk: EncodedEvents.chunk(opening), flush: true)
     }
 
     func write(_ events: EncodedEvents, flush: Bool) -> Bool {
-        guard state.value.open else { return true }
-        let pending = buffered
-        if pending == 0 { state.value.unsentEvents = 0 }
-        state.value.unsentEvents += events.events.count
-        if pending + events.chunk.readableBytes > settings.maxBufferedBytes
-            || state.value.unsentEvents > settings.maxBufferedEvents
-        {
-            drop()
-            return false
+        eventLoop.assertInEventLoop()
+        guard isOpen else { return true }
+        if channel.isWritable {
+            unsentEvents = events.events.count
+        } else {
+            // NIO holds more than its high watermark for this client: it may be falling behind.
+            unsentEvents += events.events.count
+            if buffered + events.chunk.readableBytes > settings.maxBufferedBytes
+                || unsentEvents > settings.maxBufferedEvents
+            {
+                drop()
+                return false
+            }
         }
         send(events.bytes, chunk: events.chunk, flush: flush)
         return true
@@ -98,8 +106,8 @@ final class ChannelSink: StreamSink {
     func endSoon() { eventLoop.execute { self.finish(.ended) } }
 
     private func send(_ bytes: ByteBuffer, chunk: ByteBuffer, flush: Bool) {
-        state.value.lastWrite = .now()
-        if let encoder = state.value.encoder {
+        wroteSinceTick = true
+        if let encoder {
             encoder.write(NIOAny(IOData.byteBuffer(chunk)), promise: nil)
             if flush { encoder.flush() }
         } else if flush {
@@ -116,24 +124,28 @@ final class ChannelSink: StreamSink {
 
     /// Heartbeats for idle streams; closes a stream whose writes made no progress for too long.
     private func tick() {
-        guard state.value.open else { return }
-        let now = NIODeadline.now()
+        guard isOpen else { return }
         let pending = buffered
-        if pending > 0 {
-            if state.value.stalledSince == nil || pending < state.value.lastBuffered {
-                state.value.stalledSince = now
-            }
-            state.value.lastBuffered = pending
-            if let since = state.value.stalledSince, now - since >= settings.writeTimeout {
+        if pending > 0, pending >= lastBuffered {
+            stalledTicks += 1
+            if TimeAmount.nanoseconds(tickInterval.nanoseconds * Int64(stalledTicks)) >= settings.writeTimeout {
                 drop()
                 return
             }
         } else {
-            state.value.stalledSince = nil
+            stalledTicks = 0
         }
-        if now - state.value.lastWrite >= settings.heartbeat {
-            send(Self.heartbeat, chunk: Self.heartbeatChunk, flush: true)
+        lastBuffered = pending
+        if wroteSinceTick {
+            idleTicks = 0
+        } else {
+            idleTicks += 1
+            if TimeAmount.nanoseconds(tickInterval.nanoseconds * Int64(idleTicks)) >= settings.heartbeat {
+                send(Self.heartbeat, chunk: Self.heartbeatChunk, flush: true)
+                idleTicks = 0
+            }
         }
+        wroteSinceTick = false
     }
 
     private static let heartbeat = ByteBuffer(string: ": heartbeat\n\n")
@@ -141,16 +153,16 @@ final class ChannelSink: StreamSink {
 
     /// The reader fell behind: its connection is closed rather than its backlog kept.
     private func drop() {
-        guard state.value.open else { return }
+        guard isOpen else { return }
         finish(.dropped)
         channel.close(promise: nil)
     }
 
     private func finish(_ ending: Ending) {
-        guard state.value.open else { return }
-        state.value.open = false
-        state.value.timer?.cancel()
-        state.value.timer = nil
+        guard isOpen else { return }
+        isOpen = false
+        timer?.cancel()
+        timer = nil
         done.succeed(ending)
     }
 }
