@@ -585,6 +585,14 @@ int serve_main(int port);
 
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
+    // A parent may have left SIGTERM or SIGINT ignored or blocked; stopping must work.
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, SIGTERM);
+    sigaddset(&unblock, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &unblock, NULL);
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;

@@ -1,0 +1,120 @@
+import Foundation
+import HeraldSchema
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The benchmark's load generator (bench/loadgen/sseload.c), built with the system's C compiler
+/// and run against its own trivial server and against Herald: what it reports must be what the
+/// servers delivered.
+@Suite(.serialized) struct LoadGeneratorTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// Builds sseload into a temporary folder.
+    static func build() throws -> URL {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sseload-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let binary = folder.appendingPathComponent("sseload")
+        let status = try run(
+            "/usr/bin/cc",
+            ["-O2", "-pthread", "-o", binary.path, root.appendingPathComponent("bench/loadgen/sseload.c").path]
+        ).status
+        guard status == 0 else { throw TestFailure("cc failed") }
+        return binary
+    }
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    static func freePort() throws -> Int {
+        // Bind to port 0 and read the port back.
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    func step(_ output: String) throws -> JSONValue {
+        let report = try JSONValue(parsing: output)
+        guard case .array(let steps)? = report["steps"], let step = steps.first else {
+            throw TestFailure("no steps in \(output)")
+        }
+        return step
+    }
+
+    @Test func countsEveryDeliveryOfItsOwnTrivialServer() async throws {
+        let sseload = try Self.build()
+        let port = try Self.freePort()
+        let server = Process()
+        server.executableURL = sseload
+        server.arguments = ["serve", "--port", String(port)]
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL) }
+        try await Task.sleep(for: .milliseconds(200))
+        let output = try Self.run(
+            sseload.path,
+            [
+                "run", "--port", String(port), "--path", "/sub/all", "--streams", "50", "--pub-path", "/pub/all",
+                "--rates", "20", "--step-seconds", "1", "--pid", String(server.processIdentifier),
+            ]
+        ).output
+        let report = try JSONValue(parsing: output)
+        #expect(report["connected"] == 50)
+        let step = try step(output)
+        #expect(step["published"] == 20)
+        #expect(step["received"] == 1000)
+        #expect(step["expected"] == 1000)
+        #expect(step["incomplete_publishes"] == 0)
+        #expect((step["p99_us"]?.intValue ?? 0) > 0)
+    }
+
+    @Test func decodesHeraldsChunkedStreamsAndMeasuresPublishToReceive() async throws {
+        let sseload = try Self.build()
+        let files = [
+            "global/publish.js": "{ $.broadcastEvent('bench', JSON.stringify($.arguments), true, true); }",
+            "initial-data.json":
+                #"{"ResourceAccess": [{"signature": "_eventSource", "flags": 17}, {"signature": "publish", "flags": 64}]}"#,
+        ]
+        let server = try await TestServer.start(try TestDirectory(files: files))
+        defer { Task { try? await server.stop() } }
+        let result = try await Task.detached {
+            try Self.run(
+                sseload.path,
+                [
+                    "run", "--port", String(server.port), "--path", "/structr/EventSource", "--streams", "40",
+                    "--pub-path", "/structr/rest/publish", "--rates", "25", "--step-seconds", "1",
+                    "--pid", String(ProcessInfo.processInfo.processIdentifier),
+                ]
+            )
+        }.value
+        #expect(result.status == 0)
+        let step = try step(result.output)
+        #expect(step["publish_errors"] == 0)
+        #expect(step["received"] == step["expected"])
+        #expect((step["received"]?.intValue ?? 0) >= 40 * 20)
+        #expect((step["p50_us"]?.intValue ?? 0) > 0)
+        #expect((step["server_cpu_s"]?.doubleValue ?? 0) > 0)
+    }
+}
