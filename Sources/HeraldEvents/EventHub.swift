@@ -122,10 +122,7 @@ public final class EventHub: Sendable {
                 state.shards[key]?.shard
                 ?? LoopShard(
                     eventLoop: sink.eventLoop,
-                    batchInterval: .nanoseconds(
-                        limits.batchInterval.components.seconds * 1_000_000_000
-                            + limits.batchInterval.components.attoseconds / 1_000_000_000
-                    ),
+                    batchInterval: TimeAmount(limits.batchInterval),
                     metrics: metrics
                 ) { [weak self] ids in self?.forget(ids) }
             state.shards[key] = (shard, (state.shards[key]?.streams ?? 0) + 1)

@@ -166,10 +166,3 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         done.succeed(ending)
     }
 }
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}
