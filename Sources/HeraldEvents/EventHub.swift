@@ -188,12 +188,15 @@ public final class EventHub: Sendable {
         }
     }
 
-    /// Removes the stream `id`, whose sink ended on its own (its client went away).
-    public func unsubscribe(_ id: Int) {
-        state.withLock { state in
-            guard let member = Self.removeMember(id, &state, metrics: metrics) else { return }
+    /// Removes the stream `id`, whose sink ended on its own: its client went away, or, with
+    /// `fellBehind`, the sink dropped a reader that stopped taking events.
+    public func unsubscribe(_ id: Int, fellBehind: Bool = false) {
+        let removed = state.withLock { state in
+            guard let member = Self.removeMember(id, &state, metrics: metrics) else { return false }
             member.shard.remove(id: id, end: false)
+            return true
         }
+        if removed, fellBehind { metrics.droppedSlow.increment() }
     }
 
     /// Ends the streams `ids` from the hub's side.
@@ -234,9 +237,6 @@ public final class EventHub: Sendable {
     public func hasStreams(forAnyOf users: Set<String>) -> Bool {
         state.withLock { state in users.contains { state.userStreams[$0] != nil } }
     }
-
-    /// How many streams are open.
-    public var openStreams: Int { state.withLock { $0.members.count } }
 
     /// Assigns the next id, records the event in the history, encodes it once and hands it to
     /// every event loop holding streams; each loop writes it to the streams of the audience.

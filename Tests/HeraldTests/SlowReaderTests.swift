@@ -1,5 +1,6 @@
 import Foundation
 import HeraldSchema
+import HeraldServer
 import Testing
 
 #if canImport(Glibc)
@@ -67,6 +68,56 @@ final class StalledClient {
         #expect(metrics.contains("herald_events_published_total 400"))
         #expect(metrics.contains("herald_open_streams 1"))
         // The dropped stream's connection is closed, not left hanging in a blocked write.
+        #expect(try await stalled.drainsToEnd(seconds: 10))
+    }
+
+    @Test func aStreamWhoseWritesMakeNoProgressIsClosedAfterTheWriteTimeout() async throws {
+        // Bounds far above what is sent: only the write timeout can end this stream.
+        try await expectStalledStreamDropped {
+            $0.eventQueueBytes = 200_000_000
+            $0.eventQueueEvents = 1_000_000
+            $0.eventSourceWriteTimeout = 400
+        }
+    }
+
+    @Test func aStreamWithMoreEventsWaitingThanQueueEventsIsClosed() async throws {
+        // Only the event count can end this stream within the test's patience.
+        try await expectStalledStreamDropped {
+            $0.eventQueueBytes = 200_000_000
+            $0.eventQueueEvents = 20
+            $0.eventSourceWriteTimeout = 60_000
+        }
+    }
+
+    /// A client that never reads gets 8 MB, more than the kernel's buffers hold; the server must
+    /// drop its stream, count it, and close its connection.
+    func expectStalledStreamDropped(_ configure: (inout HeraldConfiguration) -> Void) async throws {
+        let files = EventSourceTests.files.merging([
+            "global/burst.js":
+                "{ const s = 'x'.repeat(100000); for (let i = 0; i < 10; i++) { $.broadcastEvent('big', s); } }"
+        ]) { $1 }
+        let server = try await TestServer.start(try TestDirectory(files: files), configure: configure)
+        defer { Task { try? await server.stop() } }
+        let stalled = try StalledClient(
+            port: server.port,
+            request:
+                "GET /structr/EventSource HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+        )
+        #expect(
+            try await eventually {
+                (try await server.request(.GET, "/structr/metrics", headers: [:]).text).contains(
+                    "herald_open_streams 1"
+                )
+            }
+        )
+        for _ in 1...8 { #expect(try await server.request(.POST, "/structr/rest/burst").status == 200) }
+        #expect(
+            try await eventually {
+                let metrics = try await server.request(.GET, "/structr/metrics", headers: [:]).text
+                return metrics.contains("herald_open_streams 0")
+                    && metrics.contains("herald_streams_dropped_slow_total 1")
+            }
+        )
         #expect(try await stalled.drainsToEnd(seconds: 10))
     }
 }

@@ -133,7 +133,6 @@ static long opt_expect_per_publish = -1;
 static uint8_t *seq_step;              // the step each sequence number was published in
 static _Atomic uint32_t *seq_count;    // deliveries per sequence number
 static _Atomic uint64_t *seq_max;      // latest delivery per sequence number (µs after publish)
-static uint64_t *seq_sent;             // when each sequence number was sent
 static _Atomic int connected_count = 0;
 static _Atomic int failed_count = 0;
 static _Atomic int closed_count = 0;
@@ -437,12 +436,11 @@ static void pub_connect(publisher *p) {
     epoll_ctl(pub_epfd, EPOLL_CTL_ADD, p->fd, &ev);
 }
 
-static int pub_send(publisher *p, int step) {
+static void pub_send(publisher *p, int step) {
     int64_t seq = next_seq++;
     if (seq >= MAX_SEQ) die("too many publishes");
     seq_step[seq] = (uint8_t)step;
     uint64_t t = now_us();
-    seq_sent[seq] = t;
     char body[4096];
     int bl = 0;
     for (const char *c = opt_pub_body; *c && bl < (int)sizeof body - 32; c++) {
@@ -463,7 +461,6 @@ static int pub_send(publisher *p, int step) {
     ssize_t w = write(p->fd, req, (size_t)n);
     if (w != n) die("publisher write failed (%zd of %d): %s", w, n, strerror(errno));
     p->busy = 1;
-    return 0;
 }
 
 // Reads responses; returns how many completed.
@@ -490,7 +487,8 @@ static void pub_read(publisher *p) {
             char *cl = strcasestr(p->in, "content-length:");
             if (cl && cl < end) length = strtol(cl + 15, NULL, 10);
             int total = head + (int)length;
-            if (strcasestr(p->in, "transfer-encoding: chunked") && strcasestr(p->in, "transfer-encoding: chunked") < end) {
+            char *te = strcasestr(p->in, "transfer-encoding: chunked");
+            if (te && te < end) {
                 char *last = strstr(end + 4, "0\r\n\r\n");
                 if (!last) break;
                 total = (int)(last + 5 - p->in);
@@ -648,7 +646,6 @@ int main(int argc, char **argv) {
     seq_step = calloc(MAX_SEQ, 1);
     seq_count = calloc(MAX_SEQ, sizeof *seq_count);
     seq_max = calloc(MAX_SEQ, sizeof *seq_max);
-    seq_sent = calloc(MAX_SEQ, sizeof *seq_sent);
     int total = opt_streams + opt_target_streams;
     worker *workers = calloc((size_t)opt_threads, sizeof *workers);
     stream *all = calloc((size_t)(total ? total : 1), sizeof *all);

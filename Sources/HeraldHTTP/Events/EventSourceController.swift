@@ -5,7 +5,6 @@ import HeraldStorage
 import Hummingbird
 import NIOCore
 import ServiceLifecycle
-import Synchronization
 
 /// Settings of the EventSource endpoint.
 public struct EventSourceSettings: Sendable {
@@ -28,11 +27,20 @@ public struct EventSourceController: Sendable {
     let hub: EventHub
     let policy: any AccessPolicy
     let settings: EventSourceSettings
+    /// What every stream's sink is given.
+    let sinkSettings: ChannelSink.Settings
 
     public init(hub: EventHub, policy: any AccessPolicy, settings: EventSourceSettings) {
         self.hub = hub
         self.policy = policy
         self.settings = settings
+        self.sinkSettings = ChannelSink.Settings(
+            retry: settings.retry,
+            heartbeat: TimeAmount(settings.heartbeat),
+            writeTimeout: TimeAmount(settings.writeTimeout),
+            maxBufferedBytes: hub.limits.queueBytes,
+            maxBufferedEvents: hub.limits.queueEvents
+        )
     }
 
     public func register(on router: Router<HeraldRequestContext>) {
@@ -64,13 +72,7 @@ public struct EventSourceController: Sendable {
             throw RESTError(.internalServerError, "The connection is not available for streaming")
         }
         let hub = self.hub
-        let settings = ChannelSink.Settings(
-            retry: settings.retry,
-            heartbeat: TimeAmount(settings.heartbeat),
-            writeTimeout: TimeAmount(settings.writeTimeout),
-            maxBufferedBytes: hub.limits.queueBytes,
-            maxBufferedEvents: hub.limits.queueEvents
-        )
+        let settings = sinkSettings
         let caller = context.caller
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream; charset=utf-8"
@@ -91,7 +93,7 @@ public struct EventSourceController: Sendable {
                 } onGracefulShutdown: {
                     sink.endSoon()
                 }
-                hub.unsubscribe(joined.id)
+                hub.unsubscribe(joined.id, fellBehind: ending == .dropped)
                 if ending == .ended { try await writer.finish(nil) } else { throw CancellationError() }
             }
         )
