@@ -208,7 +208,6 @@ final class LoopShard: Sendable {
 
     private func drop(_ ids: [Int]) {
         for id in ids { detach(id) }
-        metrics.droppedSlow.increment(by: ids.count)
         dropped(ids)
     }
 }

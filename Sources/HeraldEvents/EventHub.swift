@@ -189,7 +189,8 @@ public final class EventHub: Sendable {
     }
 
     /// Removes the stream `id`, whose sink ended on its own: its client went away, or, with
-    /// `fellBehind`, the sink dropped a reader that stopped taking events.
+    /// `fellBehind`, the sink dropped a reader that stopped taking events. A drop is counted once,
+    /// by whichever of this and the shard's report removes the stream.
     public func unsubscribe(_ id: Int, fellBehind: Bool = false) {
         let removed = state.withLock { state in
             guard let member = Self.removeMember(id, &state, metrics: metrics) else { return false }
@@ -211,9 +212,10 @@ public final class EventHub: Sendable {
 
     /// Forgets streams a shard already dropped (their readers fell behind).
     func forget(_ ids: [Int]) {
-        state.withLock { state in
-            for id in ids { _ = Self.removeMember(id, &state, metrics: metrics) }
+        let removed = state.withLock { state in
+            ids.count { Self.removeMember($0, &state, metrics: metrics) != nil }
         }
+        metrics.droppedSlow.increment(by: removed)
     }
 
     private static func removeMember(_ id: Int, _ state: inout State, metrics: HubMetrics) -> Member? {
