@@ -1,4 +1,5 @@
 import Configuration
+import HeraldHTTP
 import Logging
 
 /// Every setting of a Herald server, with its default.
@@ -39,6 +40,28 @@ public struct HeraldConfiguration: Sendable {
     public var loginMaxFailures = 5
     /// How long a locked account stays locked, in seconds.
     public var loginLockout = 300
+    /// Failed logins one client address may have per `loginClientWindow` seconds before it gets
+    /// 429 (this, not a lockout, bounds guessing the superuser's password).
+    public var loginClientMaxFailures = 30
+    public var loginClientWindow = 60
+    /// How long verified `X-User`/`X-Password` credentials are taken without bcrypt, in seconds
+    /// (0: verify every request).
+    public var credentialCacheLifetime = 60
+    /// Memory one script engine's JavaScript heap may reach, in MiB; a script past it is stopped
+    /// like one past its time limit, and its engine is replaced so the memory comes back.
+    public var scriptMemoryLimit = 512
+    /// Objects one batch POST may create; a larger batch is refused with 413.
+    public var maxBatchSize = 1000
+    /// Seconds a graceful shutdown may take before the process ends anyway.
+    public var shutdownTimeout = 15
+    /// Connections: seconds to receive a request head, to receive a body without progress, and
+    /// an idle keep-alive connection stays open; the most connections served at once.
+    public var headerTimeout = 10
+    public var bodyTimeout = 30
+    public var idleTimeout = 60
+    public var maxConnections = 16_000
+    /// A bearer token that also opens the metrics endpoint (admins always may); none by default.
+    public var metricsToken: String?
     /// Mark session cookies `Secure` (set when Herald is served over TLS, directly or by a proxy).
     public var secureCookies = false
     /// The EventSource endpoint: on or off (nothing else changes), its path, the `retry:` sent
@@ -94,6 +117,17 @@ public struct HeraldConfiguration: Sendable {
         sessionIdleTimeout = reader.int(forKey: "sessionIdleTimeout", default: d.sessionIdleTimeout)
         loginMaxFailures = reader.int(forKey: "loginMaxFailures", default: d.loginMaxFailures)
         loginLockout = reader.int(forKey: "loginLockout", default: d.loginLockout)
+        loginClientMaxFailures = reader.int(forKey: "loginClientMaxFailures", default: d.loginClientMaxFailures)
+        loginClientWindow = reader.int(forKey: "loginClientWindow", default: d.loginClientWindow)
+        credentialCacheLifetime = reader.int(forKey: "credentialCacheLifetime", default: d.credentialCacheLifetime)
+        scriptMemoryLimit = reader.int(forKey: "scriptMemoryLimit", default: d.scriptMemoryLimit)
+        maxBatchSize = reader.int(forKey: "maxBatchSize", default: d.maxBatchSize)
+        shutdownTimeout = reader.int(forKey: "shutdownTimeout", default: d.shutdownTimeout)
+        headerTimeout = reader.int(forKey: "headerTimeout", default: d.headerTimeout)
+        bodyTimeout = reader.int(forKey: "bodyTimeout", default: d.bodyTimeout)
+        idleTimeout = reader.int(forKey: "idleTimeout", default: d.idleTimeout)
+        maxConnections = reader.int(forKey: "maxConnections", default: d.maxConnections)
+        metricsToken = reader.string(forKey: "metrics.token", isSecret: true)
         secureCookies = reader.bool(forKey: "secureCookies", default: d.secureCookies)
         eventSourceEnabled = reader.bool(forKey: "eventSource.enabled", default: d.eventSourceEnabled)
         eventSourcePath = reader.string(forKey: "eventSource.path", default: d.eventSourcePath)
@@ -111,6 +145,17 @@ public struct HeraldConfiguration: Sendable {
         refreshTokenLifetime = reader.int(forKey: "refreshTokenLifetime", default: d.refreshTokenLifetime)
         corsAllowedOrigins = reader.stringArray(forKey: "cors.allowedOrigins", default: d.corsAllowedOrigins)
         schemaReloadInterval = reader.int(forKey: "schemaReloadInterval", default: d.schemaReloadInterval)
+    }
+
+    /// The password check's limits.
+    var credentials: UserCredentials.Configuration {
+        var c = UserCredentials.Configuration()
+        c.maxFailures = loginMaxFailures
+        c.lockout = .seconds(loginLockout)
+        c.clientMaxFailures = loginClientMaxFailures
+        c.clientWindow = .seconds(loginClientWindow)
+        c.cacheLifetime = .seconds(credentialCacheLifetime)
+        return c
     }
 
     /// Problems that make the settings unusable.
@@ -144,6 +189,18 @@ public struct HeraldConfiguration: Sendable {
         guard sessionIdleTimeout > 0 else { throw ConfigurationError("sessionIdleTimeout must be positive (seconds)") }
         guard loginMaxFailures > 0 else { throw ConfigurationError("loginMaxFailures must be positive") }
         guard loginLockout >= 0 else { throw ConfigurationError("loginLockout must not be negative (seconds)") }
+        guard loginClientMaxFailures > 0, loginClientWindow > 0, credentialCacheLifetime >= 0 else {
+            throw ConfigurationError(
+                "loginClientMaxFailures and loginClientWindow must be positive, credentialCacheLifetime not negative"
+            )
+        }
+        guard scriptMemoryLimit >= 16 else { throw ConfigurationError("scriptMemoryLimit must be at least 16 (MiB)") }
+        guard maxBatchSize > 0 else { throw ConfigurationError("maxBatchSize must be positive") }
+        guard shutdownTimeout > 0 else { throw ConfigurationError("shutdownTimeout must be positive (seconds)") }
+        guard headerTimeout > 0, bodyTimeout > 0, idleTimeout > 0 else {
+            throw ConfigurationError("headerTimeout, bodyTimeout and idleTimeout must be positive (seconds)")
+        }
+        guard maxConnections > 0 else { throw ConfigurationError("maxConnections must be positive") }
         guard schemaReloadInterval >= 0 else { throw ConfigurationError("schemaReloadInterval must not be negative") }
         guard scriptQueueLimit >= 0 else { throw ConfigurationError("scriptQueueLimit must not be negative") }
     }

@@ -96,8 +96,8 @@ public enum HeraldServer {
             storage: storage,
             hasher: hasher,
             superuserPassword: configuration.superuserPassword.flatMap { $0.isEmpty ? nil : $0 },
-            maxFailures: configuration.loginMaxFailures,
-            lockout: .seconds(configuration.loginLockout)
+            configuration: configuration.credentials,
+            metrics: PrometheusMetricsFactory(registry: metrics)
         )
         let sessions = Sessions(
             storage: storage,
@@ -138,7 +138,8 @@ public enum HeraldServer {
             sessions: sessions,
             tokens: tokens,
             credentials: credentials,
-            maxBodySize: configuration.maxBodySize
+            maxBodySize: configuration.maxBodySize,
+            maxBatchSize: configuration.maxBatchSize
         )
         .register(on: router)
         var eventSource = EventSourceSettings()
@@ -149,7 +150,7 @@ public enum HeraldServer {
         eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
         EventSourceController(hub: hub, policy: policy, settings: eventSource).register(on: router)
         if !configuration.metricsPath.isEmpty {
-            MetricsController(registry: metrics, path: configuration.metricsPath).register(on: router)
+            MetricsController(registry: metrics, path: configuration.metricsPath, token: configuration.metricsToken).register(on: router)
         }
 
         var services: [any Service] = [StorageService(storage: storage, pool: pool, hub: hub, logger: logger)]

@@ -51,7 +51,7 @@ final class StalledClient {
         )
         #expect(
             try await eventually {
-                (try await server.request(.GET, "/structr/metrics", headers: [:]).text).contains(
+                (try await server.request(.GET, "/structr/metrics").text).contains(
                     "herald_open_streams 2"
                 )
             }
@@ -63,7 +63,7 @@ final class StalledClient {
             #expect(try await server.request(.POST, "/structr/rest/burst").status == 200)
             #expect(try await eventually(20) { healthy.eventCount == burst * 10 })
         }
-        let metrics = try await server.request(.GET, "/structr/metrics", headers: [:]).text
+        let metrics = try await server.request(.GET, "/structr/metrics").text
         #expect(metrics.contains("herald_streams_dropped_slow_total 1"))
         #expect(metrics.contains("herald_events_published_total 400"))
         #expect(metrics.contains("herald_open_streams 1"))
@@ -105,7 +105,7 @@ final class StalledClient {
         )
         #expect(
             try await eventually {
-                (try await server.request(.GET, "/structr/metrics", headers: [:]).text).contains(
+                (try await server.request(.GET, "/structr/metrics").text).contains(
                     "herald_open_streams 1"
                 )
             }
@@ -113,7 +113,7 @@ final class StalledClient {
         for _ in 1...8 { #expect(try await server.request(.POST, "/structr/rest/burst").status == 200) }
         #expect(
             try await eventually {
-                let metrics = try await server.request(.GET, "/structr/metrics", headers: [:]).text
+                let metrics = try await server.request(.GET, "/structr/metrics").text
                 return metrics.contains("herald_open_streams 0")
                     && metrics.contains("herald_streams_dropped_slow_total 1")
             }

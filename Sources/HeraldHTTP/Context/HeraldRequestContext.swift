@@ -14,4 +14,7 @@ public struct HeraldRequestContext: RequestContext {
         self.coreContext = .init(source: source)
         self.channel = source.channel
     }
+
+    /// The client's IP address, for per-client limits.
+    public var clientAddress: String? { channel?.remoteAddress?.ipAddress }
 }

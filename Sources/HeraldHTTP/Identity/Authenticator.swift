@@ -7,7 +7,7 @@ import Hummingbird
 public protocol Authenticator: Sendable {
     /// The caller, or `nil` when the request carries none of this scheme's credentials; throws a
     /// 401 `RESTError` for credentials that do not check out.
-    func authenticate(_ request: Request) async throws -> Caller?
+    func authenticate(_ request: Request, context: HeraldRequestContext) async throws -> Caller?
 }
 
 /// Structr's order: session cookie, then (later) tokens, then `X-User`/`X-Password`; else anonymous.
@@ -18,9 +18,9 @@ public struct AuthenticatorChain: Sendable {
         self.schemes = schemes
     }
 
-    public func authenticate(_ request: Request) async throws -> Caller {
+    public func authenticate(_ request: Request, context: HeraldRequestContext) async throws -> Caller {
         for scheme in schemes {
-            if let caller = try await scheme.authenticate(request) { return caller }
+            if let caller = try await scheme.authenticate(request, context: context) { return caller }
         }
         return .anonymous
     }
@@ -37,12 +37,13 @@ public struct HeaderAuthenticator: Authenticator {
         self.credentials = credentials
     }
 
-    public func authenticate(_ request: Request) async throws -> Caller? {
+    public func authenticate(_ request: Request, context: HeraldRequestContext) async throws -> Caller? {
         guard let name = request.headers[Self.userHeader] else { return nil }
         return try await credentials.verify(
             name: name,
             eMail: nil,
-            password: request.headers[Self.passwordHeader] ?? ""
+            password: request.headers[Self.passwordHeader] ?? "",
+            client: context.clientAddress
         )
     }
 }
@@ -55,7 +56,7 @@ public struct SessionAuthenticator: Authenticator {
         self.sessions = sessions
     }
 
-    public func authenticate(_ request: Request) async throws -> Caller? {
+    public func authenticate(_ request: Request, context: HeraldRequestContext) async throws -> Caller? {
         guard let token = request.cookies[Sessions.cookieName]?.value else { return nil }
         return try await sessions.caller(for: token)
     }

@@ -15,7 +15,7 @@ public struct IdentityMiddleware: RouterMiddleware {
         -> Response
     {
         var context = context
-        context.caller = try await authenticator.authenticate(request)
+        context.caller = try await authenticator.authenticate(request, context: context)
         return try await next(request, context)
     }
 }

@@ -136,7 +136,7 @@ public struct TokenAuthenticator: Authenticator {
         self.tokens = tokens
     }
 
-    public func authenticate(_ request: Request) async throws -> Caller? {
+    public func authenticate(_ request: Request, context: HeraldRequestContext) async throws -> Caller? {
         var token = request.cookies[Tokens.cookieName]?.value
         if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
             token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)

@@ -20,6 +20,8 @@ public struct RESTController: Sendable {
     let tokens: Tokens
     let credentials: UserCredentials
     let maxBodySize: Int
+    /// Objects one POST may create; a batch holds the single writer while it runs.
+    let maxBatchSize: Int
 
     public init(
         runtime: ScriptRuntime,
@@ -27,8 +29,10 @@ public struct RESTController: Sendable {
         sessions: Sessions,
         tokens: Tokens,
         credentials: UserCredentials,
-        maxBodySize: Int
+        maxBodySize: Int,
+        maxBatchSize: Int = 1000
     ) {
+        self.maxBatchSize = maxBatchSize
         self.tokens = tokens
         self.storage = runtime.storage
         self.runtime = runtime
@@ -113,7 +117,7 @@ public struct RESTController: Sendable {
         case (.login, .post): return try await login(request, context: context)
         case (.logout, .post): return try await logout(request)
         case (.me, .get): return try await me(context)
-        case (.token, .post): return try await token(request)
+        case (.token, .post): return try await token(request, context: context)
         case (.login, _), (.logout, _), (.token, _): throw RESTError.methodNotAllowed(method, allowed: [.post])
         case (.me, _): throw RESTError.methodNotAllowed(method, allowed: [.get])
         default: break
@@ -177,7 +181,12 @@ public struct RESTController: Sendable {
         let name = input["name"]?.stringValue
         // The superuser authenticates per request with X-User / X-Password, never by session.
         guard name != "superuser" else { throw UserCredentials.failure }
-        let caller = try await credentials.verify(name: name, eMail: input["eMail"]?.stringValue, password: password)
+        let caller = try await credentials.verify(
+            name: name,
+            eMail: input["eMail"]?.stringValue,
+            password: password,
+            client: context.clientAddress
+        )
         guard let userID = caller.userID else { throw UserCredentials.failure }
         if let old = request.cookies[Sessions.cookieName]?.value { try await sessions.end(old) }
         let token = try await sessions.create(for: userID)
@@ -188,7 +197,7 @@ public struct RESTController: Sendable {
 
     /// `POST /token` with `{"name" | "eMail", "password"}` or `{"refresh_token"}`: a new pair of
     /// tokens, and the access token as a cookie.
-    func token(_ request: Request) async throws -> Response {
+    func token(_ request: Request, context: HeraldRequestContext) async throws -> Response {
         let body = try await readJSON(request)
         guard case .object(let input) = body else {
             throw RESTError(.badRequest, "Expected {\"name\" or \"eMail\", \"password\"} or {\"refresh_token\"}")
@@ -206,7 +215,8 @@ public struct RESTController: Sendable {
             let caller = try await credentials.verify(
                 name: input["name"]?.stringValue,
                 eMail: input["eMail"]?.stringValue,
-                password: password
+                password: password,
+                client: context.clientAddress
             )
             guard let id = caller.userID else { throw UserCredentials.failure }
             userID = id
@@ -319,6 +329,12 @@ public struct RESTController: Sendable {
         switch body {
         case .object(let object): inputs = [object]
         case .array(let list):
+            guard list.count <= maxBatchSize else {
+                throw RESTError(
+                    .contentTooLarge,
+                    "A batch may create at most \(maxBatchSize) objects (maxBatchSize), got \(list.count); send it in parts"
+                )
+            }
             var objects: [JSONObject] = []
             for (index, element) in list.enumerated() {
                 guard let object = element.objectValue else {

@@ -170,8 +170,8 @@ struct SchemaBuilder {
             throw fail(nil, "a relationship is an object with \"to\" and \"cardinality\"")
         }
         for key in object.keys
-        where !["to", "cardinality", "inverse", "inverseCardinality", "description"].contains(key) {
-            throw fail(key, "unknown key; use to, cardinality, inverse or inverseCardinality")
+        where !["to", "cardinality", "inverse", "inverseCardinality", "targetLinkRight", "description"].contains(key) {
+            throw fail(key, "unknown key; use to, cardinality, inverse, inverseCardinality or targetLinkRight")
         }
         guard case .string(let target)? = object["to"] else { throw fail("to", "missing; name the target type") }
         guard types[target] != nil else {
@@ -195,13 +195,22 @@ struct SchemaBuilder {
         if object["inverseCardinality"] != nil, inverse == nil {
             throw fail("inverseCardinality", "only a relationship with an inverse has an inverse cardinality")
         }
+        var targetLinkRight = LinkRight.write
+        switch object["targetLinkRight"] {
+        case nil: break
+        case .string(let s)?:
+            guard let right = LinkRight(rawValue: s) else { throw fail("targetLinkRight", "must be \"read\" or \"write\"") }
+            targetLinkRight = right
+        default: throw fail("targetLinkRight", "must be \"read\" or \"write\"")
+        }
         return Relationship(
             sourceType: type,
             name: name,
             targetTypes: [target],
             cardinality: try cardinality("cardinality"),
             inverseName: inverse,
-            inverseCardinality: try cardinality("inverseCardinality")
+            inverseCardinality: try cardinality("inverseCardinality"),
+            targetLinkRight: targetLinkRight
         )
     }
 

@@ -4,6 +4,16 @@ public enum Cardinality: String, Sendable, Hashable {
     case many
 }
 
+/// The right on a relationship's target that linking it to a source, or unlinking it, needs.
+///
+/// The source (the type that declares the relationship) always needs write rights. A schema may
+/// open its targets to anyone who can see them (`"targetLinkRight": "read"`): a comment may then
+/// be attached to any visible post, while the comment itself still needs write rights.
+public enum LinkRight: String, Sendable, Hashable {
+    case read
+    case write
+}
+
 /// A relationship declared on a source type, stored once and seen from both ends.
 public struct Relationship: Sendable, Hashable {
     /// The type that declares it.
@@ -18,6 +28,8 @@ public struct Relationship: Sendable, Hashable {
     public var inverseName: String?
     /// How many sources one target holds.
     public var inverseCardinality: Cardinality
+    /// What linking or unlinking needs on a target (the source always needs write).
+    public var targetLinkRight: LinkRight
 
     public init(
         sourceType: String,
@@ -25,8 +37,10 @@ public struct Relationship: Sendable, Hashable {
         targetTypes: [String],
         cardinality: Cardinality,
         inverseName: String? = nil,
-        inverseCardinality: Cardinality = .many
+        inverseCardinality: Cardinality = .many,
+        targetLinkRight: LinkRight = .write
     ) {
+        self.targetLinkRight = targetLinkRight
         self.sourceType = sourceType
         self.name = name
         self.targetTypes = targetTypes

@@ -144,7 +144,8 @@ public final class ScriptRuntime: Sendable {
         if let typeName = method.typeName, let id {
             this = EntityReference(
                 type: typeName,
-                id: try session.model.get(typeName, id: id, in: session.tx).id
+                // An object the caller cannot see is not found, as if it did not exist.
+                id: try session.model.get(typeName, id: id, as: try session.scope, in: session.tx).id
             )
         }
         session.arguments = arguments

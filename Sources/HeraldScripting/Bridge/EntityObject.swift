@@ -86,7 +86,9 @@ extension Engine {
         case "toJSON":
             return makeFunction("toJSON") { engine, _, _ in
                 let session = try engine.currentSession()
-                guard let entity = try session.tx.fetch(type: reference.type, id: reference.id) else {
+                guard let entity = try session.tx.fetch(type: reference.type, id: reference.id),
+                    try session.model.canRead(entity, try session.scope, in: session.tx)
+                else {
                     return engine.null
                 }
                 return engine.jsValue(try session.model.render(entity, as: try session.scope, in: session.tx))
@@ -94,8 +96,18 @@ extension Engine {
         default: break
         }
         guard let type = session.model.schema.types[reference.type] else { return nil }
+        let isRelationship = type.relationships[name] != nil
+        guard isRelationship || name == SystemProperty.owner || type.property(named: name) != nil else { return nil }
+        // Every read respects visibility: an object the caller cannot see reads as missing,
+        // whoever handed the script its reference (`$.this` of a method included).
+        let scope = try session.scope
+        guard let entity = try session.tx.fetch(type: reference.type, id: reference.id) else {
+            throw JSThrow(message: "\(reference.type) \(reference.id) no longer exists")
+        }
+        guard try session.model.canRead(entity, scope, in: session.tx) else {
+            throw DataError.notFound(type: reference.type, id: reference.id)
+        }
         if let end = type.relationships[name] {
-            let scope = try session.scope
             var related: [JSObjectRef] = []
             for other in try session.tx.related(end, of: reference.id) {
                 guard let entity = try session.tx.fetch(type: other.type, id: other.id),
@@ -107,16 +119,14 @@ extension Engine {
             return jsArray(related)
         }
         if name == SystemProperty.owner {
-            guard let entity = try session.tx.fetch(type: reference.type, id: reference.id),
-                case .string(let owner)? = entity.values[SystemProperty.owner]
+            guard case .string(let owner)? = entity.values[SystemProperty.owner],
+                let user = try session.tx.fetch(type: BuiltInType.user, id: owner),
+                try session.model.canRead(user, scope, in: session.tx)
             else { return null }
             return entityObject(EntityReference(type: BuiltInType.user, id: owner))
         }
         guard let property = type.property(named: name) else { return nil }
         if property.writeOnly { return undefined }
-        guard let entity = try session.tx.fetch(type: reference.type, id: reference.id) else {
-            throw JSThrow(message: "\(reference.type) \(reference.id) no longer exists")
-        }
         return jsValue(entity.values[name] ?? .null, type: property.type)
     }
 

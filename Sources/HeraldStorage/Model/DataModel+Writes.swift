@@ -49,7 +49,7 @@ extension DataModel {
         let entity = StoredEntity(type: typeName, id: id, values: values)
         try tx.insert(entity)
         for (end, references) in links {
-            try setLinks(end, of: EntityReference(type: typeName, id: id), to: references, in: tx)
+            try setLinks(end, of: EntityReference(type: typeName, id: id), to: references, as: scope, in: tx)
         }
         return entity
     }
@@ -82,7 +82,7 @@ extension DataModel {
         values[SystemProperty.lastModifiedDate] = .string(now().iso8601)
         try tx.update(type: typeName, id: id, values: values)
         for (end, references) in links {
-            try setLinks(end, of: EntityReference(type: typeName, id: id), to: references, in: tx)
+            try setLinks(end, of: EntityReference(type: typeName, id: id), to: references, as: scope, in: tx)
         }
         entity.values.merge(values) { _, new in new }
         return entity
@@ -268,13 +268,20 @@ extension DataModel {
 
     /// Replaces what `end` of `entity` holds with `references`, keeping the other end's
     /// cardinality: a target that may have one source is moved, not doubled.
+    ///
+    /// A link changes both of its objects, so every object that gains or loses a link must allow
+    /// it (see `requireLinkRights`); `entity` itself was checked by the write that got here.
     public func setLinks(
         _ end: RelationshipEnd,
         of entity: EntityReference,
         to references: [EntityReference],
+        as scope: AccessScope? = nil,
         in tx: any StorageTransaction
     ) throws {
         let relationship = end.relationship
+        if let scope, !scope.bypass {
+            try requireLinkRights(end, of: entity, to: references, scope, in: tx)
+        }
         switch end.direction {
         case .outgoing:
             try tx.unlink(relationship, source: entity.id, target: nil)
@@ -289,6 +296,60 @@ extension DataModel {
             for source in references {
                 if relationship.cardinality == .one { try tx.unlink(relationship, source: source.id, target: nil) }
                 try tx.link(relationship, source: source.id, target: entity)
+            }
+        }
+    }
+
+    /// The one rule for relationship writes: every other object that gains or loses a link
+    /// through this write needs write rights, except a relationship's targets when the schema
+    /// opens them (`targetLinkRight: read`), which need only be visible. That covers the objects
+    /// linked and unlinked, and those a one-sided end moves an object away from. Group
+    /// membership is a built-in relationship with write on both sides, so only a caller who may
+    /// write the group changes its members.
+    func requireLinkRights(
+        _ end: RelationshipEnd,
+        of entity: EntityReference,
+        to references: [EntityReference],
+        _ scope: AccessScope,
+        in tx: any StorageTransaction
+    ) throws {
+        let relationship = end.relationship
+        let current = try tx.related(end, of: entity.id)
+        let otherSideIsTarget = end.direction == .outgoing
+        func right(targetSide: Bool) -> Permission {
+            targetSide && relationship.targetLinkRight == .read ? .read : .write
+        }
+        var checks: [(EntityReference, Permission)] = []
+        for other in current where !references.contains(other) {
+            checks.append((other, right(targetSide: otherSideIsTarget)))
+        }
+        let added = references.filter { !current.contains($0) }
+        for other in added {
+            checks.append((other, right(targetSide: otherSideIsTarget)))
+        }
+        // An added object that holds one of `entity`'s kind leaves its previous partner.
+        if end.otherCardinality == .one {
+            let reverse = RelationshipEnd(
+                name: relationship.inverseName ?? relationship.name,
+                relationship: relationship,
+                direction: end.direction == .outgoing ? .incoming : .outgoing
+            )
+            for other in added {
+                for previous in try tx.related(reverse, of: other.id) where previous != entity {
+                    checks.append((previous, right(targetSide: !otherSideIsTarget)))
+                }
+            }
+        }
+        for (reference, permission) in checks {
+            guard let object = try tx.fetch(type: reference.type, id: reference.id) else { continue }
+            let allowed =
+                permission == .read
+                ? try canRead(object, scope, in: tx) : try has(permission, on: object, scope, in: tx)
+            if !allowed {
+                throw DataError.forbidden(
+                    "Changing \(relationship.key) needs \(permission.rawValue) permission on \(reference.type) \(reference.id),"
+                        + " which gains or loses the link"
+                )
             }
         }
     }
