@@ -60,7 +60,11 @@ public struct HeraldConfiguration: Sendable {
     public var bodyTimeout = 30
     public var idleTimeout = 60
     public var maxConnections = 16_000
-    /// A bearer token that also opens the metrics endpoint (admins always may); none by default.
+    /// The most bytes the database may grow to; a write past it is refused with 507 like a full
+    /// disk (0: no limit but the disk).
+    public var maxDatabaseSize = 0
+    /// The password that opens the metrics endpoint with Basic authentication as `metrics`
+    /// (admins always may); none by default.
     public var metricsToken: String?
     /// Mark session cookies `Secure` (set when Herald is served over TLS, directly or by a proxy).
     public var secureCookies = false
@@ -128,6 +132,7 @@ public struct HeraldConfiguration: Sendable {
         idleTimeout = reader.int(forKey: "idleTimeout", default: d.idleTimeout)
         maxConnections = reader.int(forKey: "maxConnections", default: d.maxConnections)
         metricsToken = reader.string(forKey: "metrics.token", isSecret: true)
+        maxDatabaseSize = reader.int(forKey: "maxDatabaseSize", default: d.maxDatabaseSize)
         secureCookies = reader.bool(forKey: "secureCookies", default: d.secureCookies)
         eventSourceEnabled = reader.bool(forKey: "eventSource.enabled", default: d.eventSourceEnabled)
         eventSourcePath = reader.string(forKey: "eventSource.path", default: d.eventSourcePath)
@@ -201,6 +206,7 @@ public struct HeraldConfiguration: Sendable {
             throw ConfigurationError("headerTimeout, bodyTimeout and idleTimeout must be positive (seconds)")
         }
         guard maxConnections > 0 else { throw ConfigurationError("maxConnections must be positive") }
+        guard maxDatabaseSize >= 0 else { throw ConfigurationError("maxDatabaseSize must not be negative (bytes)") }
         guard schemaReloadInterval >= 0 else { throw ConfigurationError("schemaReloadInterval must not be negative") }
         guard scriptQueueLimit >= 0 else { throw ConfigurationError("scriptQueueLimit must not be negative") }
     }

@@ -14,9 +14,14 @@ import ServiceLifecycle
 public enum HeraldServer {
     /// Starts the server and runs until SIGTERM or SIGINT, then shuts down gracefully:
     /// in-flight requests finish, then storage closes.
+    ///
+    /// Whatever scripts or storage are doing, the process ends at most `shutdownTimeout`
+    /// seconds after the first SIGTERM or SIGINT.
     public static func run(configuration: HeraldConfiguration, logger: Logger) async throws {
         let app = try await makeApplication(configuration: configuration, logger: logger)
+        let deadline = ShutdownDeadline(after: .seconds(configuration.shutdownTimeout), logger: logger)
         try await app.runService()
+        deadline.cancel()
     }
 
     /// Prepares everything and returns the application; nothing listens until it runs.
@@ -39,6 +44,7 @@ public enum HeraldServer {
         )
         let storage = try SQLiteStorage(
             directory: URL(fileURLWithPath: configuration.dataDirectory),
+            maxSize: configuration.maxDatabaseSize,
             logger: Logger(label: "herald.storage", level: configuration.logLevel)
         )
         do {
@@ -57,11 +63,14 @@ public enum HeraldServer {
             )
         }
 
+        var engines = EnginePool.Configuration()
+        engines.size =
+            configuration.scriptEngines == 0 ? ProcessInfo.processInfo.activeProcessorCount : configuration.scriptEngines
+        engines.maxQueued = configuration.scriptQueueLimit
+        engines.timeLimit = .milliseconds(configuration.scriptTimeLimit)
+        engines.memoryLimit = configuration.scriptMemoryLimit << 20
         let pool = EnginePool(
-            size: configuration.scriptEngines == 0
-                ? ProcessInfo.processInfo.activeProcessorCount : configuration.scriptEngines,
-            maxQueued: configuration.scriptQueueLimit,
-            timeLimit: .milliseconds(configuration.scriptTimeLimit),
+            configuration: engines,
             logger: Logger(label: "herald.scripting", level: configuration.logLevel)
         )
         var limits = EventHub.Limits()
@@ -89,7 +98,10 @@ public enum HeraldServer {
             isDirectory.boolValue
         {
             router.add(
-                middleware: FileMiddleware(configuration.publicDirectory, searchForIndexHtml: true, logger: logger)
+                middleware: FileMiddleware(
+                    fileProvider: ContainedFileSystem(rootFolder: configuration.publicDirectory, logger: logger),
+                    searchForIndexHtml: true
+                )
             )
         }
         let credentials = UserCredentials(
@@ -176,12 +188,19 @@ public enum HeraldServer {
             )
         )
 
+        let connections = ConnectionLimit.effective(configured: configuration.maxConnections, logger: logger)
         return Application(
             router: router,
+            server: .timedHTTP1(
+                idleTimeout: .seconds(configuration.idleTimeout),
+                headerTimeout: .seconds(configuration.headerTimeout),
+                bodyTimeout: .seconds(configuration.bodyTimeout)
+            ),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "Herald",
-                backlog: configuration.backlog
+                backlog: configuration.backlog,
+                availableConnectionsDelegate: .maximum(connections, logger: logger)
             ),
             services: services,
             onServerRunning: { channel in
@@ -191,6 +210,60 @@ public enum HeraldServer {
             },
             logger: logger
         )
+    }
+}
+
+/// Ends the process if a graceful shutdown, started by SIGTERM or SIGINT, takes too long.
+final class ShutdownDeadline {
+    private let sources: [any DispatchSourceSignal]
+
+    init(after limit: Duration, logger: Logger) {
+        let queue = DispatchQueue(label: "herald.shutdown-deadline")
+        let seconds = Double(limit.components.seconds)
+        sources = [SIGTERM, SIGINT].map { signalNumber in
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
+            source.setEventHandler {
+                queue.asyncAfter(deadline: .now() + seconds) {
+                    logger.critical("graceful shutdown took longer than \(Int(seconds)) s (shutdownTimeout); exiting")
+                    fflush(nil)
+                    _exit(1)
+                }
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+    }
+}
+
+/// The connection limit in force: the configured one, kept below the open-file limit so the
+/// server always has descriptors for its database, schema reload and logs.
+enum ConnectionLimit {
+    /// Descriptors kept for everything but connections.
+    static let reserve = 1024
+
+    static func effective(configured: Int, logger: Logger) -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return configured }
+        // Take what the hard limit allows.
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let files = Int(clamping: limit.rlim_cur)
+        let allowed = max(16, files - reserve)
+        if configured > allowed {
+            logger.warning(
+                "maxConnections lowered to stay below the open-file limit",
+                metadata: ["configured": "\(configured)", "openFiles": "\(files)", "maxConnections": "\(allowed)"]
+            )
+            return allowed
+        }
+        return configured
     }
 }
 

@@ -3,6 +3,7 @@ import Configuration
 import Foundation
 import HeraldSchema
 import HeraldServer
+import HeraldStorage
 import Logging
 import SystemPackage
 
@@ -11,7 +12,7 @@ struct Herald: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "herald",
         abstract: "A small data-model server: REST over SQLite, JavaScript hooks, server-sent events.",
-        subcommands: [Serve.self, Check.self],
+        subcommands: [Serve.self, Check.self, Backup.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -93,18 +94,57 @@ struct Serve: AsyncParsableCommand {
 
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Validate the schema folder and list its types and methods as JSON."
+        abstract: "Validate the schema folder and list its types and methods as JSON; with --data, check the database."
     )
 
     @OptionGroup var common: CommonOptions
 
+    @Option(help: "Run SQLite's integrity check on the database in this data folder instead.")
+    var data: String?
+
     func run() async throws {
+        if let data {
+            do {
+                let problems = try SQLiteStorage.integrityCheck(directory: URL(fileURLWithPath: data))
+                guard problems == ["ok"] else {
+                    FileHandle.standardError.write(Data("database damaged:\n\(problems.joined(separator: "\n"))\n".utf8))
+                    throw ExitCode(1)
+                }
+                print("ok")
+                return
+            } catch let error as StorageError {
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+                throw ExitCode(1)
+            }
+        }
         let configuration = HeraldConfiguration(reader: try await common.reader())
         do {
             let schema = try SchemaLoader(directory: URL(fileURLWithPath: configuration.schemaDirectory)).load()
             print(schema.listing.jsonString)
         } catch {
             FileHandle.standardError.write(Data("schema error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Backup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Copy the database consistently (SQLite's online backup), also while the server runs."
+    )
+
+    @Option(help: "The data folder holding herald.sqlite.")
+    var data: String
+
+    @Option(help: "The file to write the copy to (replaced if it exists).")
+    var out: String
+
+    func run() async throws {
+        do {
+            try SQLiteStorage.backup(directory: URL(fileURLWithPath: data), to: URL(fileURLWithPath: out))
+            print("backed up \(data)/\(SQLiteStorage.fileName) to \(out)")
+        } catch {
+            FileHandle.standardError.write(Data("backup failed: \(error)\n".utf8))
             throw ExitCode(1)
         }
     }

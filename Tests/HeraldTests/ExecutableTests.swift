@@ -129,6 +129,27 @@ import Testing
         #expect(try await second.exitStatus() == 0)
     }
 
+    @Test func sigtermEndsTheProcessWithinTheShutdownTimeoutWhateverScriptsDo() async throws {
+        let directory = try TestDirectory(files: projectSchema.merging(["global/spin.js": "{ for (;;) {} }"]) { $1 })
+        let running = try Running(
+            arguments: ["serve", "--schema", "schema", "--port", "0", "--data", "data"],
+            environment: [
+                "HERALD_SUPERUSER_PASSWORD": "pw", "HERALD_SCRIPT_TIME_LIMIT": "120000",
+                "HERALD_SHUTDOWN_TIMEOUT": "2", "HERALD_BCRYPT_COST": "4",
+            ],
+            directory: directory.root
+        )
+        let port = try await running.port()
+        let spinning = Task { try? await send(.POST, port: port, "/structr/rest/spin", body: "{}", password: "pw") }
+        try await Task.sleep(for: .milliseconds(500))
+        let stopped = ContinuousClock.now
+        running.process.terminate()  // SIGTERM, while the script spins with two minutes to go
+        #expect(try await running.exitStatus(timeout: .seconds(15)) == 1)
+        #expect(ContinuousClock.now - stopped < .seconds(8))
+        #expect(running.log.contains("shutdownTimeout"))
+        spinning.cancel()
+    }
+
     @Test func warnsWithoutASuperuserPassword() async throws {
         let directory = try TestDirectory(files: projectSchema)
         let running = try Running(

@@ -33,7 +33,13 @@ public struct ErrorMiddleware: RouterMiddleware {
             if case .failed(_, _, let location?) = error { logger.info("script failed at \(location)") }
             return RESTError(HTTPResponse.Status(code: error.status), error.description)
         case let error as StorageError:
-            return RESTError(.badRequest, error.description)
+            switch error {
+            case .full: return RESTError(.init(code: 507, reasonPhrase: "Insufficient Storage"), error.description)
+            case .damaged:
+                logger.critical("\(error)")
+                return RESTError(.serviceUnavailable, error.description)
+            case .queryTooLarge, .unknownType, .unknownProperty: return RESTError(.badRequest, error.description)
+            }
         case let error as HTTPError:
             let message: String
             switch error.status {

@@ -11,6 +11,9 @@ struct RESTQuery {
     var nestingDepth: Int
 
     static let maximumPageSize = 10_000
+    /// The most query parameters, and filter values across them, one request may carry.
+    static let maximumParameters = 100
+    static let maximumFilterValues = 1000
 
     /// Parses `_page`, `_pageSize`, `_sort`, `_order`, `_inexact`, `_outputNestingDepth` and
     /// property or relationship filters. Throws a 400 `RESTError` naming the bad parameter.
@@ -32,6 +35,19 @@ struct RESTQuery {
             return n
         }
         var propertyParameters: [(String, String)] = []
+        guard parameters.count <= Self.maximumParameters else {
+            throw RESTError(
+                .badRequest,
+                "Too many query parameters (\(parameters.count)); at most \(Self.maximumParameters) are taken"
+            )
+        }
+        let values = parameters.reduce(0) { $0 + $1.1.split(separator: ";").count }
+        guard values <= Self.maximumFilterValues else {
+            throw RESTError(
+                .badRequest,
+                "Too many filter values (\(values)); at most \(Self.maximumFilterValues) across all parameters"
+            )
+        }
         for (name, value) in parameters {
             switch name {
             case "_page": page = try integer(name, value, 1...Int(Int32.max))

@@ -17,7 +17,11 @@ extension PropertyDefinition {
         if value.isNull { return .null }
         switch type {
         case .string, .password:
-            guard case .string = value else { throw mismatch("must_be_string", "a string", value) }
+            guard case .string(let text) = value else { throw mismatch("must_be_string", "a string", value) }
+            // Stored text ends at U+0000 in SQLite's C interface: refuse it rather than cut it.
+            guard !text.utf8.contains(0) else {
+                throw ValueError(token: "must_not_contain_nul", detail: "the string contains U+0000")
+            }
             return value
         case .integer:
             guard let i = value.intValue else { throw mismatch("must_be_integer", "an integer", value) }

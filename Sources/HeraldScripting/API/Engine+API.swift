@@ -153,11 +153,15 @@ extension Engine {
                     guard let condition = args.first, !JSValueToBoolean(engine.context, condition) else {
                         return engine.undefined
                     }
-                    let status =
-                        args.count > 1 && JSValueIsNumber(engine.context, args[1])
-                        ? Int(JSValueToNumber(engine.context, args[1], nil)) : 422
+                    var status = 422
+                    if args.count > 1, JSValueIsNumber(engine.context, args[1]),
+                        let given = Engine.int(JSValueToNumber(engine.context, args[1], nil)),
+                        (400...599).contains(given)
+                    {
+                        status = given
+                    }
                     let message = args.count > 2 ? engine.swiftString(args[2]) : "Assertion failed"
-                    throw JSThrow(message: message, status: (400...599).contains(status) ? status : 422)
+                    throw JSThrow(message: message, status: status)
                 }
             ),
             (
@@ -172,13 +176,8 @@ extension Engine {
                     defer { session.caller = caller }
                     var exception: JSValueRef?
                     let result = JSObjectCallAsFunction(engine.context, function, nil, 0, nil, &exception)
-                    if let exception {
-                        throw JSThrow(
-                            message: engine.swiftString(
-                                engine.property(JSValueToObject(engine.context, exception, nil)!, "message")
-                            )
-                        )
-                    }
+                    // Whatever the callback threw (`null` included) goes on to the caller as is.
+                    if let exception { throw JSRethrow(value: exception) }
                     return result ?? engine.undefined
                 }
             ),

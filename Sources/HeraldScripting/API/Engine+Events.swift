@@ -91,8 +91,13 @@ extension Engine {
             )
         }
         let message = args[1]
-        if JSValueIsString(context, message) { return (type, swiftString(message)) }
-        return (type, try resultJSON(message).jsonString)
+        guard JSValueIsString(context, message) else { return (type, try resultJSON(message).jsonString) }
+        let text = swiftString(message)
+        // The event log stores text through SQLite's C interface, which ends it at U+0000.
+        guard !text.utf8.contains(0), !type.utf8.contains(0) else {
+            throw JSThrow(message: "\(function): the event must not contain U+0000", kind: "TypeError")
+        }
+        return (type, text)
     }
 
     func flag(_ args: [JSValueRef], _ index: Int, name: String, default value: Bool) throws -> Bool {

@@ -246,6 +246,8 @@ public final class ScriptRuntime: Sendable {
         do {
             value = try engine.call(function, location: location)
         } catch {
+            // A stopped script reports the stop, whatever the host call it was in raised.
+            if let stop = engine.stop { throw engine.stopError(stop, location: location) }
             if let hostError = session.hostError {
                 session.hostError = nil
                 throw hostError
@@ -288,6 +290,14 @@ extension Engine {
             return .null
         }
         defer { JSStringRelease(json) }
-        return try JSONValue(parsing: Engine.swiftString(json))
+        do {
+            return try JSONValue(parsing: Engine.swiftString(json))
+        } catch {
+            throw ScriptError.failed(
+                status: 422,
+                message: "the result cannot be returned as JSON (\(error)); return a flatter value",
+                location: nil
+            )
+        }
     }
 }

@@ -42,15 +42,16 @@ extension Engine {
             let object = JSValueToObject(context, value, nil)!
             if let entity = EntityObject.reference(context, object) { return .string(entity.id) }
             if JSValueIsDate(context, value) {
-                let ms = JSValueToNumber(context, value, nil)
-                guard ms.isFinite else { return .null }
+                guard let ms = Engine.int(JSValueToNumber(context, value, nil)),
+                    Timestamp.representableRange.contains(Int64(ms))
+                else { return .null }
                 return .string(Timestamp(millisecondsSince1970: Int64(ms)).iso8601)
             }
             if JSObjectIsFunction(context, object) { return .null }
             if JSValueIsArray(context, value) {
-                let length = property(object, "length").map { Int(JSValueToNumber(context, $0, nil)) } ?? 0
                 var elements: [JSONValue] = []
-                for i in 0..<max(0, length) {
+                for i in 0..<length(of: object) {
+                    if i % 1024 == 0 { try checkDeadline() }
                     elements.append(
                         try jsonValue(JSObjectGetPropertyAtIndex(context, object, UInt32(i), nil), depth: depth + 1)
                     )
@@ -61,6 +62,7 @@ extension Engine {
             defer { JSPropertyNameArrayRelease(names) }
             var result = JSONObject()
             for i in 0..<JSPropertyNameArrayGetCount(names) {
+                if i % 1024 == 0 { try checkDeadline() }
                 let name = JSPropertyNameArrayGetNameAtIndex(names, i)!
                 let key = Engine.swiftString(name)
                 let element = JSObjectGetProperty(context, object, name, nil)
@@ -86,7 +88,19 @@ extension Engine {
     /// The elements of a JavaScript array, or the value itself when it is not one.
     func elements(_ value: JSValueRef) -> [JSValueRef] {
         guard JSValueIsArray(context, value), let object = JSValueToObject(context, value, nil) else { return [value] }
-        let length = property(object, "length").map { Int(JSValueToNumber(context, $0, nil)) } ?? 0
-        return (0..<max(0, length)).compactMap { JSObjectGetPropertyAtIndex(context, object, UInt32($0), nil) }
+        var values: [JSValueRef] = []
+        for index in 0..<length(of: object) {
+            // Past the deadline the list is cut short; the host call then fails as stopped.
+            if index % 1024 == 0, (try? checkDeadline()) == nil { break }
+            if let value = JSObjectGetPropertyAtIndex(context, object, UInt32(index), nil) { values.append(value) }
+        }
+        return values
+    }
+
+    /// An array's `length`, 0 when it is not a usable count (a proxy may answer anything).
+    func length(of object: JSObjectRef) -> Int {
+        guard let value = property(object, "length"), let length = Engine.int(JSValueToNumber(context, value, nil))
+        else { return 0 }
+        return min(max(0, length), Int(UInt32.max))
     }
 }

@@ -21,6 +21,7 @@ final class EntityObject {
             let entity = Unmanaged<EntityObject>.fromOpaque(JSObjectGetPrivate(object)!).takeUnretainedValue()
             let key = Engine.swiftString(name!)
             do {
+                try engine.checkDeadline()
                 return try engine.readEntityProperty(entity.reference, key)
             } catch {
                 exception?.pointee = engine.jsError(for: error, in: "\(entity.reference.type).\(key)")
@@ -32,6 +33,7 @@ final class EntityObject {
             let entity = Unmanaged<EntityObject>.fromOpaque(JSObjectGetPrivate(object)!).takeUnretainedValue()
             let key = Engine.swiftString(name!)
             do {
+                try engine.checkDeadline()
                 try engine.writeEntityProperty(entity.reference, key, value)
             } catch {
                 exception?.pointee = engine.jsError(for: error, in: "\(entity.reference.type).\(key)")

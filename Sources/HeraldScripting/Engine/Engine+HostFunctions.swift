@@ -8,6 +8,12 @@ struct JSThrow: Error {
     var status: Int?
 }
 
+/// A JavaScript exception a host call passes on unchanged (whatever was thrown: `null` too).
+struct JSRethrow: Error, @unchecked Sendable {
+    /// Only ever touched on the engine thread that caught it.
+    var value: JSValueRef
+}
+
 /// The Swift closure behind a JavaScript function object.
 final class HostFunction {
     typealias Body = (Engine, JSObjectRef?, [JSValueRef]) throws -> JSValueRef
@@ -26,9 +32,13 @@ final class HostFunction {
         definition.callAsFunction = { ctx, function, this, count, arguments, exception in
             let engine = Engine.of(ctx)
             let host = Unmanaged<HostFunction>.fromOpaque(JSObjectGetPrivate(function)!).takeUnretainedValue()
-            let args = (0..<count).map { arguments![$0]! }
+            let args: [JSValueRef] = (0..<count).map { arguments?[$0] ?? JSValueMakeUndefined(ctx)! }
             do {
-                return try host.body(engine, this, args)
+                // A stopped script does no more host work, even if it caught the termination.
+                try engine.checkDeadline()
+                let result = try host.body(engine, this, args)
+                try engine.checkDeadline()
+                return result
             } catch {
                 exception?.pointee = engine.jsError(for: error, in: host.name)
             }
@@ -47,6 +57,8 @@ extension Engine {
     /// exception, the original error (validation tokens and all) is what the caller sees.
     func jsError(for error: any Error, in function: String) -> JSValueRef {
         switch error {
+        case let error as JSRethrow:
+            return error.value
         case let error as JSThrow:
             return makeError(error.message, kind: error.kind, status: error.status)
         case let error as ScriptError:
@@ -71,9 +83,9 @@ extension ScriptError {
     /// The HTTP status this error answers with.
     public var status: Int {
         switch self {
-        case .overloaded, .shutDown: 503
-        case .failed(let status, _, _): status
-        case .timedOut: 422
+        case .overloaded, .shutDown, .engineStuck: 503
+        case .failed(let status, _, _): (400...599).contains(status) ? status : 500
+        case .timedOut, .memoryExceeded: 422
         }
     }
 }

@@ -14,9 +14,15 @@ public final class Engine {
     var session: ScriptSession?
     /// Compiled methods by file path, with the source they were compiled from.
     var compiled: [String: (source: String, function: JSObjectRef)] = [:]
-    /// Set by the time-limit callback when it stops a script.
-    var timedOut = false
+    /// Why the running script was stopped, once the watchdog stopped it.
+    var stop: StopReason?
     var timeLimit: Duration = .seconds(5)
+    /// The most bytes this engine's JavaScript heap may hold while a script runs.
+    var memoryLimit = 512 << 20
+    /// When the script running now must stop (`DispatchTime` uptime nanoseconds).
+    var deadline: UInt64 = .max
+    /// Nested calls into JavaScript (hooks run inside host calls); limits start at depth 0.
+    var depth = 0
     /// `Function.prototype`, given to host functions so scripts can `.call` and `.apply` them.
     var functionPrototype: JSValueRef?
 
@@ -44,19 +50,84 @@ public final class Engine {
         return Unmanaged<Engine>.fromOpaque(JSObjectGetPrivate(global)!).takeUnretainedValue()
     }
 
-    /// Stops any single script after `limit`.
-    func setTimeLimit(_ limit: Duration) {
-        timeLimit = limit
-        let seconds = Double(limit.components.seconds) + Double(limit.components.attoseconds) / 1e18
+    /// The watchdog checks time and memory this often while a script runs.
+    static let watchdogSlice = 0.01
+
+    /// Stops any single script after `time` or once the heap holds more than `memory` bytes.
+    func setLimits(time: Duration, memory: Int) {
+        timeLimit = time
+        memoryLimit = memory
+    }
+
+    /// Starts the clock for one top-level run: the stop of an earlier run is never inherited.
+    func beginRun() {
+        stop = nil
+        let limit = timeLimit.components
+        let nanoseconds = UInt64(max(0, limit.seconds)) * 1_000_000_000 + UInt64(max(0, limit.attoseconds) / 1_000_000_000)
+        deadline = DispatchTime.now().uptimeNanoseconds &+ nanoseconds
+        armWatchdog(Self.watchdogSlice)
+    }
+
+    /// JavaScriptCore calls the watchdog once per armed slice; it re-arms itself until the
+    /// deadline or the memory limit is passed, and from then on always answers "terminate".
+    func armWatchdog(_ seconds: Double) {
         JSContextGroupSetExecutionTimeLimit(
             group,
             seconds,
-            { _, opaque in
-                Unmanaged<Engine>.fromOpaque(opaque!).takeUnretainedValue().timedOut = true
-                return true
+            { context, opaque in
+                Unmanaged<Engine>.fromOpaque(opaque!).takeUnretainedValue().shouldTerminate(context)
             },
             Unmanaged.passUnretained(self).toOpaque()
         )
+    }
+
+    func shouldTerminate(_ ctx: JSContextRef?) -> Bool {
+        if stop != nil { return true }
+        if DispatchTime.now().uptimeNanoseconds >= deadline {
+            stop = .timeLimit
+            return true
+        }
+        if heapBytes() > memoryLimit {
+            stop = .memoryLimit
+            return true
+        }
+        armWatchdog(Self.watchdogSlice)
+        return false
+    }
+
+    /// The heap's capacity plus the memory held outside it (strings, buffers).
+    func heapBytes() -> Int {
+        guard let statistics = JSGetMemoryUsageStatistics(context) else { return 0 }
+        let capacity = property(statistics, "heapCapacity").map { JSValueToNumber(context, $0, nil) } ?? 0
+        let extra = property(statistics, "extraMemorySize").map { JSValueToNumber(context, $0, nil) } ?? 0
+        return Self.int(capacity + extra) ?? .max
+    }
+
+    /// A stopped script stays stopped: a host call that caught the termination (a `toJSON`
+    /// inside `$.log`, a callback inside `$.doPrivileged`) re-arms the watchdog at once, so
+    /// the script is terminated again as soon as it runs on.
+    func reassertStop() {
+        guard stop != nil else { return }
+        armWatchdog(0.001)
+    }
+
+    /// Fails a host call that is doing long native work once the deadline has passed.
+    func checkDeadline() throws(JSThrow) {
+        if stop == nil, depth > 0, DispatchTime.now().uptimeNanoseconds >= deadline { stop = .timeLimit }
+        guard stop != nil else { return }
+        reassertStop()
+        throw JSThrow(message: "script stopped")
+    }
+
+    /// Whether the engine should be replaced by a new one after the job it just ran: a stopped
+    /// script may leave a pending termination or a heap past the limit behind.
+    var needsReplacement: Bool { stop != nil }
+
+    /// `Int(d)` for numbers scripts produce: nil for NaN, infinities and values out of range,
+    /// where `Int(d)` would trap.
+    static func int(_ d: Double) -> Int? {
+        guard d.isFinite, d >= -9.0e15, d <= 9.0e15 else { return nil }
+        return Int(d)
     }
 
     func close() {
@@ -69,16 +140,22 @@ public final class Engine {
     // MARK: Values
 
     func string(_ s: String) -> JSValueRef {
-        let js = JSStringCreateWithUTF8CString(s)
+        let js = Self.jsString(s)
         defer { JSStringRelease(js) }
         return JSValueMakeString(context, js)
     }
 
+    /// A JavaScript string with every character of `s`, U+0000 included.
+    static func jsString(_ s: String) -> JSStringRef {
+        let units = Array(s.utf16)
+        return units.withUnsafeBufferPointer { JSStringCreateWithCharacters($0.baseAddress, $0.count) }
+    }
+
+    /// The whole string, U+0000 included (the UTF-8 C string form would end there).
     static func swiftString(_ js: JSStringRef) -> String {
-        let size = JSStringGetMaximumUTF8CStringSize(js)
-        var buffer = [CChar](repeating: 0, count: size)
-        let written = JSStringGetUTF8CString(js, &buffer, size)
-        return String(decoding: buffer.prefix(max(0, written - 1)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let length = JSStringGetLength(js)
+        guard length > 0, let characters = JSStringGetCharactersPtr(js) else { return "" }
+        return String(decoding: UnsafeBufferPointer(start: characters, count: length), as: UTF16.self)
     }
 
     /// `String(value)` in JavaScript.
@@ -129,7 +206,9 @@ public final class Engine {
             JSStringRelease(url)
         }
         var exception: JSValueRef?
-        timedOut = false
+        if depth == 0 { beginRun() }
+        depth += 1
+        defer { depth -= 1 }
         let result = JSEvaluateScript(context, script, nil, url, 1, &exception)
         if let exception { throw scriptError(exception, location: location) }
         return result ?? undefined
@@ -146,31 +225,49 @@ public final class Engine {
     {
         var exception: JSValueRef?
         var arguments = arguments
-        timedOut = false
+        if depth == 0 { beginRun() }
+        depth += 1
+        defer { depth -= 1 }
         let result = JSObjectCallAsFunction(context, function, this, arguments.count, &arguments, &exception)
         if let exception { throw scriptError(exception, location: location) }
         return result ?? undefined
     }
 
-    /// Reads status, message and line from a thrown value.
+    /// Reads status, message and line from a thrown value. Anything a script throws gives a
+    /// clear error: `null`, objects with odd `line` or status values, strings.
     func scriptError(_ exception: JSValueRef, location: ScriptLocation?) -> ScriptError {
         var location = location
+        if let stop { return stopError(stop, location: location) }
         let object = JSValueIsObject(context, exception) ? JSValueToObject(context, exception, nil) : nil
-        if let object, let line = property(object, "line"), JSValueIsNumber(context, line) {
-            location?.line = Int(JSValueToNumber(context, line, nil))
-        }
-        if timedOut {
-            timedOut = false
-            return .timedOut(limit: timeLimit, location: location)
+        if let object, let line = property(object, "line"), JSValueIsNumber(context, line),
+            let number = Self.int(JSValueToNumber(context, line, nil)), number > 0
+        {
+            location?.line = number
         }
         guard let object else {
             return .failed(status: 422, message: swiftString(exception), location: location)
         }
         var status = 422
-        if let value = property(object, "__heraldStatus"), JSValueIsNumber(context, value) {
-            status = Int(JSValueToNumber(context, value, nil))
+        if let value = property(object, "__heraldStatus"), JSValueIsNumber(context, value),
+            let number = Self.int(JSValueToNumber(context, value, nil)), (400...599).contains(number)
+        {
+            status = number
         }
         let message = property(object, "message").map { swiftString($0) } ?? swiftString(exception)
         return .failed(status: status, message: message.isEmpty ? swiftString(exception) : message, location: location)
     }
+
+    /// The error for a script the watchdog stopped.
+    func stopError(_ stop: StopReason, location: ScriptLocation?) -> ScriptError {
+        switch stop {
+        case .timeLimit: .timedOut(limit: timeLimit, location: location)
+        case .memoryLimit: .memoryExceeded(limit: memoryLimit, location: location)
+        }
+    }
+}
+
+/// Why the watchdog stopped a script.
+enum StopReason: Sendable, Hashable {
+    case timeLimit
+    case memoryLimit
 }

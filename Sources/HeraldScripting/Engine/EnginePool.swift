@@ -1,6 +1,7 @@
 import Foundation
 import HeraldSchema
 import Logging
+import Synchronization
 
 /// Why a script job could not run or failed.
 public enum ScriptError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -12,6 +13,10 @@ public enum ScriptError: Error, Sendable, Hashable, CustomStringConvertible {
     case failed(status: Int, message: String, location: ScriptLocation?)
     /// The script ran past the time limit and was stopped.
     case timedOut(limit: Duration, location: ScriptLocation?)
+    /// The script's heap grew past the memory limit and was stopped.
+    case memoryExceeded(limit: Int, location: ScriptLocation?)
+    /// The engine did not stop at the time limit (stuck in native work); it was replaced.
+    case engineStuck(limit: Duration)
 
     public var description: String {
         switch self {
@@ -20,6 +25,11 @@ public enum ScriptError: Error, Sendable, Hashable, CustomStringConvertible {
         case .failed(_, let message, let location): location.map { "\($0): \(message)" } ?? message
         case .timedOut(let limit, let location):
             (location.map { "\($0): " } ?? "") + "script stopped after exceeding the time limit of \(limit)"
+        case .memoryExceeded(let limit, let location):
+            (location.map { "\($0): " } ?? "")
+                + "script stopped after its heap exceeded the memory limit of \(limit >> 20) MiB (scriptMemoryLimit)"
+        case .engineStuck(let limit):
+            "the script did not stop within its time limit of \(limit) and its engine was replaced"
         }
     }
 }
@@ -39,52 +49,138 @@ public struct ScriptLocation: Sendable, Hashable, CustomStringConvertible {
 
 /// A fixed set of JavaScript engines, each a context group on its own OS thread, fed from one
 /// bounded queue. No script ever runs on Swift's shared executor threads.
+///
+/// An engine whose script was stopped (time or memory) is replaced by a new one after the job,
+/// so no termination and no heap is inherited. A job still running `stuckAfter` past its time
+/// limit (native work that ignores the deadline) is answered with `ScriptError.engineStuck`, and
+/// a new engine thread takes the stuck one's place; the stuck thread ends when its job returns.
 public final class EnginePool: Sendable {
+    /// The limits every engine of the pool runs with.
+    public struct Configuration: Sendable {
+        /// Engine threads (default: one per core).
+        public var size = ProcessInfo.processInfo.activeProcessorCount
+        /// Jobs waiting beyond this are refused with `ScriptError.overloaded`.
+        public var maxQueued = 1024
+        /// How long one script may run before it is stopped.
+        public var timeLimit: Duration = .seconds(5)
+        /// The most bytes one engine's heap may hold while a script runs.
+        public var memoryLimit = 512 << 20
+        /// How long past its time limit a job may run before its engine counts as stuck.
+        public var stuckAfter: Duration = .seconds(2)
+
+        public init() {}
+    }
+
     private let queue: JobQueue
     /// How many engines run scripts in parallel.
     public let size: Int
 
-    /// - Parameters:
-    ///   - size: engine threads (default: one per core).
-    ///   - maxQueued: jobs waiting beyond this are refused with `ScriptError.overloaded`.
-    ///   - timeLimit: how long one script may run before it is stopped.
-    public init(
+    public convenience init(
         size: Int = ProcessInfo.processInfo.activeProcessorCount,
         maxQueued: Int = 1024,
         timeLimit: Duration = .seconds(5),
+        memoryLimit: Int = 512 << 20,
         makeEngine: @escaping @Sendable (Int) -> Engine = { Engine(index: $0) },
         logger: Logger = Logger(label: "herald.scripting")
     ) {
-        let size = max(1, size)
-        let queue = JobQueue(limit: maxQueued, threads: max(1, size))
+        var configuration = Configuration()
+        configuration.size = size
+        configuration.maxQueued = maxQueued
+        configuration.timeLimit = timeLimit
+        configuration.memoryLimit = memoryLimit
+        self.init(configuration: configuration, makeEngine: makeEngine, logger: logger)
+    }
+
+    public init(
+        configuration: Configuration,
+        makeEngine: @escaping @Sendable (Int) -> Engine = { Engine(index: $0) },
+        logger: Logger = Logger(label: "herald.scripting")
+    ) {
+        let size = max(1, configuration.size)
+        let queue = JobQueue(limit: configuration.maxQueued, threads: size)
         self.queue = queue
         self.size = size
-        var threads: [Thread] = []
-        for index in 0..<size {
-            let thread = Thread {
-                let engine = makeEngine(index)
-                engine.setTimeLimit(timeLimit)
-                while let job = queue.next() {
-                    job(engine)
-                }
-                engine.close()
-                queue.threadExited()
-            }
-            thread.name = "herald-js-\(index)"
-            thread.stackSize = 8 << 20
-            threads.append(thread)
+        let start: @Sendable (Int) -> Void = { index in
+            Self.startThread(index: index, queue: queue, configuration: configuration, makeEngine: makeEngine, logger: logger)
         }
-        for thread in threads { thread.start() }
-        logger.info("script engines started", metadata: ["engines": "\(size)", "timeLimit": "\(timeLimit)"])
+        for index in 0..<size { start(index) }
+        Self.startSupervisor(queue: queue, configuration: configuration, start: start, logger: logger)
+        logger.info(
+            "script engines started",
+            metadata: [
+                "engines": "\(size)", "timeLimit": "\(configuration.timeLimit)",
+                "memoryLimit": "\(configuration.memoryLimit >> 20) MiB",
+            ]
+        )
+    }
+
+    private static func startThread(
+        index: Int,
+        queue: JobQueue,
+        configuration: Configuration,
+        makeEngine: @escaping @Sendable (Int) -> Engine,
+        logger: Logger
+    ) {
+        let thread = Thread {
+            let slot = queue.slot(index)
+            func make() -> Engine {
+                let engine = makeEngine(index)
+                engine.setLimits(time: configuration.timeLimit, memory: configuration.memoryLimit)
+                return engine
+            }
+            var engine = make()
+            while let job = queue.next(slot) {
+                job.run(engine)
+                if queue.finished(slot) == false { break }  // replaced while stuck: end quietly
+                if engine.needsReplacement {
+                    logger.notice("engine \(index) replaced after a stopped script")
+                    engine.close()
+                    engine = make()
+                }
+            }
+            engine.close()
+            queue.threadExited(slot)
+        }
+        thread.name = "herald-js-\(index)"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    /// Watches the running jobs and replaces an engine whose job overruns its time limit.
+    private static func startSupervisor(
+        queue: JobQueue,
+        configuration: Configuration,
+        start: @escaping @Sendable (Int) -> Void,
+        logger: Logger
+    ) {
+        let limit = configuration.timeLimit + configuration.stuckAfter
+        let thread = Thread {
+            while let stuck = queue.abandonStuckJobs(olderThan: limit) {
+                for (index, job) in stuck {
+                    logger.critical(
+                        "engine \(index) did not stop at its time limit; replacing it (a write transaction it holds stays open until it returns)"
+                    )
+                    job.abandon(.engineStuck(limit: configuration.timeLimit))
+                    start(index)
+                }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+        }
+        thread.name = "herald-js-supervisor"
+        thread.start()
     }
 
     /// Runs `body` on an engine thread and returns its result.
     public func run<T: Sendable>(_ body: @escaping @Sendable (Engine) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            let accepted = queue.enqueue { engine in
-                continuation.resume(with: Result { try body(engine) })
-            }
-            if case .failure(let error) = accepted { continuation.resume(throwing: error) }
+            let answer = Answer(continuation)
+            let accepted = queue.enqueue(
+                Job(
+                    run: { engine in answer.resume(with: Result { try body(engine) }) },
+                    abandon: { error in answer.resume(with: .failure(error)) }
+                )
+            )
+            if case .failure(let error) = accepted { answer.resume(with: .failure(error)) }
         }
     }
 
@@ -96,9 +192,36 @@ public final class EnginePool: Sendable {
     }
 }
 
-/// A bounded FIFO of jobs shared by the engine threads.
+/// A continuation resumed once, by the job or by the supervisor, whichever comes first.
+final class Answer<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, any Error>?>
+
+    init(_ continuation: CheckedContinuation<T, any Error>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    func resume(with result: Result<T, any Error>) {
+        continuation.withLock { $0.take() }?.resume(with: result)
+    }
+}
+
+/// One job: what to run on an engine, and how to answer if its engine gets stuck.
+struct Job {
+    var run: (Engine) -> Void
+    var abandon: (ScriptError) -> Void
+}
+
+/// A bounded FIFO of jobs shared by the engine threads, and what each thread is running.
 final class JobQueue: @unchecked Sendable {
-    typealias Job = (Engine) -> Void
+    /// One engine thread's place; a stuck thread's slot is abandoned and a new one takes over.
+    final class Slot {
+        let index: Int
+        var job: Job?
+        var started: UInt64 = 0
+        var abandoned = false
+
+        init(index: Int) { self.index = index }
+    }
 
     private let condition = NSCondition()
     private var jobs: [Job] = []
@@ -106,6 +229,7 @@ final class JobQueue: @unchecked Sendable {
     private var closed = false
     private var idle = 0
     private var alive: Int
+    private var slots: [Slot] = []
     private var onExit: [() -> Void] = []
     let limit: Int
 
@@ -114,7 +238,16 @@ final class JobQueue: @unchecked Sendable {
         self.alive = threads
     }
 
-    func enqueue(_ job: @escaping Job) -> Result<Void, ScriptError> {
+    /// A new slot for the thread at `index`.
+    func slot(_ index: Int) -> Slot {
+        condition.lock()
+        defer { condition.unlock() }
+        let slot = Slot(index: index)
+        slots.append(slot)
+        return slot
+    }
+
+    func enqueue(_ job: Job) -> Result<Void, ScriptError> {
         condition.lock()
         defer { condition.unlock() }
         if closed { return .failure(.shutDown) }
@@ -126,7 +259,7 @@ final class JobQueue: @unchecked Sendable {
     }
 
     /// The next job, waiting for one; `nil` once closed and drained.
-    func next() -> Job? {
+    func next(_ slot: Slot) -> Job? {
         condition.lock()
         defer { condition.unlock() }
         while head == jobs.count {
@@ -141,7 +274,36 @@ final class JobQueue: @unchecked Sendable {
             jobs.removeFirst(head)
             head = 0
         }
+        slot.job = job
+        slot.started = DispatchTime.now().uptimeNanoseconds
         return job
+    }
+
+    /// Marks the slot's job done; false when the slot was abandoned meanwhile.
+    func finished(_ slot: Slot) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        slot.job = nil
+        return !slot.abandoned
+    }
+
+    /// Takes the jobs running longer than `limit` off their slots; nil once the queue closed
+    /// and every thread ended.
+    func abandonStuckJobs(olderThan limit: Duration) -> [(Int, Job)]? {
+        condition.lock()
+        defer { condition.unlock() }
+        if closed, alive == 0 { return nil }
+        let now = DispatchTime.now().uptimeNanoseconds
+        let nanoseconds = UInt64(limit.components.seconds) * 1_000_000_000 + UInt64(limit.components.attoseconds / 1_000_000_000)
+        var stuck: [(Int, Job)] = []
+        for slot in slots where !slot.abandoned {
+            guard let job = slot.job, now > slot.started, now - slot.started > nanoseconds else { continue }
+            slot.abandoned = true
+            slot.job = nil
+            stuck.append((slot.index, job))
+        }
+        slots.removeAll { $0.abandoned }
+        return stuck
     }
 
     /// Refuses new jobs; `done` runs once every engine thread has drained the queue and ended.
@@ -155,9 +317,11 @@ final class JobQueue: @unchecked Sendable {
         if finished { done() }
     }
 
-    func threadExited() {
+    /// A thread ended; an abandoned thread's place was already taken by its replacement.
+    func threadExited(_ slot: Slot) {
         condition.lock()
-        alive -= 1
+        if !slot.abandoned { alive -= 1 }
+        slots.removeAll { $0 === slot }
         let callbacks = alive == 0 ? onExit : []
         if alive == 0 { onExit = [] }
         condition.unlock()

@@ -10,20 +10,37 @@ public final class SQLiteStorage: StorageBackend {
     /// The schema the tables were last migrated to; read by transactions to decode rows.
     let layout: Layout
 
-    /// Opens (or creates) `herald.sqlite` in `directory`.
-    public init(directory: URL, logger: Logger = Logger(label: "herald.storage")) throws {
+    /// The database file's name inside the data folder.
+    public static let fileName = "herald.sqlite"
+
+    /// Opens (or creates) `herald.sqlite` in `directory` and runs SQLite's quick check on it:
+    /// a damaged file is refused with `StorageError.damaged` rather than served.
+    ///
+    /// - Parameter maxSize: the most bytes the database may grow to (0: no limit but the disk).
+    public init(directory: URL, maxSize: Int = 0, logger: Logger = Logger(label: "herald.storage")) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent(Self.fileName).path
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
         configuration.label = "herald"
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            if maxSize > 0 {
+                let pageSize = try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+                try db.execute(sql: "PRAGMA max_page_count = \(max(1, maxSize / pageSize))")
+            }
         }
-        self.pool = try DatabasePool(
-            path: directory.appendingPathComponent("herald.sqlite").path,
-            configuration: configuration
-        )
+        do {
+            self.pool = try DatabasePool(path: path, configuration: configuration)
+            let result = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+            guard result == ["ok"] else {
+                try? pool.close()
+                throw StorageError.damaged(path: path, detail: result.prefix(3).joined(separator: "; "))
+            }
+        } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+            throw StorageError.damaged(path: path, detail: error.message ?? "\(error.resultCode)")
+        }
         self.logger = logger
         self.layout = Layout()
         try pool.write { db in
@@ -36,24 +53,101 @@ public final class SQLiteStorage: StorageBackend {
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T {
         let layout = self.layout
-        return try await pool.read { db in try body(SQLiteTransaction(db: db, layout: layout)) }
+        return try await Self.translatingErrors {
+            try await pool.read { db in try body(SQLiteTransaction(db: db, layout: layout)) }
+        }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T {
         let layout = self.layout
-        return try await pool.write { db in try body(SQLiteTransaction(db: db, layout: layout)) }
+        return try await Self.translatingErrors {
+            try await pool.write { db in try body(SQLiteTransaction(db: db, layout: layout)) }
+        }
     }
 
     public func writeBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try pool.write { db in try body(SQLiteTransaction(db: db, layout: layout)) }
+        try Self.translatingErrors { try pool.write { db in try body(SQLiteTransaction(db: db, layout: layout)) } }
     }
 
     public func readBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try pool.read { db in try body(SQLiteTransaction(db: db, layout: layout)) }
+        try Self.translatingErrors { try pool.read { db in try body(SQLiteTransaction(db: db, layout: layout)) } }
     }
 
+    /// Checkpoints the WAL into the database file (so the file alone is a complete copy), then
+    /// closes the database; later calls fail.
     public func close() throws {
+        do {
+            _ = try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        } catch {
+            logger.warning("checkpoint at close failed; the WAL keeps the newest rows: \(error)")
+        }
         try pool.close()
+    }
+
+    /// SQLite's conditions as storage errors with actionable text; the rest unchanged.
+    static func translate(_ error: any Error) -> any Error {
+        guard let error = error as? DatabaseError else { return error }
+        switch error.resultCode {
+        case .SQLITE_FULL: return StorageError.full
+        case .SQLITE_TOOBIG: return StorageError.queryTooLarge
+        case .SQLITE_ERROR where error.message?.contains("too many SQL variables") == true:
+            return StorageError.queryTooLarge
+        case .SQLITE_ERROR where error.message?.contains("too many terms") == true:
+            return StorageError.queryTooLarge
+        case .SQLITE_ERROR where error.message?.contains("Expression tree is too large") == true:
+            return StorageError.queryTooLarge
+        default: return error
+        }
+    }
+
+    static func translatingErrors<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch { throw translate(error) }
+    }
+
+    static func translatingErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch { throw translate(error) }
+    }
+}
+
+extension SQLiteStorage {
+    /// SQLite's full integrity check of the database in `directory`: `["ok"]` or the problems.
+    public static func integrityCheck(directory: URL) throws -> [String] {
+        let path = directory.appendingPathComponent(fileName).path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StorageError.damaged(path: path, detail: "no database file")
+        }
+        do {
+            let queue = try DatabaseQueue(path: path)
+            defer { try? queue.close() }
+            return try queue.read { db in try String.fetchAll(db, sql: "PRAGMA integrity_check") }
+        } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
+            throw StorageError.damaged(path: path, detail: error.message ?? "\(error.resultCode)")
+        }
+    }
+
+    /// A consistent copy of the database in `directory` at `destination`, taken with SQLite's
+    /// online backup while a server may be writing, checked before it is kept.
+    public static func backup(directory: URL, to destination: URL) throws {
+        let path = directory.appendingPathComponent(fileName).path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StorageError.damaged(path: path, detail: "no database file")
+        }
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        let source = try DatabaseQueue(path: path, configuration: configuration)
+        defer { try? source.close() }
+        if FileManager.default.fileExists(atPath: destination.path) {
+            try FileManager.default.removeItem(at: destination)
+        }
+        let copy = try DatabaseQueue(path: destination.path)
+        try source.backup(to: copy)
+        // The copy stands alone: no WAL beside it.
+        try copy.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA journal_mode = DELETE")
+        }
+        let check = try copy.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
+        try copy.close()
+        guard check == ["ok"] else { throw StorageError.damaged(path: destination.path, detail: check.joined(separator: "; ")) }
     }
 }
 

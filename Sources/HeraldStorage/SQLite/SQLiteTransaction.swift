@@ -337,15 +337,27 @@ final class SQLiteTransaction: StorageTransaction {
     }
 }
 
-/// Errors the storage layer raises for requests it cannot map to the schema.
+/// Errors the storage layer raises: requests it cannot map to the schema, and conditions of the
+/// database itself, each with what to do about it.
 public enum StorageError: Error, Sendable, Hashable, CustomStringConvertible {
     case unknownType(String)
     case unknownProperty(type: String, property: String)
+    /// The disk (or `maxDatabaseSize`) is full; nothing of the transaction was written.
+    case full
+    /// The query has more values or parameters than the database takes.
+    case queryTooLarge
+    /// The database file is damaged or not a database; `detail` is what the check reported.
+    case damaged(path: String, detail: String)
 
     public var description: String {
         switch self {
         case .unknownType(let t): "unknown type '\(t)'"
         case .unknownProperty(let t, let p): "unknown property '\(p)' on type '\(t)'"
+        case .full:
+            "the database is full (disk space or maxDatabaseSize); nothing was written, free space and try again"
+        case .queryTooLarge: "the query has too many values or parameters; split it into smaller queries"
+        case .damaged(let path, let detail):
+            "the database \(path) is damaged (\(detail)); restore it from a backup (herald backup) or move it away"
         }
     }
 }
