@@ -132,6 +132,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// `scripts/fuzz`: the parsers under libFuzzer (built with -sanitize=fuzzer -D HERALD_FUZZ).
+        .executableTarget(
+            name: "herald-fuzz",
+            dependencies: [
+                "HeraldSchema",
+                "HeraldHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// `scripts/bench`: benchmarks against a baseline in the same run.
         .executableTarget(
             name: "herald-bench",

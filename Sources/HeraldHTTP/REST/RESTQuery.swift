@@ -4,7 +4,7 @@ import HeraldStorage
 import Hummingbird
 
 /// The query parameters of a collection GET, parsed against a type.
-struct RESTQuery {
+package struct RESTQuery {
     var query: EntityQuery
     var page: Int?
     var pageSize: Int?
@@ -17,7 +17,7 @@ struct RESTQuery {
 
     /// Parses `_page`, `_pageSize`, `_sort`, `_order`, `_inexact`, `_outputNestingDepth` and
     /// property or relationship filters. Throws a 400 `RESTError` naming the bad parameter.
-    init(type: TypeDefinition, parameters: [(String, String)]) throws {
+    package init(type: TypeDefinition, parameters: [(String, String)]) throws {
         var filters: [Filter] = []
         var sortKeys: [String] = []
         var orders: [String] = []
