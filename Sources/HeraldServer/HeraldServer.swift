@@ -65,7 +65,8 @@ public enum HeraldServer {
 
         var engines = EnginePool.Configuration()
         engines.size =
-            configuration.scriptEngines == 0 ? ProcessInfo.processInfo.activeProcessorCount : configuration.scriptEngines
+            configuration.scriptEngines == 0
+            ? ProcessInfo.processInfo.activeProcessorCount : configuration.scriptEngines
         engines.maxQueued = configuration.scriptQueueLimit
         engines.timeLimit = .milliseconds(configuration.scriptTimeLimit)
         engines.memoryLimit = configuration.scriptMemoryLimit << 20
@@ -162,7 +163,8 @@ public enum HeraldServer {
         eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
         EventSourceController(hub: hub, policy: policy, settings: eventSource).register(on: router)
         if !configuration.metricsPath.isEmpty {
-            MetricsController(registry: metrics, path: configuration.metricsPath, token: configuration.metricsToken).register(on: router)
+            MetricsController(registry: metrics, path: configuration.metricsPath, token: configuration.metricsToken)
+                .register(on: router)
         }
 
         var services: [any Service] = [StorageService(storage: storage, pool: pool, hub: hub, logger: logger)]

@@ -107,7 +107,9 @@ struct Check: AsyncParsableCommand {
             do {
                 let problems = try SQLiteStorage.integrityCheck(directory: URL(fileURLWithPath: data))
                 guard problems == ["ok"] else {
-                    FileHandle.standardError.write(Data("database damaged:\n\(problems.joined(separator: "\n"))\n".utf8))
+                    FileHandle.standardError.write(
+                        Data("database damaged:\n\(problems.joined(separator: "\n"))\n".utf8)
+                    )
                     throw ExitCode(1)
                 }
                 print("ok")

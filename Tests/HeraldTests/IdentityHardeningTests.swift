@@ -111,7 +111,12 @@ import Testing
         )
         #expect(refused.status == 404)
         #expect(!refused.text.contains("secret"))
-        let allowed = try await server.request(.POST, "/structr/rest/Project/\(shown)/describe", body: "{}", headers: carol)
+        let allowed = try await server.request(
+            .POST,
+            "/structr/rest/Project/\(shown)/describe",
+            body: "{}",
+            headers: carol
+        )
         #expect(allowed.result == "open")
     }
 
@@ -124,7 +129,12 @@ import Testing
             "Tag",
             #"{"name": "t", "owner": "\#(hiddenUser)", "visibleToAuthenticatedUsers": true}"#
         )
-        let answer = try await server.request(.POST, "/structr/rest/ownerName", body: #"{"id": "\#(tag)"}"#, headers: carol)
+        let answer = try await server.request(
+            .POST,
+            "/structr/rest/ownerName",
+            body: #"{"id": "\#(tag)"}"#,
+            headers: carol
+        )
         #expect(answer.status == 200)
         #expect(answer.result == .null)
         let asAdmin = try await server.request(.POST, "/structr/rest/ownerName", body: #"{"id": "\#(tag)"}"#)

@@ -128,7 +128,8 @@ import Testing
         // The fifth is not accepted while four are open ...
         let waiting = try loopbackClient(
             port: server.port,
-            request: "GET /structr/rest/Project HTTP/1.1\r\nHost: x\r\nX-User: superuser\r\nX-Password: test-secret\r\n\r\n"
+            request:
+                "GET /structr/rest/Project HTTP/1.1\r\nHost: x\r\nX-User: superuser\r\nX-Password: test-secret\r\n\r\n"
         )
         defer { close(waiting) }
         var descriptor = pollfd(fd: waiting, events: Int16(POLLIN), revents: 0)

@@ -72,8 +72,9 @@ import Testing
         }
         _ = try await server.create("ResourceAccess", #"{"signature": "joinGroup", "flags": 4}"#)
         // olga's objects, visible to every logged-in user but writable only by olga.
-        for (type, name) in [("Project", "olgaProject"), ("Task", "olgaTask"), ("Tag", "olgaTag"), ("Badge", "olgaBadge")]
-        {
+        for (type, name) in [
+            ("Project", "olgaProject"), ("Task", "olgaTask"), ("Tag", "olgaTag"), ("Badge", "olgaBadge"),
+        ] {
             let answer = try await world.post(
                 type,
                 #"{"name": "\#(name)", "visibleToAuthenticatedUsers": true}"#,
@@ -176,11 +177,13 @@ import Testing
         // A note on olga's visible project: the note is mallory's, the project open to readers.
         let note = try await w.post("Note", #"{"name": "mine", "project": "\#(w.ids["olgaProject"]!)"}"#)
         #expect(note.status == 201)
-        let olgaNote = try await w.post("Note", #"{"name": "hers", "visibleToAuthenticatedUsers": true}"#, as: w.olga).result.arrayValue?.first?.stringValue
+        let olgaNote = try await w.post("Note", #"{"name": "hers", "visibleToAuthenticatedUsers": true}"#, as: w.olga)
+            .result.arrayValue?.first?.stringValue
         // olga's note is a source: moving it onto mallory's project needs write on it.
         #expect(try await w.put("Project", w.ids["myProject"]!, #"{"notes": ["\#(olgaNote!)"]}"#) == 403)
         // A project mallory cannot see is not found.
-        let hidden = try await w.post("Project", #"{"name": "hidden"}"#, as: w.olga).result.arrayValue?.first?.stringValue
+        let hidden = try await w.post("Project", #"{"name": "hidden"}"#, as: w.olga).result.arrayValue?.first?
+            .stringValue
         #expect(try await w.post("Note", #"{"name": "x", "project": "\#(hidden!)"}"#).status == 422)
     }
 }

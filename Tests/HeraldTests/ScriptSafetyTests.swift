@@ -26,7 +26,8 @@ import Testing
             }
         }
         """,
-        "global/recurse.js": "{ function f(n) { try { return f(n + 1); } catch (e) { return f(n + 1); } } return f(0); }",
+        "global/recurse.js":
+            "{ function f(n) { try { return f(n + 1); } catch (e) { return f(n + 1); } } return f(0); }",
         "global/hugeList.js": "{ return $.size(new Array(1e8)); }",
         "global/hog.js": "{ const a = []; for (;;) a.push('x'.repeat(1000) + a.length); }",
         "global/deep.js": "{ let v = 1; for (let i = 0; i < 300; i++) v = [v]; return v; }",

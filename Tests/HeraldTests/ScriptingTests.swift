@@ -200,7 +200,8 @@ import Testing
 
     @Test func aRunawayScriptIsStoppedAndTheEngineStaysUsable() async throws {
         let server = try await start {
-            $0.scriptTimeLimit = 300; $0.scriptEngines = 1
+            $0.scriptTimeLimit = 300
+            $0.scriptEngines = 1
         }
         defer { Task { try? await server.stop() } }
         let started = ContinuousClock.now
@@ -241,8 +242,10 @@ typealias HeraldServerConfiguration = HeraldConfiguration
         async let first = server.request(.POST, "/structr/rest/busy")
         async let second = server.request(.POST, "/structr/rest/busy")
         let (a, b) = try await (first.result, second.result)
-        let startA = try #require(a["start"]?.doubleValue), endA = try #require(a["end"]?.doubleValue)
-        let startB = try #require(b["start"]?.doubleValue), endB = try #require(b["end"]?.doubleValue)
+        let startA = try #require(a["start"]?.doubleValue)
+        let endA = try #require(a["end"]?.doubleValue)
+        let startB = try #require(b["start"]?.doubleValue)
+        let endB = try #require(b["end"]?.doubleValue)
         // The two runs overlap in time: each started before the other ended.
         #expect(startA < endB && startB < endA)
     }

@@ -215,11 +215,15 @@ public final class UserCredentials: Sendable {
             if let account {
                 var lock = state.accounts[account] ?? Lock()
                 lock.count += 1
-                if lock.count >= configuration.maxFailures { lock = Lock(count: 0, lockedUntil: now + configuration.lockout) }
+                if lock.count >= configuration.maxFailures {
+                    lock = Lock(count: 0, lockedUntil: now + configuration.lockout)
+                }
                 state.accounts[account] = lock
             }
             var entry = state.clients[client] ?? ClientFailures(windowStart: now, count: 0)
-            if entry.windowStart + configuration.clientWindow <= now { entry = ClientFailures(windowStart: now, count: 0) }
+            if entry.windowStart + configuration.clientWindow <= now {
+                entry = ClientFailures(windowStart: now, count: 0)
+            }
             entry.count += 1
             state.clients[client] = entry
             if state.clients.count > 100_000 {

@@ -199,7 +199,9 @@ struct SchemaBuilder {
         switch object["targetLinkRight"] {
         case nil: break
         case .string(let s)?:
-            guard let right = LinkRight(rawValue: s) else { throw fail("targetLinkRight", "must be \"read\" or \"write\"") }
+            guard let right = LinkRight(rawValue: s) else {
+                throw fail("targetLinkRight", "must be \"read\" or \"write\"")
+            }
             targetLinkRight = right
         default: throw fail("targetLinkRight", "must be \"read\" or \"write\"")
         }

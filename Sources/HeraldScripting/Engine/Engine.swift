@@ -63,7 +63,8 @@ public final class Engine {
     func beginRun() {
         stop = nil
         let limit = timeLimit.components
-        let nanoseconds = UInt64(max(0, limit.seconds)) * 1_000_000_000 + UInt64(max(0, limit.attoseconds) / 1_000_000_000)
+        let nanoseconds =
+            UInt64(max(0, limit.seconds)) * 1_000_000_000 + UInt64(max(0, limit.attoseconds) / 1_000_000_000)
         deadline = DispatchTime.now().uptimeNanoseconds &+ nanoseconds
         armWatchdog(Self.watchdogSlice)
     }

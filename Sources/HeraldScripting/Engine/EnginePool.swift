@@ -101,7 +101,13 @@ public final class EnginePool: Sendable {
         self.queue = queue
         self.size = size
         let start: @Sendable (Int) -> Void = { index in
-            Self.startThread(index: index, queue: queue, configuration: configuration, makeEngine: makeEngine, logger: logger)
+            Self.startThread(
+                index: index,
+                queue: queue,
+                configuration: configuration,
+                makeEngine: makeEngine,
+                logger: logger
+            )
         }
         for index in 0..<size { start(index) }
         Self.startSupervisor(queue: queue, configuration: configuration, start: start, logger: logger)
@@ -294,7 +300,8 @@ final class JobQueue: @unchecked Sendable {
         defer { condition.unlock() }
         if closed, alive == 0 { return nil }
         let now = DispatchTime.now().uptimeNanoseconds
-        let nanoseconds = UInt64(limit.components.seconds) * 1_000_000_000 + UInt64(limit.components.attoseconds / 1_000_000_000)
+        let nanoseconds =
+            UInt64(limit.components.seconds) * 1_000_000_000 + UInt64(limit.components.attoseconds / 1_000_000_000)
         var stuck: [(Int, Job)] = []
         for slot in slots where !slot.abandoned {
             guard let job = slot.job, now > slot.started, now - slot.started > nanoseconds else { continue }

@@ -53,14 +53,14 @@ public final class SQLiteStorage: StorageBackend {
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T {
         let layout = self.layout
-        return try await Self.translatingErrors {
+        return try await Self.translatingErrorsAsync {
             try await pool.read { db in try body(SQLiteTransaction(db: db, layout: layout)) }
         }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T {
         let layout = self.layout
-        return try await Self.translatingErrors {
+        return try await Self.translatingErrorsAsync {
             try await pool.write { db in try body(SQLiteTransaction(db: db, layout: layout)) }
         }
     }
@@ -104,7 +104,7 @@ public final class SQLiteStorage: StorageBackend {
         do { return try body() } catch { throw translate(error) }
     }
 
-    static func translatingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    static func translatingErrorsAsync<T>(_ body: () async throws -> T) async throws -> T {
         do { return try await body() } catch { throw translate(error) }
     }
 }
@@ -147,7 +147,9 @@ extension SQLiteStorage {
         }
         let check = try copy.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check") }
         try copy.close()
-        guard check == ["ok"] else { throw StorageError.damaged(path: destination.path, detail: check.joined(separator: "; ")) }
+        guard check == ["ok"] else {
+            throw StorageError.damaged(path: destination.path, detail: check.joined(separator: "; "))
+        }
     }
 }
 
