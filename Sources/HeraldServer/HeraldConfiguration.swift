@@ -36,7 +36,7 @@ public struct HeraldConfiguration: Sendable {
     public var scriptQueueLimit = 1024
     /// A login session ends after this many seconds without a request.
     public var sessionIdleTimeout = 1800
-    /// Failed logins in a row that lock an account (per name).
+    /// Failed logins in a row that lock an account (by name or e-mail, one lock per account).
     public var loginMaxFailures = 5
     /// How long a locked account stays locked, in seconds.
     public var loginLockout = 300
