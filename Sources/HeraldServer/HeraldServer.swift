@@ -244,8 +244,8 @@ final class ShutdownDeadline {
 /// The connection limit in force: the configured one, kept below the open-file limit so the
 /// server always has descriptors for its database, schema reload and logs.
 enum ConnectionLimit {
-    /// Descriptors kept for everything but connections.
-    static let reserve = 1024
+    /// Descriptors kept for everything but connections: 1,024, or a quarter under a low limit.
+    static func reserve(files: Int) -> Int { min(1024, files / 4) }
 
     static func effective(configured: Int, logger: Logger) -> Int {
         var limit = rlimit()
@@ -257,7 +257,7 @@ enum ConnectionLimit {
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
         let files = Int(clamping: limit.rlim_cur)
-        let allowed = max(16, files - reserve)
+        let allowed = max(16, files - reserve(files: files))
         if configured > allowed {
             logger.warning(
                 "maxConnections lowered to stay below the open-file limit",

@@ -20,8 +20,8 @@ import Testing
         private let lock = NSLock()
         private var text = ""
 
-        init(arguments: [String], environment: [String: String], directory: URL) throws {
-            process.executableURL = ExecutableTests.binary
+        init(arguments: [String], environment: [String: String], directory: URL, executable: URL? = nil) throws {
+            process.executableURL = executable ?? ExecutableTests.binary
             process.arguments = arguments
             var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
             env.merge(environment) { _, new in new }
@@ -148,6 +148,43 @@ import Testing
         #expect(ContinuousClock.now - stopped < .seconds(8))
         #expect(running.log.contains("shutdownTimeout"))
         spinning.cancel()
+    }
+
+    @Test func aConnectionFloodPastTheOpenFileLimitLeavesTheServerWorking() async throws {
+        let directory = try TestDirectory(files: projectSchema)
+        // 256 open files: the server serves at most 192 connections and keeps the rest.
+        let running = try Running(
+            arguments: [
+                "-c", "ulimit -n 256 && exec \"$0\" serve --schema schema --port 0 --data data", Self.binary.path,
+            ],
+            environment: [
+                "HERALD_SUPERUSER_PASSWORD": "pw", "HERALD_BCRYPT_COST": "4", "HERALD_SCHEMA_RELOAD_INTERVAL": "100",
+            ],
+            directory: directory.root,
+            executable: URL(fileURLWithPath: "/bin/sh")
+        )
+        let port = try await running.port()
+        #expect(running.log.contains("maxConnections lowered"))
+        var sockets: [Int32] = []
+        for _ in 0..<600 {
+            guard let socket = try? loopbackClient(port: port, request: "GET /structr/rest/Tag HTTP/1.1\r\n") else {
+                break
+            }
+            sockets.append(socket)
+        }
+        // While the flood holds every connection it may, the schema reloader still opens files.
+        try directory.write(["Note.json": #"{"properties": {"text": "string"}}"#])
+        try await Task.sleep(for: .seconds(2))
+        for socket in sockets { close(socket) }
+        #expect(running.process.isRunning)
+        var reloaded = false
+        for _ in 0..<50 where !reloaded {
+            reloaded = (try? await send(.GET, port: port, "/structr/rest/Note", password: "pw").0) == 200
+            if !reloaded { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(reloaded, "\(running.log.suffix(2000))")
+        running.process.terminate()
+        #expect(try await running.exitStatus() == 0)
     }
 
     @Test func warnsWithoutASuperuserPassword() async throws {
