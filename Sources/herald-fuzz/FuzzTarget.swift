@@ -70,6 +70,22 @@ enum FuzzTarget: String, CaseIterable {
         FuzzTarget.current.run(UnsafeRawBufferPointer(start: data, count: size))
         return 0
     }
+
+    /// libFuzzer's driver, for executables that bring their own `main`.
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func runFuzzerDriver(
+        _ argc: UnsafeMutablePointer<CInt>,
+        _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
+
+    /// The executable's `main` as SwiftPM names it: hands the command line to libFuzzer.
+    @_cdecl("herald_fuzz_main")
+    public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+        var argc = argc
+        var argv = argv
+        return runFuzzerDriver(&argc, &argv) { data, size in fuzzOne(data, size) }
+    }
 #else
     /// Without libFuzzer: runs the files named on the command line through the target, so a
     /// crash input can be replayed under a debugger.
