@@ -5,20 +5,23 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// Fans events out to the open streams that may receive them, and keeps a bounded history for
-/// clients that reconnect with `Last-Event-ID`.
+/// Fans events out to the open streams that may receive them, and keeps the newest events of
+/// the log (``EventLog``) in memory for clients that reconnect with `Last-Event-ID`.
 ///
 /// Streams live in one shard per event loop (see ``LoopShard``): publishing encodes an event once
 /// and hands it to each loop, which writes it to its own streams with no further hop. Shards
 /// index streams by user, so a targeted send touches only that user's streams; broadcast sets
-/// are kept apart for authenticated and anonymous clients. Ids increase across everything
-/// published and across restarts: an id is at least the wall-clock milliseconds times 1000, and
-/// always above the last one.
+/// are kept apart for authenticated and anonymous clients. Ids come from the log, which hands
+/// committed entries over in commit order (``deliver(_:)``); replay reaches back through the
+/// window in memory and, past it, through the log.
 public final class EventHub: Sendable {
     /// How much history to keep, and how large a stream's queue may grow.
     public struct Limits: Sendable {
+        /// What the log keeps for replay: at most this many events, none older.
         public var historyCount = 10_000
         public var historyAge: Duration = .seconds(3600)
+        /// The newest events kept in memory; replay older than them reads the log.
+        public var windowCount = 1000
         public var queueEvents = 1000
         public var queueBytes = 1 << 20
         /// Under load, how often each stream gets a write carrying everything published since
@@ -56,11 +59,11 @@ public final class EventHub: Sendable {
         var userStreams: [String: Int] = [:]
         /// One shard per event loop, with how many streams it holds.
         var shards: [ObjectIdentifier: (shard: LoopShard, streams: Int)] = [:]
+        /// The window: the newest delivered entries, oldest first from `historyStart`.
         var history: [Entry] = []
         var historyStart = 0
-        /// Published but not yet handed to the persistence service.
-        var unsaved: [Entry] = []
-        /// The newest id no longer in the history (0: nothing was dropped).
+        /// The newest id replay can no longer reach: pruned from the log, or past `historyAge`
+        /// (0: nothing was dropped).
         var droppedThrough: UInt64 = 0
     }
 
@@ -74,13 +77,33 @@ public final class EventHub: Sendable {
         self.metrics = HubMetrics(factory: metrics)
     }
 
-    /// Restores history read back from storage at start-up (oldest first).
-    public func restore(_ entries: [Entry]) {
+    /// Takes the log's newest entries (oldest first) as the window at start-up, with the log's
+    /// pruned mark and newest id.
+    public func restore(_ entries: [Entry], droppedThrough: UInt64, lastID: UInt64) {
         state.withLock { state in
             state.history = entries
             state.historyStart = 0
-            state.lastID = max(state.lastID, entries.last?.event.id ?? 0)
-            if let first = entries.first { state.droppedThrough = first.event.id - 1 }
+            state.lastID = max(state.lastID, lastID, entries.last?.event.id ?? 0)
+            state.droppedThrough = max(state.droppedThrough, droppedThrough)
+        }
+    }
+
+    /// The log pruned everything up to `id`.
+    public func markDropped(through id: UInt64) {
+        state.withLock { $0.droppedThrough = max($0.droppedThrough, id) }
+    }
+
+    /// When replay after `lastEventID` needs entries older than the window: the newest id to
+    /// read from the log (the one before the window's first), else nil.
+    public func logReplayEnd(after lastEventID: UInt64?) -> UInt64? {
+        guard let lastEventID else { return nil }
+        return state.withLock { state in
+            let first =
+                state.historyStart < state.history.count
+                ? state.history[state.historyStart].event.id : state.lastID + 1
+            // Something the log keeps lies between the client's id and the window.
+            guard first > 0, first - 1 > max(lastEventID, state.droppedThrough) else { return nil }
+            return first - 1
         }
     }
 
@@ -96,24 +119,40 @@ public final class EventHub: Sendable {
 
     /// Adds a stream for `caller` whose events go to `sink`. With `lastEventID`, the events after
     /// it that `caller` would have received are written first, exactly once and in order: the
-    /// replay and the joining happen atomically with respect to publishing.
+    /// replay and the joining happen atomically with respect to delivery. `older` are entries
+    /// read from the log for the part of the replay older than the window
+    /// (see ``logReplayEnd(after:)``).
+    /// When `older` was read up to `olderThrough` and the window has meanwhile moved past it,
+    /// nothing joins and the answer is nil: read the log again (see ``logReplayEnd(after:)``).
     @discardableResult
     public func subscribe(
         _ caller: Caller,
         origin: String? = nil,
         lastEventID: UInt64? = nil,
+        older: [Entry] = [],
+        olderThrough: UInt64? = nil,
         sink: any StreamSink
-    ) -> Joined {
-        let joined = state.withLock { state -> Joined in
+    ) -> Joined? {
+        let joined = state.withLock { state -> Joined? in
             prune(&state, now: .now)
+            if let olderThrough, let first = state.history[state.historyStart...].first?.event.id,
+                first > olderThrough + 1
+            {
+                return nil
+            }
             let id = state.nextSubscriber
             state.nextSubscriber += 1
             var resync = false
             var replay: [ServerEvent] = []
             if let lastEventID {
                 resync = lastEventID < state.droppedThrough
+                var after = lastEventID
+                for entry in older where entry.event.id > max(after, state.droppedThrough) {
+                    if Self.reaches(entry.audience, caller) { replay.append(entry.event) }
+                    after = entry.event.id
+                }
                 for entry in state.history[state.historyStart...]
-                where entry.event.id > lastEventID && Self.reaches(entry.audience, caller) {
+                where entry.event.id > after && Self.reaches(entry.audience, caller) {
                     replay.append(entry.event)
                 }
             }
@@ -142,7 +181,7 @@ public final class EventHub: Sendable {
             metrics.openStreams.record(state.members.count)
             return Joined(id: id, needsResync: resync, replayed: replay.count)
         }
-        if joined.replayed > 0 { metrics.replays.increment() }
+        if let joined, joined.replayed > 0 { metrics.replays.increment() }
         return joined
     }
 
@@ -171,7 +210,8 @@ public final class EventHub: Sendable {
     public func subscribe(_ caller: Caller, origin: String? = nil, lastEventID: UInt64? = nil) -> Subscription {
         let queue = StreamQueue(maxEvents: limits.queueEvents, maxBytes: limits.queueBytes)
         let sink = QueueSink(eventLoop: MultiThreadedEventLoopGroup.singleton.any(), queue: queue)
-        let joined = subscribe(caller, origin: origin, lastEventID: lastEventID, sink: sink)
+        // Without a log read the hub always takes the stream.
+        let joined = subscribe(caller, origin: origin, lastEventID: lastEventID, sink: sink)!
         return Subscription(
             queue: queue,
             id: joined.id,
@@ -240,61 +280,72 @@ public final class EventHub: Sendable {
         state.withLock { state in users.contains { state.userStreams[$0] != nil } }
     }
 
-    /// Assigns the next id, records the event in the history, encodes it once and hands it to
-    /// every event loop holding streams; each loop writes it to the streams of the audience.
+    /// Hands committed log entries (in commit order) to every event loop holding streams; each
+    /// loop writes them to the streams of their audience. Entries at or below the newest id
+    /// already delivered are ignored.
+    public func deliver(_ entries: [Entry]) {
+        let now = Timestamp.now
+        let delivered = state.withLock { state in
+            let count = entries.count { entry in add(entry, &state) }
+            prune(&state, now: now)
+            return count
+        }
+        metrics.published.increment(by: delivered)
+    }
+
+    /// Delivers an event that no log numbered (the fan-out on its own, in tests and
+    /// benchmarks): its id is the next after the newest delivered.
     @discardableResult
     public func publish(type: String, data: String, to audience: Audience) -> ServerEvent {
         let now = Timestamp.now
-        let event = state.withLock { state -> ServerEvent in
-            let id = max(state.lastID + 1, UInt64(max(0, now.millisecondsSince1970)) * 1000)
-            state.lastID = id
-            let event = ServerEvent(id: id, type: type, data: data)
-            let entry = Entry(event: event, audience: audience, created: now)
-            state.history.append(entry)
-            state.unsaved.append(entry)
+        let event = state.withLock { state in
+            let event = ServerEvent(id: state.lastID + 1, type: type, data: data)
+            _ = add(Entry(event: event, audience: audience, created: now), &state)
             prune(&state, now: now)
-            if case .users(let users) = audience, !users.contains(where: { state.userStreams[$0] != nil }) {
-                return event
-            }
-            let encoded = ByteBuffer(string: event.wireFormat)
-            // Handed over inside the lock, so every loop sees the events in publish order.
-            for (shard, streams) in state.shards.values where streams > 0 {
-                shard.publish(event, encoded: encoded, to: audience)
-            }
             return event
         }
         metrics.published.increment()
         return event
     }
 
-    /// Drops history past the count and age limits.
+    /// Records `entry` in the window and hands it to the shards, unless it is not newer than the
+    /// newest delivered; returns whether it was taken.
+    private func add(_ entry: Entry, _ state: inout State) -> Bool {
+        guard entry.event.id > state.lastID else { return false }
+        state.lastID = entry.event.id
+        state.history.append(entry)
+        if case .users(let users) = entry.audience, !users.contains(where: { state.userStreams[$0] != nil }) {
+            return true
+        }
+        let encoded = ByteBuffer(string: entry.event.wireFormat)
+        // Handed over inside the lock, so every loop sees the events in log order.
+        for (shard, streams) in state.shards.values where streams > 0 {
+            shard.publish(entry.event, encoded: encoded, to: entry.audience)
+        }
+        return true
+    }
+
+    /// Keeps the window within `windowCount`; entries past `historyAge` or `historyCount` leave
+    /// it and can no longer be replayed from anywhere.
     private func prune(_ state: inout State, now: Timestamp) {
         let oldest = now.millisecondsSince1970 - limits.historyAge.components.seconds * 1000
-        while state.historyStart < state.history.count,
-            state.history.count - state.historyStart > limits.historyCount
-                || state.history[state.historyStart].created.millisecondsSince1970 < oldest
-        {
-            state.droppedThrough = state.history[state.historyStart].event.id
+        let keep = min(limits.windowCount, limits.historyCount)
+        while state.historyStart < state.history.count {
+            let entry = state.history[state.historyStart]
+            let held = state.history.count - state.historyStart
+            // Past the age or the count the log keeps, an entry is gone for replay everywhere;
+            // past the window alone it is still in the log.
+            if entry.created.millisecondsSince1970 < oldest || held > limits.historyCount {
+                state.droppedThrough = max(state.droppedThrough, entry.event.id)
+            } else if held <= keep {
+                break
+            }
             state.historyStart += 1
         }
         if state.historyStart > 4096, state.historyStart * 2 > state.history.count {
             state.history.removeFirst(state.historyStart)
             state.historyStart = 0
         }
-    }
-
-    /// Hands over the events published since the last call, for storage.
-    public func takeUnsaved() -> [Entry] {
-        state.withLock { state in
-            let unsaved = state.unsaved
-            state.unsaved = []
-            return unsaved
-        }
-    }
-
-    /// Puts back events whose saving failed, ahead of newer ones, for the next attempt.
-    public func returnUnsaved(_ entries: [Entry]) {
-        state.withLock { $0.unsaved = entries + $0.unsaved }
     }
 
     /// Ends every stream (shutdown).

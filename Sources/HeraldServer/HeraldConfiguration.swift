@@ -79,6 +79,8 @@ public struct HeraldConfiguration: Sendable {
     /// Events kept for replay after reconnects: at most this many, none older (seconds).
     public var eventHistoryCount = 10_000
     public var eventHistoryAge = 3600
+    /// The newest events kept in memory for replay; older ones are read from the event log.
+    public var eventWindowCount = 1000
     /// A stream that falls this far behind (events or bytes queued) is closed; it catches up by replay.
     public var eventQueueEvents = 1000
     public var eventQueueBytes = 1 << 20
@@ -141,6 +143,7 @@ public struct HeraldConfiguration: Sendable {
         eventSourceWriteTimeout = reader.int(forKey: "eventSource.writeTimeout", default: d.eventSourceWriteTimeout)
         eventHistoryCount = reader.int(forKey: "eventSource.historyCount", default: d.eventHistoryCount)
         eventHistoryAge = reader.int(forKey: "eventSource.historyAge", default: d.eventHistoryAge)
+        eventWindowCount = reader.int(forKey: "eventSource.windowCount", default: d.eventWindowCount)
         eventQueueEvents = reader.int(forKey: "eventSource.queueEvents", default: d.eventQueueEvents)
         eventQueueBytes = reader.int(forKey: "eventSource.queueBytes", default: d.eventQueueBytes)
         eventBatchInterval = reader.int(forKey: "eventSource.batchInterval", default: d.eventBatchInterval)
@@ -181,7 +184,7 @@ public struct HeraldConfiguration: Sendable {
                 "eventSource.retry must not be negative and eventSource.heartbeat must be positive"
             )
         }
-        guard eventHistoryCount >= 0, eventHistoryAge >= 0, eventQueueEvents > 0, eventQueueBytes > 0,
+        guard eventHistoryCount >= 0, eventHistoryAge >= 0, eventWindowCount >= 0, eventQueueEvents > 0, eventQueueBytes > 0,
             eventBatchInterval >= 0
         else {
             throw ConfigurationError(

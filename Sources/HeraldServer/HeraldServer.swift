@@ -80,9 +80,11 @@ public enum HeraldServer {
         limits.queueEvents = configuration.eventQueueEvents
         limits.queueBytes = configuration.eventQueueBytes
         limits.batchInterval = .milliseconds(configuration.eventBatchInterval)
+        limits.windowCount = configuration.eventWindowCount
         let metrics = PrometheusCollectorRegistry()
         let hub = EventHub(limits: limits, metrics: PrometheusMetricsFactory(registry: metrics))
-        try await hub.restore(from: storage)
+        let log = EventLog(storage: storage, limits: limits)
+        try await log.restore(into: hub)
         let runtime = ScriptRuntime(
             model: model,
             storage: storage,
@@ -161,13 +163,13 @@ public enum HeraldServer {
         eventSource.retry = configuration.eventSourceRetry
         eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
         eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
-        EventSourceController(hub: hub, policy: policy, settings: eventSource).register(on: router)
+        EventSourceController(hub: hub, log: log, policy: policy, settings: eventSource).register(on: router)
         if !configuration.metricsPath.isEmpty {
             MetricsController(registry: metrics, path: configuration.metricsPath, token: configuration.metricsToken)
                 .register(on: router)
         }
 
-        var services: [any Service] = [StorageService(storage: storage, pool: pool, hub: hub, logger: logger)]
+        var services: [any Service] = [StorageService(storage: storage, pool: pool, hub: hub, log: log, logger: logger)]
         if configuration.schemaReloadInterval > 0 {
             services.append(
                 SchemaReloader(
@@ -269,35 +271,31 @@ enum ConnectionLimit {
     }
 }
 
-/// Keeps the engines and storage open while the server runs, saving the event history as it
-/// grows; after the HTTP server has drained, closes the streams, lets the engines finish their
-/// queued jobs, saves the last events, then closes storage.
+/// Keeps the engines and storage open while the server runs, pruning the event log every
+/// second in bounded batches; after the HTTP server has drained, closes the streams, lets the
+/// engines finish their queued jobs, then closes storage (checkpointing the WAL).
 struct StorageService: Service {
     let storage: any StorageBackend
     let pool: EnginePool
     let hub: EventHub
+    let log: EventLog
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(200))
+                try? await Task.sleep(for: .seconds(1))
                 do {
-                    try await hub.save(to: storage)
+                    while try await log.prune(hub), !Task.isCancelled {}
                 } catch is CancellationError {
-                    break  // shutting down: the final save below takes over
+                    break
                 } catch {
-                    logger.error("saving the event history failed: \(error)")
+                    logger.error("pruning the event log failed: \(error)")
                 }
             }
         }
         hub.closeAll()
         await pool.shutdown()
-        // Detached: the last events are saved even when shutdown arrives as cancellation.
-        let (eventHub, backend, log) = (hub, storage, logger)
-        await Task.detached {
-            do { try await eventHub.save(to: backend) } catch { log.error("saving the event history failed: \(error)") }
-        }.value
         try storage.close()
         logger.info("storage closed")
     }

@@ -25,13 +25,16 @@ public struct EventSourceSettings: Sendable {
 /// needing the `_eventSource` GET grant.
 public struct EventSourceController: Sendable {
     let hub: EventHub
+    /// Where replay older than the hub's window comes from.
+    let log: EventLog
     let policy: any AccessPolicy
     let settings: EventSourceSettings
     /// What every stream's sink is given.
     let sinkSettings: ChannelSink.Settings
 
-    public init(hub: EventHub, policy: any AccessPolicy, settings: EventSourceSettings) {
+    public init(hub: EventHub, log: EventLog, policy: any AccessPolicy, settings: EventSourceSettings) {
         self.hub = hub
+        self.log = log
         self.policy = policy
         self.settings = settings
         self.sinkSettings = ChannelSink.Settings(
@@ -71,7 +74,7 @@ public struct EventSourceController: Sendable {
         guard let channel = context.channel else {
             throw RESTError(.internalServerError, "The connection is not available for streaming")
         }
-        let hub = self.hub
+        let (hub, log) = (self.hub, self.log)
         let settings = sinkSettings
         let caller = context.caller
         var headers = HTTPFields()
@@ -85,9 +88,26 @@ public struct EventSourceController: Sendable {
                 // The head is on its way to the channel: joining from the channel's loop puts
                 // everything the sink writes after it.
                 let sink = ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID)
-                let joined = try await channel.eventLoop.submit {
-                    hub.subscribe(caller, origin: origin, lastEventID: lastEventID, sink: sink)
-                }.get()
+                // Replay older than the window comes from the log, read before joining; if the
+                // window moved past what was read meanwhile, the hub refuses and it is read again.
+                var joined: EventHub.Joined?
+                while joined == nil {
+                    let end = lastEventID.flatMap { hub.logReplayEnd(after: $0) }
+                    var read: [EventHub.Entry] = []
+                    if let lastEventID, let end { read = try await log.entries(after: lastEventID, through: end) }
+                    let older = read
+                    joined = try await channel.eventLoop.submit {
+                        hub.subscribe(
+                            caller,
+                            origin: origin,
+                            lastEventID: lastEventID,
+                            older: older,
+                            olderThrough: end,
+                            sink: sink
+                        )
+                    }.get()
+                }
+                guard let joined else { throw CancellationError() }
                 let ending = try await withGracefulShutdownHandler {
                     try await sink.finished.get()
                 } onGracefulShutdown: {

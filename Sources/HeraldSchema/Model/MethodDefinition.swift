@@ -41,6 +41,12 @@ public struct MethodDefinition: Sendable, Hashable {
     /// Whether the script is StructrScript (`${ ... }`) rather than JavaScript.
     public var isStructrScript: Bool { StructrScript.expression(in: source) != nil }
 
+    /// Whether the source names `broadcastEvent` or `sendEvent` (in any of their spellings): such
+    /// a method writes to the event log, so it starts in a write transaction.
+    public var mayRaiseEvents: Bool {
+        ["broadcastEvent", "sendEvent", "broadcast_event", "send_event"].contains { source.contains($0) }
+    }
+
     /// The body to run as a JavaScript function body: the source itself, or for StructrScript
     /// its translation, returned.
     public func javaScriptBody() throws(StructrScript.Error) -> String {

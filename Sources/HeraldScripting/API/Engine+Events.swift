@@ -11,9 +11,7 @@ extension Engine {
         let authenticated = try flag(args, 2, name: "authenticatedUsers", default: true)
         let anonymous = try flag(args, 3, name: "anonymousUsers", default: false)
         guard authenticated || anonymous else { return undefined }
-        session.events.append(
-            .init(type: type, data: data, audience: .broadcast(authenticated: authenticated, anonymous: anonymous))
-        )
+        try session.raise(type: type, data: data, to: .broadcast(authenticated: authenticated, anonymous: anonymous))
         return undefined
     }
 
@@ -37,7 +35,7 @@ extension Engine {
         }
         let users = try recipients(roots, session: session)
         guard !users.isEmpty else { return JSValueMakeBoolean(context, false) }
-        session.events.append(.init(type: type, data: data, audience: .users(users)))
+        try session.raise(type: type, data: data, to: .users(users))
         return JSValueMakeBoolean(context, session.runtime.events.hasStreams(forAnyOf: users))
     }
 

@@ -124,6 +124,8 @@ public final class ScriptRuntime: Sendable {
                     session: session
                 )
             }
+            // A method that raises events writes to the event log: it starts as a write.
+            if method.mayRaiseEvents { return try self.transaction(engine, caller: caller, run) }
             do {
                 return try self.transaction(engine, caller: caller, readOnly: true, run)
             } catch is NeedsWriteTransaction {
@@ -159,7 +161,6 @@ public final class ScriptRuntime: Sendable {
         throws -> T
     {
         var after: [ScriptSession.AfterHook] = []
-        var events: [ScriptSession.PendingEvent] = []
         var changed: Set<String> = []
         let run: ((any StorageTransaction) throws -> T) throws -> T =
             readOnly ? { try self.storage.readBlocking($0) } : { try self.storage.writeBlocking($0) }
@@ -182,13 +183,11 @@ public final class ScriptRuntime: Sendable {
             if session.wantedWrite { throw NeedsWriteTransaction() }
             try session.finish()
             after = session.afterHooks
-            events = session.events
             changed = session.changedTypes
+            session.deliverEventsAfterCommit()
             return value
         }
         committed(changed)
-        // Committed: the events raised in the transaction leave now, in the order they were raised.
-        publish(events)
         for hook in after {
             for method in hook.methods {
                 do {
@@ -204,10 +203,10 @@ public final class ScriptRuntime: Sendable {
                         }
                         _ = try invoke(method, engine: engine, session: session, this: hook.this, result: false)
                         try session.finish()
-                        return (session.events, session.changedTypes)
+                        session.deliverEventsAfterCommit()
+                        return session.changedTypes
                     }
-                    committed(raised.1)
-                    publish(raised.0)
+                    committed(raised)
                 } catch {
                     logger.error(
                         "\(method.lifecycleEvent?.rawValue ?? method.name) failed; the commit stands",
@@ -220,10 +219,6 @@ public final class ScriptRuntime: Sendable {
             }
         }
         return result
-    }
-
-    func publish(_ events: [ScriptSession.PendingEvent]) {
-        for event in events { self.events.publish(type: event.type, data: event.data, to: event.audience) }
     }
 
     /// Runs one method with `this`; returns its JSON result (entities in REST form) when asked.

@@ -13,12 +13,6 @@ final class ScriptSession {
         var modifications: JSONValue?
     }
 
-    /// An event raised in the transaction, delivered when it commits and dropped if it rolls back.
-    struct PendingEvent {
-        var type: String
-        var data: String
-        var audience: Audience
-    }
 
     let runtime: ScriptRuntime
     let tx: any StorageTransaction
@@ -33,7 +27,9 @@ final class ScriptSession {
     var store: [String: JSValueRef] = [:]
     var errors: [FieldError] = []
     var afterHooks: [AfterHook] = []
-    var events: [PendingEvent] = []
+    /// Events raised in the transaction, already in the event log: delivered when it commits,
+    /// gone with it if it rolls back.
+    var events: [EventHub.Entry] = []
     /// Types written in this transaction, for caches that follow changes.
     var changedTypes: Set<String> = []
     /// The Swift error behind the JavaScript exception being thrown, so it surfaces unchanged.
@@ -87,6 +83,20 @@ final class ScriptSession {
             wantedWrite = true
             throw NeedsWriteTransaction()
         }
+    }
+
+    /// Appends an event to the log in this transaction (a write: a read snapshot restarts).
+    func raise(type: String, data: String, to audience: Audience) throws {
+        try requireWrite()
+        events.append(try EventLog.append(type: type, data: data, audience: audience, in: tx))
+    }
+
+    /// Hands the transaction's events to the fan-out once it commits. Called last in the
+    /// transaction; commit hooks run in commit order, so events leave in log order.
+    func deliverEventsAfterCommit() {
+        guard !events.isEmpty else { return }
+        let (entries, hub) = (events, runtime.events)
+        tx.afterCommit { hub.deliver(entries) }
     }
 
     @discardableResult

@@ -96,14 +96,19 @@ public protocol StorageTransaction: AnyObject {
     /// Takes `permissions` from `principal` on `node`.
     func revoke(_ permissions: Set<Permission>, from principal: String, on node: String) throws
 
-    /// Stores published events for replay after a restart.
-    func appendEvents(_ events: [PersistedEvent]) throws
+    /// Appends an event to the event log and returns its id: ids increase strictly in commit
+    /// order, and are never handed out twice.
+    func appendEvent(type: String, data: String, audience: String, created: Timestamp) throws -> Int64
 
-    /// The newest `limit` stored events, oldest first.
+    /// The newest `limit` logged events, oldest first.
     func recentEvents(limit: Int) throws -> [PersistedEvent]
 
-    /// Drops stored events beyond the newest `keepingNewest` and those created before `olderThan`.
-    func pruneEvents(keepingNewest: Int, olderThan: Timestamp) throws
+    /// Logged events with ids in `id+1 ... last`, oldest first, at most `limit`.
+    func events(after id: Int64, through last: Int64, limit: Int) throws -> [PersistedEvent]
+
+    /// Drops logged events beyond the newest `keepingNewest` and those created before
+    /// `olderThan`, at most `batch` of them; returns the newest id dropped, if any.
+    func pruneEvents(keepingNewest: Int, olderThan: Timestamp, atMost batch: Int) throws -> Int64?
 
     /// The login session stored under `key` (a hash of the session id, never the id itself).
     func session(_ key: String) throws -> LoginSession?
@@ -147,7 +152,7 @@ public struct LoginSession: Sendable, Hashable {
     }
 }
 
-/// A published server-sent event as storage keeps it.
+/// A server-sent event as the event log keeps it.
 public struct PersistedEvent: Sendable, Hashable {
     public var id: Int64
     public var type: String

@@ -210,10 +210,12 @@ struct SQLiteMigrator {
                 """
         )
         try db.execute(sql: "CREATE INDEX IF NOT EXISTS _herald_security_node ON _herald_security(node)")
+        // The event log: AUTOINCREMENT, so an id is never handed out twice, even after every
+        // row was pruned, and ids follow commit order (SQLite has one writer).
         try db.execute(
             sql: """
-                CREATE TABLE IF NOT EXISTS _herald_events (
-                  id INTEGER PRIMARY KEY NOT NULL,
+                CREATE TABLE IF NOT EXISTS _herald_event_log (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
                   type TEXT NOT NULL,
                   data TEXT NOT NULL,
                   audience TEXT NOT NULL,
@@ -221,6 +223,17 @@ struct SQLiteMigrator {
                 ) STRICT
                 """
         )
+        // The history of earlier versions (ids from the clock) moves into the log once.
+        if try db.tableExists("_herald_events") {
+            try db.execute(
+                sql: """
+                    INSERT OR IGNORE INTO _herald_event_log (id, type, data, audience, created)
+                      SELECT id, type, data, audience, created FROM _herald_events ORDER BY id
+                    """
+            )
+            try db.execute(sql: "DROP TABLE _herald_events")
+            report.changes.append("moved the event history into the event log")
+        }
         // Grants go when their object or principal goes; objects live in one table per type.
         for type in schema.types.keys {
             try db.execute(

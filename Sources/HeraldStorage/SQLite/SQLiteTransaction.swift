@@ -211,40 +211,70 @@ final class SQLiteTransaction: StorageTransaction {
         )
     }
 
-    func appendEvents(_ events: [PersistedEvent]) throws {
-        for event in events {
-            try execute(
-                sql: "INSERT OR IGNORE INTO _herald_events (id, type, data, audience, created) VALUES (?, ?, ?, ?, ?)",
-                arguments: [event.id, event.type, event.data, event.audience, event.created.millisecondsSince1970]
-            )
-        }
+    func appendEvent(type: String, data: String, audience: String, created: Timestamp) throws -> Int64 {
+        let id = try Int64.fetchOne(
+            try db.cachedStatement(
+                sql: "INSERT INTO _herald_event_log (type, data, audience, created) VALUES (?, ?, ?, ?) RETURNING id"
+            ),
+            arguments: [type, data, audience, created.millisecondsSince1970]
+        )
+        guard let id else { throw StorageError.queryTooLarge }
+        return id
+    }
+
+    static func event(_ row: Row) -> PersistedEvent {
+        PersistedEvent(
+            id: row["id"],
+            type: row["type"],
+            data: row["data"],
+            audience: row["audience"],
+            created: Timestamp(millisecondsSince1970: row["created"])
+        )
     }
 
     func recentEvents(limit: Int) throws -> [PersistedEvent] {
         try Row.fetchAll(
             try db.cachedStatement(
-                sql: "SELECT id, type, data, audience, created FROM _herald_events ORDER BY id DESC LIMIT ?"
+                sql: "SELECT id, type, data, audience, created FROM _herald_event_log ORDER BY id DESC LIMIT ?"
             ),
             arguments: [limit]
-        ).reversed().map {
-            PersistedEvent(
-                id: $0["id"],
-                type: $0["type"],
-                data: $0["data"],
-                audience: $0["audience"],
-                created: Timestamp(millisecondsSince1970: $0["created"])
-            )
-        }
+        ).reversed().map(Self.event)
     }
 
-    func pruneEvents(keepingNewest: Int, olderThan: Timestamp) throws {
-        try execute(
-            sql: """
-                DELETE FROM _herald_events WHERE created < ?
-                   OR id <= (SELECT id FROM _herald_events ORDER BY id DESC LIMIT 1 OFFSET ?)
-                """,
-            arguments: [olderThan.millisecondsSince1970, keepingNewest]
+    func events(after id: Int64, through last: Int64, limit: Int) throws -> [PersistedEvent] {
+        try Row.fetchAll(
+            try db.cachedStatement(
+                sql: """
+                    SELECT id, type, data, audience, created FROM _herald_event_log
+                    WHERE id > ? AND id <= ? ORDER BY id LIMIT ?
+                    """
+            ),
+            arguments: [id, last, limit]
+        ).map(Self.event)
+    }
+
+    func pruneEvents(keepingNewest: Int, olderThan: Timestamp, atMost batch: Int) throws -> Int64? {
+        // The newest id still to drop: past the count, or past the age.
+        let byCount = try Int64.fetchOne(
+            db,
+            sql: "SELECT id FROM _herald_event_log ORDER BY id DESC LIMIT 1 OFFSET ?",
+            arguments: [keepingNewest]
         )
+        let byAge = try Int64.fetchOne(
+            db,
+            sql: "SELECT MAX(id) FROM _herald_event_log WHERE created < ?",
+            arguments: [olderThan.millisecondsSince1970]
+        )
+        guard let through = [byCount, byAge].compactMap({ $0 }).max() else { return nil }
+        // A bounded batch, so pruning never holds the writer for long.
+        let last = try Int64.fetchOne(
+            db,
+            sql: "SELECT MAX(id) FROM (SELECT id FROM _herald_event_log WHERE id <= ? ORDER BY id LIMIT ?)",
+            arguments: [through, batch]
+        )
+        guard let last else { return nil }
+        try execute(sql: "DELETE FROM _herald_event_log WHERE id <= ?", arguments: [last])
+        return last
     }
 
     func session(_ key: String) throws -> LoginSession? {
