@@ -65,8 +65,9 @@ public final class EnginePool: Sendable {
         public var timeLimit: Duration = .seconds(5)
         /// The most bytes one engine's heap may hold while a script runs.
         public var memoryLimit = 512 << 20
-        /// How long past its time limit a job may run before its engine counts as stuck.
-        public var stuckAfter: Duration = .seconds(2)
+        /// How long past its time limit a job may run before its engine counts as stuck: long
+        /// enough that a loaded machine's scheduling delays never count as stuck.
+        public var stuckAfter: Duration = .seconds(5)
 
         public init() {}
     }

@@ -89,6 +89,15 @@ public final class SQLiteStorage: StorageBackend {
         guard let error = error as? DatabaseError else { return error }
         switch error.resultCode {
         case .SQLITE_FULL: return StorageError.full
+        case .SQLITE_CONSTRAINT where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE:
+            // "UNIQUE constraint failed: Type.property": a concurrent writer took the value
+            // between the check and the insert.
+            let target = error.message?.components(separatedBy: "failed: ").last ?? ""
+            let parts = target.split(separator: ",").first?.split(separator: ".").map(String.init) ?? []
+            guard parts.count == 2 else { return error }
+            return DataError.validation([
+                FieldError(token: "already_taken", type: parts[0], property: parts[1], detail: "the value is taken")
+            ])
         case .SQLITE_TOOBIG: return StorageError.queryTooLarge
         case .SQLITE_ERROR where error.message?.contains("too many SQL variables") == true:
             return StorageError.queryTooLarge

@@ -116,6 +116,18 @@ final class TestServer: Sendable {
         return TestServer(directory: directory, port: port, group: group, task: task)
     }
 
+    /// A handle on a server running in another process (the `herald` binary) on `port`, for its
+    /// request helpers; it does not own the server.
+    static func attach(_ directory: TestDirectory, port: Int) throws -> TestServer {
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [ServiceGroupConfiguration.ServiceConfiguration](),
+                logger: Logger(label: "herald.test")
+            )
+        )
+        return TestServer(directory: directory, port: port, group: group, task: Task {})
+    }
+
     /// Shuts down gracefully and waits until storage is closed.
     func stop() async throws {
         await group.triggerGracefulShutdown()

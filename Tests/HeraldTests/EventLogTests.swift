@@ -1,0 +1,215 @@
+import Foundation
+import GRDB
+import HeraldSchema
+import HeraldServer
+import HeraldStorage
+import NIOHTTP1
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The event log is the source of truth: rows written in the raising transaction, ids in commit
+/// order, replay from memory then from the log, resync after expiry across a restart, and no
+/// acknowledged write or delivered event lost to SIGKILL.
+@Suite struct EventLogTests {
+    static let root = EventSourceTests.root
+    static let files: [String: String] = EventSourceTests.files.merging([
+        "Note.json": #"{"properties": {"text": {"type": "string", "unique": true}}}"#,
+        "Note/afterCreate.js": "{ $.broadcastEvent('note', $.this.text); }",
+        "global/raiseThenFail.js": "{ $.broadcastEvent('doomed', 'never'); throw new Error('rolled back'); }",
+        "global/count.js": "{ $.broadcastEvent('count', String($.arguments.n)); }",
+    ]) { $1 }
+
+    func ids(_ text: String) -> [UInt64] {
+        text.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { UInt64($0.dropFirst(4)) }
+    }
+
+    func data(_ text: String) -> [String] {
+        text.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
+    }
+
+    /// The rows of the event log, read from the database file.
+    static func logRows(_ directory: TestDirectory) throws -> [(id: Int64, type: String, data: String)] {
+        let queue = try DatabaseQueue(path: directory.data.appendingPathComponent("herald.sqlite").path)
+        defer { try? queue.close() }
+        return try queue.inDatabase { db in
+            try Row.fetchAll(db, sql: "SELECT id, type, data FROM _herald_event_log ORDER BY id").map {
+                (id: $0["id"], type: $0["type"], data: $0["data"])
+            }
+        }
+    }
+
+    @Test func aRollbackLeavesNoRowAndNoDelivery() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let server = try await TestServer.start(directory)
+        let stream = try await EventStream(server, headers: Self.root)
+        #expect(try await stream.waitFor("retry:"))
+        #expect(try await server.request(.POST, "/structr/rest/raiseThenFail").status == 422)
+        #expect(try await server.request(.POST, "/structr/rest/count", body: #"{"n": 1}"#).status == 200)
+        #expect(try await stream.waitFor("event: count"))
+        #expect(!stream.text.contains("doomed"))
+        stream.close()
+        try await server.stop()
+        #expect(try Self.logRows(directory).map(\.type) == ["count"])
+    }
+
+    @Test func idsFollowCommitOrderUnderConcurrentWriters() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let server = try await TestServer.start(directory) { $0.scriptEngines = 2 }
+        let stream = try await EventStream(server, headers: Self.root)
+        #expect(try await stream.waitFor("retry:"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<4 {
+                group.addTask {
+                    for n in 0..<25 {
+                        let body = #"{"n": \#(writer * 100 + n)}"#
+                        _ = try await server.request(.POST, "/structr/rest/count", body: body)
+                        _ = try await server.request(
+                            .POST,
+                            "/structr/rest/Note",
+                            body: #"{"text": "w\#(writer)-\#(n)"}"#
+                        )
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await eventually { self.ids(stream.text).count == 200 })
+        let delivered = ids(stream.text)
+        // Delivered in commit order: strictly increasing, each once.
+        #expect(delivered == delivered.sorted())
+        #expect(Set(delivered).count == delivered.count)
+        stream.close()
+        try await server.stop()
+        // Exactly the log's rows, in the log's order.
+        #expect(try Self.logRows(directory).map { UInt64($0.id) } == delivered)
+    }
+
+    @Test func replayBeyondTheWindowComesFromTheLog() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.eventWindowCount = 3 }
+        defer { Task { try? await server.stop() } }
+        let stream = try await EventStream(server, headers: Self.root)
+        for n in 0..<12 {
+            #expect(try await server.request(.POST, "/structr/rest/count", body: #"{"n": \#(n)}"#).status == 200)
+        }
+        #expect(try await eventually { self.ids(stream.text).count == 12 })
+        let seen = ids(stream.text)
+        stream.close()
+        let late = try await EventStream(server, headers: Self.root.merging(["Last-Event-ID": String(seen[1])]) { $1 })
+        defer { late.close() }
+        #expect(try await eventually { self.ids(late.text).count == 10 })
+        #expect(ids(late.text) == Array(seen[2...]))
+        #expect(data(late.text) == (2..<12).map(String.init))
+        #expect(!late.text.contains("resync"))
+    }
+
+    @Test func aRestartAfterTheHistoryExpiredAnswersResync() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let configure: (inout HeraldConfiguration) -> Void = { $0.eventHistoryAge = 1 }
+        let first = try await TestServer.start(directory, configure: configure)
+        let stream = try await EventStream(first, headers: Self.root)
+        #expect(try await first.request(.POST, "/structr/rest/count", body: #"{"n": 1}"#).status == 200)
+        #expect(try await eventually { self.ids(stream.text).count == 1 })
+        let seen = try #require(ids(stream.text).first)
+        stream.close()
+        try await first.stop()
+        try await Task.sleep(for: .milliseconds(2100))  // down for longer than historyAge
+        let second = try await TestServer.start(directory, configure: configure)
+        defer { Task { try? await second.stop() } }
+        let late = try await EventStream(second, headers: Self.root.merging(["Last-Event-ID": String(seen - 1)]) { $1 })
+        defer { late.close() }
+        #expect(try await late.waitFor("event: resync"))
+        #expect(late.text.contains(#""lastEventId":"\#(seen - 1)""#))
+        // Ids keep increasing after the restart, though the log was pruned empty.
+        #expect(try await second.request(.POST, "/structr/rest/count", body: #"{"n": 2}"#).status == 200)
+        #expect(try await eventually { self.ids(late.text).count == 1 })
+        #expect(try #require(ids(late.text).first) > seen)
+    }
+
+    @Test func aUniqueViolationTheDatabaseReportsIs422NamingTheProperty() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let server = try await TestServer.start(directory)
+        try await server.stop()
+        let storage = try SQLiteStorage(directory: directory.data)
+        defer { try? storage.close() }
+        _ = try await storage.migrate(to: try SchemaLoader(directory: directory.schema).load(), allowDestructive: false)
+        // Two inserts that skip the model's check, as racing writers on another backend would.
+        await #expect(
+            throws: DataError.validation([
+                FieldError(token: "already_taken", type: "Note", property: "text", detail: "the value is taken")
+            ])
+        ) {
+            try await storage.write { tx in
+                for _ in 0..<2 {
+                    let now = JSONValue.string(Timestamp.now.iso8601)
+                    let values: [String: JSONValue] = [
+                        "text": "same", "createdDate": now, "lastModifiedDate": now,
+                        "visibleToPublicUsers": false, "visibleToAuthenticatedUsers": false,
+                    ]
+                    try tx.insert(StoredEntity(type: "Note", id: EntityID.generate(), values: values))
+                }
+            }
+        }
+    }
+
+    @Test func sigkillLosesNoAcknowledgedWriteAndNoCommittedEvent() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        func start() throws -> ExecutableTests.Running {
+            try ExecutableTests.Running(
+                arguments: ["serve", "--schema", "schema", "--port", "0", "--data", "data"],
+                environment: ["HERALD_SUPERUSER_PASSWORD": TestServer.superuserPassword, "HERALD_BCRYPT_COST": "4"],
+                directory: directory.root
+            )
+        }
+        let first = try start()
+        let port = try await first.port()
+        let target = try TestServer.attach(directory, port: port)
+        let stream = try await EventStream(target, headers: Self.root)
+        #expect(try await stream.waitFor("retry:"))
+        // A writer creates notes whose afterCreate broadcasts; the server is killed mid-stream.
+        let created = Mutex<[String]>([])
+        let writer = Task {
+            for n in 0..<100_000 {
+                guard
+                    let answer = try? await target.request(.POST, "/structr/rest/Note", body: #"{"text": "n\#(n)"}"#),
+                    answer.status == 201
+                else { return }
+                created.withLock { $0.append("n\(n)") }
+            }
+        }
+        #expect(try await eventually(20) { created.withLock { $0.count } >= 150 })
+        kill(first.process.processIdentifier, SIGKILL)
+        _ = await writer.result
+        _ = try await first.exitStatus()
+        let lastSeen = ids(stream.text).last ?? 0
+        stream.close()
+
+        let second = try start()
+        let port2 = try await second.port()
+        let restarted = try TestServer.attach(directory, port: port2)
+        let acknowledged = created.withLock { $0 }
+        let notes = try await restarted.get("/structr/rest/Note?_pageSize=10000")
+        let stored = Set((notes.arrayValue ?? []).compactMap { $0["text"]?.stringValue })
+        #expect(acknowledged.allSatisfy(stored.contains))
+        // Every acknowledged note's event is in the log.
+        let rows = try Self.logRows(directory)
+        let logged = Set(rows.filter { $0.type == "note" }.map(\.data))
+        #expect(acknowledged.allSatisfy(logged.contains))
+        // A client reconnecting with the last id it saw gets every committed event after it,
+        // once and in order.
+        let late = try await EventStream(
+            restarted,
+            headers: Self.root.merging(["Last-Event-ID": String(lastSeen)]) { $1 }
+        )
+        let expected = rows.filter { UInt64($0.id) > lastSeen }.map { UInt64($0.id) }
+        #expect(try await eventually(10) { self.ids(late.text).count >= expected.count })
+        #expect(ids(late.text) == expected)
+        #expect(!late.text.contains("resync"))
+        late.close()
+        second.process.terminate()
+        #expect(try await second.exitStatus() == 0)
+    }
+}
