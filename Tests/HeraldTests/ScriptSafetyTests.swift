@@ -15,6 +15,7 @@ import Testing
         "global/throwNaNLine.js": "{ throw {line: NaN, message: 'odd line'}; }",
         "global/assertNaN.js": "{ $.assert(false, NaN, 'nan status'); }",
         "global/status1000.js": "{ const e = new Error('big status'); e.__heraldStatus = 1000; throw e; }",
+        "global/hugePage.js": "{ return $.find('Tag', $.predicate.page(8e15, 8e15)).length; }",
         "global/proxyLength.js": "{ return $.size(new Proxy([], {get: (t, k) => k === 'length' ? NaN : undefined})); }",
         "global/loopInLog.js": "{ $.log({toJSON() { while (true) {} }}); return 'escaped'; }",
         "global/loopInPrivileged.js": "{ $.doPrivileged(() => { while (true) {} }); return 'escaped'; }",
@@ -51,7 +52,7 @@ import Testing
         defer { Task { try? await server.stop() } }
         for (method, text) in [
             ("throwNullPrivileged", "null"), ("throwNaNLine", "odd line"), ("assertNaN", "nan status"),
-            ("status1000", "big status"),
+            ("status1000", "big status"), ("hugePage", "page needs a page"),
         ] {
             let answer = try await call(server, method)
             #expect((400...599).contains(answer.status), "\(method): \(answer.status)")

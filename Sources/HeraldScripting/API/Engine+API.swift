@@ -383,8 +383,11 @@ extension Engine {
             case "page"?:
                 let number = object["page"]?.intValue ?? 1
                 let size = object["size"]?.intValue ?? 20
-                guard number >= 1, size >= 1 else {
-                    throw JSThrow(message: "page needs a page >= 1 and a size >= 1", kind: "RangeError")
+                guard (1...Int64(Int32.max)).contains(number), (1...10_000).contains(size) else {
+                    throw JSThrow(
+                        message: "page needs a page in 1...\(Int32.max) and a size in 1...10000",
+                        kind: "RangeError"
+                    )
                 }
                 page = (Int(number), Int(size))
             default:
