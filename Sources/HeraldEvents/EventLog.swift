@@ -27,12 +27,18 @@ public struct EventLog: Sendable {
     ) throws -> EventHub.Entry {
         let created = Timestamp.now
         let id = try tx.appendEvent(type: type, data: data, audience: audience.stored, created: created)
-        return EventHub.Entry(event: ServerEvent(id: UInt64(id), type: type, data: data), audience: audience, created: created)
+        return EventHub.Entry(
+            event: ServerEvent(id: UInt64(id), type: type, data: data),
+            audience: audience,
+            created: created
+        )
     }
 
     /// The oldest creation time replay still serves.
     var oldestKept: Timestamp {
-        Timestamp(millisecondsSince1970: Timestamp.now.millisecondsSince1970 - limits.historyAge.components.seconds * 1000)
+        Timestamp(
+            millisecondsSince1970: Timestamp.now.millisecondsSince1970 - limits.historyAge.components.seconds * 1000
+        )
     }
 
     /// Logged entries with ids in `id+1 ... last` that are not past `historyAge`, oldest first.
@@ -46,7 +52,9 @@ public struct EventLog: Sendable {
     }
 
     static func entry(_ stored: PersistedEvent, notBefore oldest: Timestamp) -> EventHub.Entry? {
-        guard stored.created >= oldest, stored.id > 0, let audience = Audience(stored: stored.audience) else { return nil }
+        guard stored.created >= oldest, stored.id > 0, let audience = Audience(stored: stored.audience) else {
+            return nil
+        }
         return EventHub.Entry(
             event: ServerEvent(id: UInt64(stored.id), type: stored.type, data: stored.data),
             audience: audience,

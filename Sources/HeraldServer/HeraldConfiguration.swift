@@ -184,7 +184,8 @@ public struct HeraldConfiguration: Sendable {
                 "eventSource.retry must not be negative and eventSource.heartbeat must be positive"
             )
         }
-        guard eventHistoryCount >= 0, eventHistoryAge >= 0, eventWindowCount >= 0, eventQueueEvents > 0, eventQueueBytes > 0,
+        guard eventHistoryCount >= 0, eventHistoryAge >= 0, eventWindowCount >= 0, eventQueueEvents > 0,
+            eventQueueBytes > 0,
             eventBatchInterval >= 0
         else {
             throw ConfigurationError(

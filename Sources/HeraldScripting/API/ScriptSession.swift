@@ -13,7 +13,6 @@ final class ScriptSession {
         var modifications: JSONValue?
     }
 
-
     let runtime: ScriptRuntime
     let tx: any StorageTransaction
     var caller: Caller
