@@ -15,7 +15,13 @@ public final class Engine {
     /// Compiled methods by file path, with the source they were compiled from.
     var compiled: [String: (source: String, function: JSObjectRef)] = [:]
     /// Why the running script was stopped, once the watchdog stopped it.
-    var stop: StopReason?
+    var stop: StopReason? {
+        didSet { if stop != nil { needsReplacement = true } }
+    }
+    /// Whether the engine should be replaced by a new one after the job it runs: any script of
+    /// the job was stopped, and a stopped script may leave a pending termination or a heap past
+    /// the limit behind (a later script of the same job clearing `stop` does not undo that).
+    private(set) var needsReplacement = false
     var timeLimit: Duration = .seconds(5)
     /// The most bytes this engine's JavaScript heap may hold while a script runs.
     var memoryLimit = 512 << 20
@@ -119,10 +125,6 @@ public final class Engine {
         reassertStop()
         throw JSThrow(message: "script stopped")
     }
-
-    /// Whether the engine should be replaced by a new one after the job it just ran: a stopped
-    /// script may leave a pending termination or a heap past the limit behind.
-    var needsReplacement: Bool { stop != nil }
 
     /// `Int(d)` for numbers scripts produce: nil for NaN, infinities and values out of range,
     /// where `Int(d)` would trap.
