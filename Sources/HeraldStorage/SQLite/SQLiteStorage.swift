@@ -94,7 +94,9 @@ public final class SQLiteStorage: StorageBackend {
             // between the check and the insert.
             let target = error.message?.components(separatedBy: "failed: ").last ?? ""
             let parts = target.split(separator: ",").first?.split(separator: ".").map(String.init) ?? []
-            guard parts.count == 2 else { return error }
+            guard parts.count == 2 else {
+                return StorageError.database(code: error.extendedResultCode.rawValue, message: error.message ?? "")
+            }
             return DataError.validation([
                 FieldError(token: "already_taken", type: parts[0], property: parts[1], detail: "the value is taken")
             ])
@@ -105,7 +107,7 @@ public final class SQLiteStorage: StorageBackend {
             return StorageError.queryTooLarge
         case .SQLITE_ERROR where error.message?.contains("Expression tree is too large") == true:
             return StorageError.queryTooLarge
-        default: return error
+        default: return StorageError.database(code: error.extendedResultCode.rawValue, message: error.message ?? "")
         }
     }
 

@@ -378,6 +378,9 @@ public enum StorageError: Error, Sendable, Hashable, CustomStringConvertible {
     case queryTooLarge
     /// The database file is damaged or not a database; `detail` is what the check reported.
     case damaged(path: String, detail: String)
+    /// Any other database failure: SQLite's result code and message, never the statement or
+    /// its arguments (they may hold user data).
+    case database(code: Int32, message: String)
 
     public var description: String {
         switch self {
@@ -386,6 +389,7 @@ public enum StorageError: Error, Sendable, Hashable, CustomStringConvertible {
         case .full:
             "the database is full (disk space or maxDatabaseSize); nothing was written, free space and try again"
         case .queryTooLarge: "the query has too many values or parameters; split it into smaller queries"
+        case .database(let code, let message): "database error (SQLite \(code)): \(message)"
         case .damaged(let path, let detail):
             "the database \(path) is damaged (\(detail)); restore it from a backup (herald backup) or move it away"
         }
