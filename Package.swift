@@ -161,6 +161,7 @@ let package = Package(
                 "HeraldStorage",
                 "HeraldScripting",
                 "HeraldEvents",
+                "HeraldHTTP",
                 "HeraldServer",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -21,28 +21,44 @@ public protocol StreamSink: AnyObject, Sendable {
     func end()
 }
 
-/// Events on the wire, encoded once and shared by every stream that gets them.
+/// How a transport frames the bytes of an event stream: as one HTTP/1.1 chunk now, as HTTP/2
+/// DATA later. The transport's sinks own their framing; the fan-out only asks for it.
+public protocol StreamFraming: AnyObject, Sendable {
+    /// `bytes` framed for the wire.
+    func frame(_ bytes: ByteBuffer) -> ByteBuffer
+}
+
+/// Events on the wire, encoded once and shared by every stream that gets them, with their
+/// framing for each transport in use computed once too.
 public struct EncodedEvents: Sendable {
     public let events: [ServerEvent]
     /// The events in the `text/event-stream` format.
     public let bytes: ByteBuffer
-    /// The same bytes framed as one HTTP/1.1 chunk, for connections using chunked encoding.
-    public let chunk: ByteBuffer
+    private let framed: FramedCopies
 
     public init(_ events: [ServerEvent], bytes: ByteBuffer) {
         self.events = events
         self.bytes = bytes
-        self.chunk = Self.chunk(bytes)
+        self.framed = FramedCopies()
     }
 
-    /// `bytes` framed as one HTTP/1.1 chunk: the size in hex, CRLF, the bytes, CRLF.
-    public static func chunk(_ bytes: ByteBuffer) -> ByteBuffer {
-        var chunk = ByteBuffer()
-        chunk.reserveCapacity(bytes.readableBytes + 12)
-        chunk.writeString(String(bytes.readableBytes, radix: 16))
-        chunk.writeStaticString("\r\n")
-        chunk.writeImmutableBuffer(bytes)
-        chunk.writeStaticString("\r\n")
-        return chunk
+    /// `bytes` as `framing` frames them: framed for the first stream that asks, shared by the
+    /// rest of this delivery.
+    public func framed(by framing: some StreamFraming) -> ByteBuffer {
+        framed.get(bytes, framing)
+    }
+}
+
+/// The framed copies of one delivery. A delivery is written on one event loop only (the loop's
+/// shard makes it and hands it to that loop's sinks), so no lock is needed.
+final class FramedCopies: @unchecked Sendable {
+    private var copies: [(framing: ObjectIdentifier, bytes: ByteBuffer)] = []
+
+    func get(_ bytes: ByteBuffer, _ framing: some StreamFraming) -> ByteBuffer {
+        let key = ObjectIdentifier(framing)
+        if let copy = copies.first(where: { $0.framing == key }) { return copy.bytes }
+        let framed = framing.frame(bytes)
+        copies.append((key, framed))
+        return framed
     }
 }

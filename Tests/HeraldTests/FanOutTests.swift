@@ -1,5 +1,6 @@
 import Foundation
 import HeraldEvents
+import HeraldHTTP
 import HeraldStorage
 import NIOCore
 import NIOPosix
@@ -126,7 +127,7 @@ final class RecordingSink: StreamSink, @unchecked Sendable {
 
     @Test func aChunkIsTheSizeInHexTheBytesAndCRLF() {
         let bytes = ByteBuffer(string: String(repeating: "x", count: 300))
-        let chunk = EncodedEvents.chunk(bytes)
+        let chunk = EncodedEvents([], bytes: bytes).framed(by: ChunkedFraming.shared)
         #expect(String(buffer: chunk) == "12c\r\n" + String(repeating: "x", count: 300) + "\r\n")
     }
 

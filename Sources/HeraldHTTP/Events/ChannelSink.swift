@@ -78,25 +78,26 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         timer = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in self.tick() }
         var opening = ByteBuffer(string: "retry: \(settings.retry)\n\n")
         if resync, let lastEventID { opening.writeString(EventSourceController.resyncEvent(lastEventID: lastEventID)) }
-        send(opening, chunk: EncodedEvents.chunk(opening), flush: true)
+        send(opening, chunk: ChunkedFraming.shared.frame(opening), flush: true)
     }
 
     func write(_ events: EncodedEvents, flush: Bool) -> Bool {
         eventLoop.assertInEventLoop()
         guard isOpen else { return true }
+        let chunk = events.framed(by: ChunkedFraming.shared)
         if channel.isWritable {
             unsentEvents = events.events.count
         } else {
             // NIO holds more than its high watermark for this client: it may be falling behind.
             unsentEvents += events.events.count
-            if buffered + events.chunk.readableBytes > settings.maxBufferedBytes
+            if buffered + chunk.readableBytes > settings.maxBufferedBytes
                 || unsentEvents > settings.maxBufferedEvents
             {
                 drop()
                 return false
             }
         }
-        send(events.bytes, chunk: events.chunk, flush: flush)
+        send(events.bytes, chunk: chunk, flush: flush)
         return true
     }
 
@@ -149,7 +150,7 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     }
 
     private static let heartbeat = ByteBuffer(string: ": heartbeat\n\n")
-    private static let heartbeatChunk = EncodedEvents.chunk(heartbeat)
+    private static let heartbeatChunk = ChunkedFraming.shared.frame(heartbeat)
 
     /// The reader fell behind: its connection is closed rather than its backlog kept.
     private func drop() {
@@ -164,5 +165,21 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         timer?.cancel()
         timer = nil
         done.succeed(ending)
+    }
+}
+
+/// HTTP/1.1 chunked transfer encoding, the framing of `ChannelSink`'s streams.
+public final class ChunkedFraming: StreamFraming {
+    public static let shared = ChunkedFraming()
+
+    /// `bytes` as one chunk: the size in hex, CRLF, the bytes, CRLF.
+    public func frame(_ bytes: ByteBuffer) -> ByteBuffer {
+        var chunk = ByteBuffer()
+        chunk.reserveCapacity(bytes.readableBytes + 12)
+        chunk.writeString(String(bytes.readableBytes, radix: 16))
+        chunk.writeStaticString("\r\n")
+        chunk.writeImmutableBuffer(bytes)
+        chunk.writeStaticString("\r\n")
+        return chunk
     }
 }
