@@ -56,7 +56,7 @@ let package = Package(
             pkgConfig: "javascriptcoregtk-4.1",
             providers: [.apt(["libjavascriptcoregtk-4.1-dev"])]
         ),
-        /// Events: the hub that fans server-sent events out to open streams.
+        /// Events: the event log (append in a transaction, replay, prune) and the fan-out to open streams.
         .target(
             name: "HeraldEvents",
             dependencies: [
