@@ -72,9 +72,9 @@ public struct EventLog: Sendable {
                 return nil
             }
             let before = Int64(try tx.metadata(Self.droppedKey) ?? "") ?? 0
-            let mark = max(before, last)
-            try tx.setMetadata(Self.droppedKey, String(mark))
-            return mark
+            guard last > before else { return nil }  // no progress: done
+            try tx.setMetadata(Self.droppedKey, String(last))
+            return last
         }
         guard let dropped else { return false }
         hub.markDropped(through: UInt64(dropped))

@@ -107,7 +107,9 @@ public protocol StorageTransaction: AnyObject {
     func events(after id: Int64, through last: Int64, limit: Int) throws -> [PersistedEvent]
 
     /// Drops logged events beyond the newest `keepingNewest` and those created before
-    /// `olderThan`, at most `batch` of them; returns the newest id dropped, if any.
+    /// `olderThan`, at most `batch` of them; returns the newest id dropped, if any. The newest
+    /// event's row is kept even when it is past the limits (so ids are never reused); it is
+    /// reported as dropped.
     func pruneEvents(keepingNewest: Int, olderThan: Timestamp, atMost batch: Int) throws -> Int64?
 
     /// The login session stored under `key` (a hash of the session id, never the id itself).

@@ -210,12 +210,13 @@ struct SQLiteMigrator {
                 """
         )
         try db.execute(sql: "CREATE INDEX IF NOT EXISTS _herald_security_node ON _herald_security(node)")
-        // The event log: AUTOINCREMENT, so an id is never handed out twice, even after every
-        // row was pruned, and ids follow commit order (SQLite has one writer).
+        // The event log: ids are rowids, one above the largest, so they follow commit order
+        // (SQLite has one writer); pruning never deletes the newest row, so an id is never
+        // handed out twice. (AUTOINCREMENT would do the same at one more page write per event.)
         try db.execute(
             sql: """
                 CREATE TABLE IF NOT EXISTS _herald_event_log (
-                  id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+                  id INTEGER PRIMARY KEY NOT NULL,
                   type TEXT NOT NULL,
                   data TEXT NOT NULL,
                   audience TEXT NOT NULL,

@@ -266,13 +266,21 @@ final class SQLiteTransaction: StorageTransaction {
             arguments: [olderThan.millisecondsSince1970]
         )
         guard let through = [byCount, byAge].compactMap({ $0 }).max() else { return nil }
-        // A bounded batch, so pruning never holds the writer for long.
+        // A bounded batch, so pruning never holds the writer for long; the newest row stays,
+        // so the next id stays above every id handed out (it counts as dropped all the same).
         let last = try Int64.fetchOne(
             db,
-            sql: "SELECT MAX(id) FROM (SELECT id FROM _herald_event_log WHERE id <= ? ORDER BY id LIMIT ?)",
+            sql: """
+                SELECT MAX(id) FROM (SELECT id FROM _herald_event_log WHERE id <= ?
+                  AND id < (SELECT MAX(id) FROM _herald_event_log) ORDER BY id LIMIT ?)
+                """,
             arguments: [through, batch]
         )
-        guard let last else { return nil }
+        guard let last else {
+            // Only the newest row is past the limits: nothing to delete, but it is dropped.
+            let newest = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM _herald_event_log")
+            return newest == through ? through : nil
+        }
         try execute(sql: "DELETE FROM _herald_event_log WHERE id <= ?", arguments: [last])
         return last
     }
