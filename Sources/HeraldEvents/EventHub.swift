@@ -124,6 +124,7 @@ public final class EventHub: Sendable {
     /// (see ``logReplayEnd(after:)``).
     /// When `older` was read up to `olderThrough` and the window has meanwhile moved past it,
     /// nothing joins and the answer is nil: read the log again (see ``logReplayEnd(after:)``).
+    /// `forceResync` joins with `resync` and no replay.
     @discardableResult
     public func subscribe(
         _ caller: Caller,
@@ -131,6 +132,7 @@ public final class EventHub: Sendable {
         lastEventID: UInt64? = nil,
         older: [Entry] = [],
         olderThrough: UInt64? = nil,
+        forceResync: Bool = false,
         sink: any StreamSink
     ) -> Joined? {
         let joined = state.withLock { state -> Joined? in
@@ -142,9 +144,9 @@ public final class EventHub: Sendable {
             }
             let id = state.nextSubscriber
             state.nextSubscriber += 1
-            var resync = false
+            var resync = forceResync
             var replay: [ServerEvent] = []
-            if let lastEventID {
+            if let lastEventID, !forceResync {
                 resync = lastEventID < state.droppedThrough
                 var after = lastEventID
                 for entry in older where entry.event.id > max(after, state.droppedThrough) {

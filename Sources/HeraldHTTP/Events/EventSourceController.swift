@@ -91,7 +91,22 @@ public struct EventSourceController: Sendable {
                 // Replay older than the window comes from the log, read before joining; if the
                 // window moved past what was read meanwhile, the hub refuses and it is read again.
                 var joined: EventHub.Joined?
+                var attempts = 0
                 while joined == nil {
+                    attempts += 1
+                    // Events arriving faster than the log is read: the client reloads instead.
+                    if attempts > 5 {
+                        joined = try await channel.eventLoop.submit {
+                            hub.subscribe(
+                                caller,
+                                origin: origin,
+                                lastEventID: lastEventID,
+                                forceResync: true,
+                                sink: sink
+                            )
+                        }.get()
+                        break
+                    }
                     let end = lastEventID.flatMap { hub.logReplayEnd(after: $0) }
                     var read: [EventHub.Entry] = []
                     if let lastEventID, let end { read = try await log.entries(after: lastEventID, through: end) }
