@@ -1,5 +1,6 @@
 import Configuration
 import HeraldHTTP
+import HeraldScripting
 import Logging
 
 /// Every setting of a Herald server, with its default.
@@ -153,6 +154,16 @@ public struct HeraldConfiguration: Sendable {
         refreshTokenLifetime = reader.int(forKey: "refreshTokenLifetime", default: d.refreshTokenLifetime)
         corsAllowedOrigins = reader.stringArray(forKey: "cors.allowedOrigins", default: d.corsAllowedOrigins)
         schemaReloadInterval = reader.int(forKey: "schemaReloadInterval", default: d.schemaReloadInterval)
+    }
+
+    /// The script engines' limits.
+    var engines: EnginePool.Configuration {
+        var c = EnginePool.Configuration()
+        if scriptEngines > 0 { c.size = scriptEngines }
+        c.maxQueued = scriptQueueLimit
+        c.timeLimit = .milliseconds(scriptTimeLimit)
+        c.memoryLimit = scriptMemoryLimit << 20
+        return c
     }
 
     /// The password check's limits.

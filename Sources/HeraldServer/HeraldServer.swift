@@ -63,15 +63,8 @@ public enum HeraldServer {
             )
         }
 
-        var engines = EnginePool.Configuration()
-        engines.size =
-            configuration.scriptEngines == 0
-            ? ProcessInfo.processInfo.activeProcessorCount : configuration.scriptEngines
-        engines.maxQueued = configuration.scriptQueueLimit
-        engines.timeLimit = .milliseconds(configuration.scriptTimeLimit)
-        engines.memoryLimit = configuration.scriptMemoryLimit << 20
         let pool = EnginePool(
-            configuration: engines,
+            configuration: configuration.engines,
             logger: Logger(label: "herald.scripting", level: configuration.logLevel)
         )
         var limits = EventHub.Limits()
@@ -214,60 +207,6 @@ public enum HeraldServer {
             },
             logger: logger
         )
-    }
-}
-
-/// Ends the process if a graceful shutdown, started by SIGTERM or SIGINT, takes too long.
-final class ShutdownDeadline {
-    private let sources: [any DispatchSourceSignal]
-
-    init(after limit: Duration, logger: Logger) {
-        let queue = DispatchQueue(label: "herald.shutdown-deadline")
-        let seconds = Double(limit.components.seconds)
-        sources = [SIGTERM, SIGINT].map { signalNumber in
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: queue)
-            source.setEventHandler {
-                queue.asyncAfter(deadline: .now() + seconds) {
-                    logger.critical("graceful shutdown took longer than \(Int(seconds)) s (shutdownTimeout); exiting")
-                    fflush(nil)
-                    _exit(1)
-                }
-            }
-            source.resume()
-            return source
-        }
-    }
-
-    func cancel() {
-        for source in sources { source.cancel() }
-    }
-}
-
-/// The connection limit in force: the configured one, kept below the open-file limit so the
-/// server always has descriptors for its database, schema reload and logs.
-enum ConnectionLimit {
-    /// Descriptors kept for everything but connections: 1,024, or a quarter under a low limit.
-    static func reserve(files: Int) -> Int { min(1024, files / 4) }
-
-    static func effective(configured: Int, logger: Logger) -> Int {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return configured }
-        // Take what the hard limit allows.
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
-        let files = Int(clamping: limit.rlim_cur)
-        let allowed = max(16, files - reserve(files: files))
-        if configured > allowed {
-            logger.warning(
-                "maxConnections lowered to stay below the open-file limit",
-                metadata: ["configured": "\(configured)", "openFiles": "\(files)", "maxConnections": "\(allowed)"]
-            )
-            return allowed
-        }
-        return configured
     }
 }
 

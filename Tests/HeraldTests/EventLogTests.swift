@@ -36,7 +36,7 @@ import Testing
         let queue = try DatabaseQueue(path: directory.data.appendingPathComponent("herald.sqlite").path)
         defer { try? queue.close() }
         return try queue.inDatabase { db in
-            try Row.fetchAll(db, sql: "SELECT id, type, data FROM _herald_event_log ORDER BY id").map {
+            try Row.fetchAll(db, sql: "SELECT id, type, data FROM _herald_events ORDER BY id").map {
                 (id: $0["id"], type: $0["type"], data: $0["data"])
             }
         }

@@ -21,7 +21,7 @@ final class RuntimeHarness: @unchecked Sendable {
         _ = try await storage.migrate(to: schema, allowDestructive: false)
         let model = DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4))
         _ = try await storage.write { tx in try model.loadInitialData(in: tx) }
-        pool = EnginePool(size: 2)
+        pool = EnginePool(configuration: .init(size: 2))
         runtime = ScriptRuntime(model: model, storage: storage, pool: pool, events: hub, logger: Logger(label: "test"))
     }
 

@@ -129,7 +129,7 @@ func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) as
         let schema = try SchemaLoader(directory: directory.schema).load()
         let storage = try SQLiteStorage(directory: directory.data)
         _ = try await storage.migrate(to: schema, allowDestructive: false)
-        let pool = EnginePool(size: 2)
+        let pool = EnginePool(configuration: .init(size: 2))
         let runtime = ScriptRuntime(
             model: DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4)),
             storage: storage,

@@ -107,8 +107,7 @@ import Testing
     }
 
     @Test func aStuckEngineIsReplaced() async throws {
-        var configuration = EnginePool.Configuration()
-        configuration.size = 1
+        var configuration = EnginePool.Configuration(size: 1)
         configuration.timeLimit = .milliseconds(200)
         configuration.stuckAfter = .milliseconds(300)
         let pool = EnginePool(configuration: configuration)

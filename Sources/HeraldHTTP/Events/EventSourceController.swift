@@ -88,41 +88,7 @@ public struct EventSourceController: Sendable {
                 // The head is on its way to the channel: joining from the channel's loop puts
                 // everything the sink writes after it.
                 let sink = ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID)
-                // Replay older than the window comes from the log, read before joining; if the
-                // window moved past what was read meanwhile, the hub refuses and it is read again.
-                var joined: EventHub.Joined?
-                var attempts = 0
-                while joined == nil {
-                    attempts += 1
-                    // Events arriving faster than the log is read: the client reloads instead.
-                    if attempts > 5 {
-                        joined = try await channel.eventLoop.submit {
-                            hub.subscribe(
-                                caller,
-                                origin: origin,
-                                lastEventID: lastEventID,
-                                forceResync: true,
-                                sink: sink
-                            )
-                        }.get()
-                        break
-                    }
-                    let end = lastEventID.flatMap { hub.logReplayEnd(after: $0) }
-                    var read: [EventHub.Entry] = []
-                    if let lastEventID, let end { read = try await log.entries(after: lastEventID, through: end) }
-                    let older = read
-                    joined = try await channel.eventLoop.submit {
-                        hub.subscribe(
-                            caller,
-                            origin: origin,
-                            lastEventID: lastEventID,
-                            older: older,
-                            olderThrough: end,
-                            sink: sink
-                        )
-                    }.get()
-                }
-                guard let joined else { throw CancellationError() }
+                let joined = try await hub.join(caller, origin: origin, lastEventID: lastEventID, log: log, sink: sink)
                 let ending = try await withGracefulShutdownHandler {
                     try await sink.finished.get()
                 } onGracefulShutdown: {

@@ -26,13 +26,19 @@ public struct MethodDefinition: Sendable, Hashable {
     /// The file it was read from.
     public var path: String
     /// The script text.
-    public var source: String
+    public let source: String
+    /// Whether the source names `broadcastEvent` or `sendEvent` (in any of their spellings): such
+    /// a method writes to the event log, so it starts in a write transaction. Found once, at load.
+    public let mayRaiseEvents: Bool
 
     public init(name: String, typeName: String?, path: String, source: String) {
         self.name = name
         self.typeName = typeName
         self.path = path
         self.source = source
+        self.mayRaiseEvents = ["broadcastEvent", "sendEvent", "broadcast_event", "send_event"].contains {
+            source.contains($0)
+        }
     }
 
     /// The lifecycle event it hooks, if its name has a lifecycle prefix.
@@ -40,12 +46,6 @@ public struct MethodDefinition: Sendable, Hashable {
 
     /// Whether the script is StructrScript (`${ ... }`) rather than JavaScript.
     public var isStructrScript: Bool { StructrScript.expression(in: source) != nil }
-
-    /// Whether the source names `broadcastEvent` or `sendEvent` (in any of their spellings): such
-    /// a method writes to the event log, so it starts in a write transaction.
-    public var mayRaiseEvents: Bool {
-        ["broadcastEvent", "sendEvent", "broadcast_event", "send_event"].contains { source.contains($0) }
-    }
 
     /// The body to run as a JavaScript function body: the source itself, or for StructrScript
     /// its translation, returned.

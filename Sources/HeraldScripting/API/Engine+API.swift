@@ -153,15 +153,12 @@ extension Engine {
                     guard let condition = args.first, !JSValueToBoolean(engine.context, condition) else {
                         return engine.undefined
                     }
-                    var status = 422
-                    if args.count > 1, JSValueIsNumber(engine.context, args[1]),
-                        let given = Engine.int(JSValueToNumber(engine.context, args[1], nil)),
-                        (400...599).contains(given)
-                    {
-                        status = given
-                    }
+                    let status =
+                        args.count > 1 && JSValueIsNumber(engine.context, args[1])
+                        ? Engine.int(JSValueToNumber(engine.context, args[1], nil)) : nil
                     let message = args.count > 2 ? engine.swiftString(args[2]) : "Assertion failed"
-                    throw JSThrow(message: message, status: status)
+                    // An unusable status becomes 422 where every script status becomes HTTP.
+                    throw JSThrow(message: message, status: status ?? 422)
                 }
             ),
             (

@@ -80,11 +80,12 @@ extension Engine {
 }
 
 extension ScriptError {
-    /// The HTTP status this error answers with.
+    /// The HTTP status this error answers with. The one place a script's status becomes HTTP:
+    /// one outside 400...599 (`$.assert(false, 1000)`, a thrown `__heraldStatus`) answers 422.
     public var status: Int {
         switch self {
         case .overloaded, .shutDown, .engineStuck: 503
-        case .failed(let status, _, _): (400...599).contains(status) ? status : 500
+        case .failed(let status, _, _): (400...599).contains(status) ? status : 422
         case .timedOut, .memoryExceeded: 422
         }
     }

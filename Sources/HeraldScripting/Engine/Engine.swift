@@ -25,8 +25,8 @@ public final class Engine {
     var timeLimit: Duration = .seconds(5)
     /// The most bytes this engine's JavaScript heap may hold while a script runs.
     var memoryLimit = 512 << 20
-    /// When the script running now must stop (`DispatchTime` uptime nanoseconds).
-    var deadline: UInt64 = .max
+    /// When the script running now must stop.
+    var deadline = ContinuousClock.now
     /// Nested calls into JavaScript (hooks run inside host calls); limits start at depth 0.
     var depth = 0
     /// `Function.prototype`, given to host functions so scripts can `.call` and `.apply` them.
@@ -68,10 +68,7 @@ public final class Engine {
     /// Starts the clock for one top-level run: the stop of an earlier run is never inherited.
     func beginRun() {
         stop = nil
-        let limit = timeLimit.components
-        let nanoseconds =
-            UInt64(max(0, limit.seconds)) * 1_000_000_000 + UInt64(max(0, limit.attoseconds) / 1_000_000_000)
-        deadline = DispatchTime.now().uptimeNanoseconds &+ nanoseconds
+        deadline = .now + timeLimit
         armWatchdog(Self.watchdogSlice)
     }
 
@@ -90,7 +87,7 @@ public final class Engine {
 
     func shouldTerminate(_ ctx: JSContextRef?) -> Bool {
         if stop != nil { return true }
-        if DispatchTime.now().uptimeNanoseconds >= deadline {
+        if ContinuousClock.now >= deadline {
             stop = .timeLimit
             return true
         }
@@ -120,7 +117,7 @@ public final class Engine {
 
     /// Fails a host call that is doing long native work once the deadline has passed.
     func checkDeadline() throws(JSThrow) {
-        if stop == nil, depth > 0, DispatchTime.now().uptimeNanoseconds >= deadline { stop = .timeLimit }
+        if stop == nil, depth > 0, ContinuousClock.now >= deadline { stop = .timeLimit }
         guard stop != nil else { return }
         reassertStop()
         throw JSThrow(message: "script stopped")
@@ -252,7 +249,7 @@ public final class Engine {
         }
         var status = 422
         if let value = property(object, "__heraldStatus"), JSValueIsNumber(context, value),
-            let number = Self.int(JSValueToNumber(context, value, nil)), (400...599).contains(number)
+            let number = Self.int(JSValueToNumber(context, value, nil))
         {
             status = number
         }

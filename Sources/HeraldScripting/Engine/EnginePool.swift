@@ -69,31 +69,17 @@ public final class EnginePool: Sendable {
         /// enough that a loaded machine's scheduling delays never count as stuck.
         public var stuckAfter: Duration = .seconds(5)
 
-        public init() {}
+        public init(size: Int = ProcessInfo.processInfo.activeProcessorCount) {
+            self.size = size
+        }
     }
 
     private let queue: JobQueue
     /// How many engines run scripts in parallel.
     public let size: Int
 
-    public convenience init(
-        size: Int = ProcessInfo.processInfo.activeProcessorCount,
-        maxQueued: Int = 1024,
-        timeLimit: Duration = .seconds(5),
-        memoryLimit: Int = 512 << 20,
-        makeEngine: @escaping @Sendable (Int) -> Engine = { Engine(index: $0) },
-        logger: Logger = Logger(label: "herald.scripting")
-    ) {
-        var configuration = Configuration()
-        configuration.size = size
-        configuration.maxQueued = maxQueued
-        configuration.timeLimit = timeLimit
-        configuration.memoryLimit = memoryLimit
-        self.init(configuration: configuration, makeEngine: makeEngine, logger: logger)
-    }
-
     public init(
-        configuration: Configuration,
+        configuration: Configuration = Configuration(),
         makeEngine: @escaping @Sendable (Int) -> Engine = { Engine(index: $0) },
         logger: Logger = Logger(label: "herald.scripting")
     ) {
@@ -224,7 +210,7 @@ final class JobQueue: @unchecked Sendable {
     final class Slot {
         let index: Int
         var job: Job?
-        var started: UInt64 = 0
+        var started = ContinuousClock.now
         var abandoned = false
 
         init(index: Int) { self.index = index }
@@ -282,7 +268,7 @@ final class JobQueue: @unchecked Sendable {
             head = 0
         }
         slot.job = job
-        slot.started = DispatchTime.now().uptimeNanoseconds
+        slot.started = .now
         return job
     }
 
@@ -300,12 +286,10 @@ final class JobQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         if closed, alive == 0 { return nil }
-        let now = DispatchTime.now().uptimeNanoseconds
-        let nanoseconds =
-            UInt64(limit.components.seconds) * 1_000_000_000 + UInt64(limit.components.attoseconds / 1_000_000_000)
+        let now = ContinuousClock.now
         var stuck: [(Int, Job)] = []
         for slot in slots where !slot.abandoned {
-            guard let job = slot.job, now > slot.started, now - slot.started > nanoseconds else { continue }
+            guard let job = slot.job, now - slot.started > limit else { continue }
             slot.abandoned = true
             slot.job = nil
             stuck.append((slot.index, job))

@@ -319,14 +319,9 @@ extension DataModel {
         func right(targetSide: Bool) -> Permission {
             targetSide && relationship.targetLinkRight == .read ? .read : .write
         }
-        var checks: [(EntityReference, Permission)] = []
-        for other in current where !references.contains(other) {
-            checks.append((other, right(targetSide: otherSideIsTarget)))
-        }
+        let removed = current.filter { !references.contains($0) }
         let added = references.filter { !current.contains($0) }
-        for other in added {
-            checks.append((other, right(targetSide: otherSideIsTarget)))
-        }
+        var checks = (removed + added).map { ($0, right(targetSide: otherSideIsTarget)) }
         // An added object that holds one of `entity`'s kind leaves its previous partner.
         if end.otherCardinality == .one {
             let reverse = RelationshipEnd(

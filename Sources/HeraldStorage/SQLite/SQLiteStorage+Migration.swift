@@ -213,9 +213,10 @@ struct SQLiteMigrator {
         // The event log: ids are rowids, one above the largest, so they follow commit order
         // (SQLite has one writer); pruning never deletes the newest row, so an id is never
         // handed out twice. (AUTOINCREMENT would do the same at one more page write per event.)
+        // Earlier versions kept the history, with ids from the clock, in the same table.
         try db.execute(
             sql: """
-                CREATE TABLE IF NOT EXISTS _herald_event_log (
+                CREATE TABLE IF NOT EXISTS _herald_events (
                   id INTEGER PRIMARY KEY NOT NULL,
                   type TEXT NOT NULL,
                   data TEXT NOT NULL,
@@ -224,17 +225,6 @@ struct SQLiteMigrator {
                 ) STRICT
                 """
         )
-        // The history of earlier versions (ids from the clock) moves into the log once.
-        if try db.tableExists("_herald_events") {
-            try db.execute(
-                sql: """
-                    INSERT OR IGNORE INTO _herald_event_log (id, type, data, audience, created)
-                      SELECT id, type, data, audience, created FROM _herald_events ORDER BY id
-                    """
-            )
-            try db.execute(sql: "DROP TABLE _herald_events")
-            report.changes.append("moved the event history into the event log")
-        }
         // Grants go when their object or principal goes; objects live in one table per type.
         for type in schema.types.keys {
             try db.execute(

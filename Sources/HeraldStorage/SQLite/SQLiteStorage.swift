@@ -101,15 +101,14 @@ public final class SQLiteStorage: StorageBackend {
                 FieldError(token: "already_taken", type: parts[0], property: parts[1], detail: "the value is taken")
             ])
         case .SQLITE_TOOBIG: return StorageError.queryTooLarge
-        case .SQLITE_ERROR where error.message?.contains("too many SQL variables") == true:
-            return StorageError.queryTooLarge
-        case .SQLITE_ERROR where error.message?.contains("too many terms") == true:
-            return StorageError.queryTooLarge
-        case .SQLITE_ERROR where error.message?.contains("Expression tree is too large") == true:
+        case .SQLITE_ERROR where Self.tooLargeMessages.contains { error.message?.contains($0) == true }:
             return StorageError.queryTooLarge
         default: return StorageError.database(code: error.extendedResultCode.rawValue, message: error.message ?? "")
         }
     }
+
+    /// SQLite's words for a statement over its limits.
+    static let tooLargeMessages = ["too many SQL variables", "too many terms", "Expression tree is too large"]
 
     static func translatingErrors<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch { throw translate(error) }
@@ -121,12 +120,18 @@ public final class SQLiteStorage: StorageBackend {
 }
 
 extension SQLiteStorage {
-    /// SQLite's full integrity check of the database in `directory`: `["ok"]` or the problems.
-    public static func integrityCheck(directory: URL) throws -> [String] {
+    /// The database file in `directory`, which must exist (the tools never create one).
+    static func existingFile(in directory: URL) throws -> String {
         let path = directory.appendingPathComponent(fileName).path
         guard FileManager.default.fileExists(atPath: path) else {
             throw StorageError.damaged(path: path, detail: "no database file")
         }
+        return path
+    }
+
+    /// SQLite's full integrity check of the database in `directory`: `["ok"]` or the problems.
+    public static func integrityCheck(directory: URL) throws -> [String] {
+        let path = try existingFile(in: directory)
         do {
             let queue = try DatabaseQueue(path: path)
             defer { try? queue.close() }
@@ -139,10 +144,7 @@ extension SQLiteStorage {
     /// A consistent copy of the database in `directory` at `destination`, taken with SQLite's
     /// online backup while a server may be writing, checked before it is kept.
     public static func backup(directory: URL, to destination: URL) throws {
-        let path = directory.appendingPathComponent(fileName).path
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw StorageError.damaged(path: path, detail: "no database file")
-        }
+        let path = try existingFile(in: directory)
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         let source = try DatabaseQueue(path: path, configuration: configuration)

@@ -214,11 +214,11 @@ final class SQLiteTransaction: StorageTransaction {
     func appendEvent(type: String, data: String, audience: String, created: Timestamp) throws -> Int64 {
         let id = try Int64.fetchOne(
             try db.cachedStatement(
-                sql: "INSERT INTO _herald_event_log (type, data, audience, created) VALUES (?, ?, ?, ?) RETURNING id"
+                sql: "INSERT INTO _herald_events (type, data, audience, created) VALUES (?, ?, ?, ?) RETURNING id"
             ),
             arguments: [type, data, audience, created.millisecondsSince1970]
         )
-        guard let id else { throw StorageError.queryTooLarge }
+        guard let id else { throw StorageError.database(code: 0, message: "the event log gave no id") }
         return id
     }
 
@@ -235,7 +235,7 @@ final class SQLiteTransaction: StorageTransaction {
     func recentEvents(limit: Int) throws -> [PersistedEvent] {
         try Row.fetchAll(
             try db.cachedStatement(
-                sql: "SELECT id, type, data, audience, created FROM _herald_event_log ORDER BY id DESC LIMIT ?"
+                sql: "SELECT id, type, data, audience, created FROM _herald_events ORDER BY id DESC LIMIT ?"
             ),
             arguments: [limit]
         ).reversed().map(Self.event)
@@ -245,7 +245,7 @@ final class SQLiteTransaction: StorageTransaction {
         try Row.fetchAll(
             try db.cachedStatement(
                 sql: """
-                    SELECT id, type, data, audience, created FROM _herald_event_log
+                    SELECT id, type, data, audience, created FROM _herald_events
                     WHERE id > ? AND id <= ? ORDER BY id LIMIT ?
                     """
             ),
@@ -257,12 +257,12 @@ final class SQLiteTransaction: StorageTransaction {
         // The newest id still to drop: past the count, or past the age.
         let byCount = try Int64.fetchOne(
             db,
-            sql: "SELECT id FROM _herald_event_log ORDER BY id DESC LIMIT 1 OFFSET ?",
+            sql: "SELECT id FROM _herald_events ORDER BY id DESC LIMIT 1 OFFSET ?",
             arguments: [keepingNewest]
         )
         let byAge = try Int64.fetchOne(
             db,
-            sql: "SELECT MAX(id) FROM _herald_event_log WHERE created < ?",
+            sql: "SELECT MAX(id) FROM _herald_events WHERE created < ?",
             arguments: [olderThan.millisecondsSince1970]
         )
         guard let through = [byCount, byAge].compactMap({ $0 }).max() else { return nil }
@@ -271,17 +271,17 @@ final class SQLiteTransaction: StorageTransaction {
         let last = try Int64.fetchOne(
             db,
             sql: """
-                SELECT MAX(id) FROM (SELECT id FROM _herald_event_log WHERE id <= ?
-                  AND id < (SELECT MAX(id) FROM _herald_event_log) ORDER BY id LIMIT ?)
+                SELECT MAX(id) FROM (SELECT id FROM _herald_events WHERE id <= ?
+                  AND id < (SELECT MAX(id) FROM _herald_events) ORDER BY id LIMIT ?)
                 """,
             arguments: [through, batch]
         )
         guard let last else {
             // Only the newest row is past the limits: nothing to delete, but it is dropped.
-            let newest = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM _herald_event_log")
+            let newest = try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM _herald_events")
             return newest == through ? through : nil
         }
-        try execute(sql: "DELETE FROM _herald_event_log WHERE id <= ?", arguments: [last])
+        try execute(sql: "DELETE FROM _herald_events WHERE id <= ?", arguments: [last])
         return last
     }
 
