@@ -23,10 +23,6 @@ import Testing
         "global/count.js": "{ $.broadcastEvent('count', String($.arguments.n)); }",
     ]) { $1 }
 
-    func ids(_ text: String) -> [UInt64] {
-        text.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { UInt64($0.dropFirst(4)) }
-    }
-
     func data(_ text: String) -> [String] {
         text.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
     }
@@ -77,8 +73,8 @@ import Testing
             }
             try await group.waitForAll()
         }
-        #expect(try await eventually { self.ids(stream.text).count == 200 })
-        let delivered = ids(stream.text)
+        #expect(try await eventually { eventIDs(stream.text).count == 200 })
+        let delivered = eventIDs(stream.text)
         // Delivered in commit order: strictly increasing, each once.
         #expect(delivered == delivered.sorted())
         #expect(Set(delivered).count == delivered.count)
@@ -95,13 +91,13 @@ import Testing
         for n in 0..<12 {
             #expect(try await server.request(.POST, "/structr/rest/count", body: #"{"n": \#(n)}"#).status == 200)
         }
-        #expect(try await eventually { self.ids(stream.text).count == 12 })
-        let seen = ids(stream.text)
+        #expect(try await eventually { eventIDs(stream.text).count == 12 })
+        let seen = eventIDs(stream.text)
         stream.close()
         let late = try await EventStream(server, headers: Self.root.merging(["Last-Event-ID": String(seen[1])]) { $1 })
         defer { late.close() }
-        #expect(try await eventually { self.ids(late.text).count == 10 })
-        #expect(ids(late.text) == Array(seen[2...]))
+        #expect(try await eventually { eventIDs(late.text).count == 10 })
+        #expect(eventIDs(late.text) == Array(seen[2...]))
         #expect(data(late.text) == (2..<12).map(String.init))
         #expect(!late.text.contains("resync"))
     }
@@ -112,8 +108,8 @@ import Testing
         let first = try await TestServer.start(directory, configure: configure)
         let stream = try await EventStream(first, headers: Self.root)
         #expect(try await first.request(.POST, "/structr/rest/count", body: #"{"n": 1}"#).status == 200)
-        #expect(try await eventually { self.ids(stream.text).count == 1 })
-        let seen = try #require(ids(stream.text).first)
+        #expect(try await eventually { eventIDs(stream.text).count == 1 })
+        let seen = try #require(eventIDs(stream.text).first)
         stream.close()
         try await first.stop()
         try await Task.sleep(for: .milliseconds(2100))  // down for longer than historyAge
@@ -125,8 +121,31 @@ import Testing
         #expect(late.text.contains(#""lastEventId":"\#(seen - 1)""#))
         // Ids keep increasing after the restart, though the log was pruned empty.
         #expect(try await second.request(.POST, "/structr/rest/count", body: #"{"n": 2}"#).status == 200)
-        #expect(try await eventually { self.ids(late.text).count == 1 })
-        #expect(try #require(ids(late.text).first) > seen)
+        #expect(try await eventually { eventIDs(late.text).count == 1 })
+        #expect(try #require(eventIDs(late.text).first) > seen)
+    }
+
+    @Test func pruningKeepsTheLogWithinHistoryCountInBoundedBatches() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let server = try await TestServer.start(directory) { $0.eventHistoryCount = 5 }
+        for n in 0..<30 {
+            #expect(try await server.request(.POST, "/structr/rest/count", body: #"{"n": \#(n)}"#).status == 200)
+        }
+        // The service prunes every second: the newest five stay (a dropped newest row would stay too).
+        #expect(try await eventually { try Self.logRows(directory).count == 5 })
+        #expect(try Self.logRows(directory).map(\.data) == (25..<30).map(String.init))
+        try await server.stop()
+
+        // One prune call deletes at most its batch, oldest first, and says how far it reached.
+        let storage = try SQLiteStorage(directory: directory.data)
+        defer { try? storage.close() }
+        let before = try Self.logRows(directory).map(\.id)
+        let longAgo = Timestamp(millisecondsSince1970: 0)
+        let reached = try await storage.write { tx in
+            try tx.pruneEvents(keepingNewest: 1, olderThan: longAgo, atMost: 3)
+        }
+        #expect(reached == before[2])
+        #expect(try Self.logRows(directory).map(\.id) == Array(before[3...]))
     }
 
     @Test func aUniqueViolationTheDatabaseReportsIs422NamingTheProperty() async throws {
@@ -184,7 +203,7 @@ import Testing
         kill(first.process.processIdentifier, SIGKILL)
         _ = await writer.result
         _ = try await first.exitStatus()
-        let lastSeen = ids(stream.text).last ?? 0
+        let lastSeen = eventIDs(stream.text).last ?? 0
         stream.close()
 
         let second = try start()
@@ -205,8 +224,8 @@ import Testing
             headers: Self.root.merging(["Last-Event-ID": String(lastSeen)]) { $1 }
         )
         let expected = rows.filter { UInt64($0.id) > lastSeen }.map { UInt64($0.id) }
-        #expect(try await eventually(10) { self.ids(late.text).count >= expected.count })
-        #expect(ids(late.text) == expected)
+        #expect(try await eventually(10) { eventIDs(late.text).count >= expected.count })
+        #expect(eventIDs(late.text) == expected)
         #expect(!late.text.contains("resync"))
         late.close()
         second.process.terminate()

@@ -63,6 +63,11 @@ final class EventStream: @unchecked Sendable {
     func close() { reader?.cancel() }
 }
 
+/// The `id:` values of a stream's text, in order.
+func eventIDs(_ text: String) -> [UInt64] {
+    text.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { UInt64($0.dropFirst(4)) }
+}
+
 @Suite struct EventSourceTests {
     static let files: [String: String] = [
         "Item.json": #"{"properties": {"name": "string"}}"#,
@@ -178,10 +183,6 @@ final class EventStream: @unchecked Sendable {
 @Suite struct ReplayTests {
     static let root = EventSourceTests.root
 
-    func ids(_ text: String) -> [UInt64] {
-        text.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { UInt64($0.dropFirst(4)) }
-    }
-
     @Test func aReconnectGetsWhatItMissedOnceInOrderEvenAcrossARestart() async throws {
         let directory = try TestDirectory(files: EventSourceTests.files)
         let first = try await TestServer.start(directory)
@@ -189,7 +190,7 @@ final class EventStream: @unchecked Sendable {
         #expect(try await stream.waitFor("retry:"))
         #expect(try await first.request(.POST, "/structr/rest/greet").status == 200)
         #expect(try await stream.waitFor("event: greeting"))
-        let seen = try #require(ids(stream.text).last)
+        let seen = try #require(eventIDs(stream.text).last)
         stream.close()
         // Sent while the client is away, then the server restarts.
         #expect(try await first.request(.POST, "/structr/rest/ping", body: #"{"to": "root"}"#).status == 200)
@@ -206,12 +207,12 @@ final class EventStream: @unchecked Sendable {
         #expect(back.text.components(separatedBy: "event: ").count - 1 == 2)
         #expect(back.text.contains("data: for root"))
         #expect(!back.text.contains("data: for joe"))
-        let replayed = ids(back.text)
+        let replayed = eventIDs(back.text)
         #expect(replayed.count == 2 && replayed[0] > seen && replayed[0] < replayed[1])
         // New events keep counting upwards past the old ones.
         #expect(try await second.request(.POST, "/structr/rest/greet").status == 200)
-        #expect(try await eventually { self.ids(back.text).count == 3 })
-        let all = ids(back.text)
+        #expect(try await eventually { eventIDs(back.text).count == 3 })
+        let all = eventIDs(back.text)
         #expect(all.count == 3 && all[2] > all[1])
         let viaQuery = try await EventStream(
             second,
@@ -229,15 +230,15 @@ final class EventStream: @unchecked Sendable {
         defer { Task { try? await server.stop() } }
         let stream = try await EventStream(server, headers: Self.root)
         for _ in 0..<4 { #expect(try await server.request(.POST, "/structr/rest/greet").status == 200) }
-        #expect(try await eventually { self.ids(stream.text).count == 4 })
-        let first = try #require(ids(stream.text).first)
+        #expect(try await eventually { eventIDs(stream.text).count == 4 })
+        let first = try #require(eventIDs(stream.text).first)
         stream.close()
         let late = try await EventStream(server, headers: Self.root.merging(["Last-Event-ID": String(first)]) { $1 })
         defer { late.close() }
         #expect(try await late.waitFor("event: greeting"))
         #expect(late.text.hasPrefix("retry: 3000\n\nevent: resync\ndata: {\"reason\":\"history-expired\""))
-        #expect(ids(late.text).count == 2)
-        let third = try #require(ids(stream.text).dropFirst(2).first)
+        #expect(eventIDs(late.text).count == 2)
+        let third = try #require(eventIDs(stream.text).dropFirst(2).first)
         let current = try await EventStream(server, headers: Self.root.merging(["Last-Event-ID": String(third)]) { $1 })
         defer { current.close() }
         #expect(try await current.waitFor("event: greeting"))

@@ -40,6 +40,7 @@ import Testing
             _ = try? StructrScript.translate(input)
             _ = StructrScript.expression(in: input)
         }
+        #expect(throws: StructrScript.Error.self) { try StructrScript.translate("concat('a',") }
     }
 
     @Test func cronParserAnswersEveryShape() throws {

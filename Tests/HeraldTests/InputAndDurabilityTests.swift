@@ -181,6 +181,15 @@ import Testing
         #expect(try await queue.read { try Int.fetchOne($0, sql: "SELECT COUNT(*) FROM Project") } == 20)
     }
 
+    /// `herald check --data` on the directory's data folder.
+    static func checkData(_ directory: TestDirectory) throws -> ExecutableTests.Running {
+        try ExecutableTests.Running(
+            arguments: ["check", "--data", directory.data.path],
+            environment: [:],
+            directory: directory.root
+        )
+    }
+
     @Test func backupWhileRunningAndIntegrityChecks() async throws {
         let directory = try TestDirectory(files: projectSchema)
         let server = try await start(directory)
@@ -200,11 +209,7 @@ import Testing
         let restored = try TestDirectory(files: projectSchema)
         try FileManager.default.createDirectory(at: restored.data, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: out, to: restored.data.appendingPathComponent("herald.sqlite"))
-        let check = try ExecutableTests.Running(
-            arguments: ["check", "--data", restored.data.path],
-            environment: [:],
-            directory: restored.root
-        )
+        let check = try Self.checkData(restored)
         #expect(try await check.exitStatus() == 0)
         #expect(check.log.contains("ok"))
         let again = try await start(restored)
@@ -217,11 +222,7 @@ import Testing
         var bytes = try Data(contentsOf: out)
         for offset in stride(from: 4096, to: bytes.count, by: 7) { bytes[offset] = 0xA5 }
         try bytes.write(to: broken.data.appendingPathComponent("herald.sqlite"))
-        let damaged = try ExecutableTests.Running(
-            arguments: ["check", "--data", broken.data.path],
-            environment: [:],
-            directory: broken.root
-        )
+        let damaged = try Self.checkData(broken)
         #expect(try await damaged.exitStatus() == 1)
         #expect(damaged.log.contains("damaged"))
         await #expect(throws: StorageError.self) { _ = try await start(broken) }
