@@ -45,7 +45,6 @@ let package = Package(
             dependencies: [
                 "HeraldSchema",
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -67,6 +66,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        /// The application: the unit of work (transaction, rights, lifecycle, pending events) and
+        /// the data model's validated writes and rendering.
+        .target(
+            name: "HeraldApplication",
+            dependencies: [
+                "HeraldSchema",
+                "HeraldStorage",
+                "HeraldEvents",
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         /// Scripting: engine threads, the `$` API, lifecycle hooks and methods.
         .target(
             name: "HeraldScripting",
@@ -75,6 +87,7 @@ let package = Package(
                 "HeraldSchema",
                 "HeraldStorage",
                 "HeraldEvents",
+                "HeraldApplication",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -85,8 +98,9 @@ let package = Package(
             dependencies: [
                 "HeraldSchema",
                 "HeraldStorage",
-                "HeraldScripting",
                 "HeraldEvents",
+                "HeraldApplication",
+                "HeraldScripting",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -109,6 +123,7 @@ let package = Package(
                 "HeraldSchema",
                 "HeraldStorage",
                 "HeraldEvents",
+                "HeraldApplication",
                 "HeraldScripting",
                 "HeraldHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -159,8 +174,9 @@ let package = Package(
             dependencies: [
                 "HeraldSchema",
                 "HeraldStorage",
-                "HeraldScripting",
                 "HeraldEvents",
+                "HeraldApplication",
+                "HeraldScripting",
                 "HeraldHTTP",
                 "HeraldServer",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

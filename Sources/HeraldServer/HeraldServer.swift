@@ -1,4 +1,5 @@
 import Foundation
+import HeraldApplication
 import HeraldEvents
 import HeraldHTTP
 import HeraldSchema
@@ -47,8 +48,12 @@ public enum HeraldServer {
             maxSize: configuration.maxDatabaseSize,
             logger: Logger(label: "herald.storage", level: configuration.logLevel)
         )
+        let migration: MigrationReport
         do {
-            _ = try await storage.migrate(to: schema, allowDestructive: configuration.allowDestructiveMigrations)
+            migration = try await storage.migrate(
+                to: schema,
+                allowDestructive: configuration.allowDestructiveMigrations
+            )
         } catch {
             try? storage.close()
             throw error
@@ -78,13 +83,15 @@ public enum HeraldServer {
         let hub = EventHub(limits: limits, metrics: PrometheusMetricsFactory(registry: metrics))
         let log = EventLog(storage: storage, limits: limits)
         try await log.restore(into: hub)
-        let runtime = ScriptRuntime(
+        let workRunner = WorkRunner(
             model: model,
+            generation: migration.generation,
             storage: storage,
-            pool: pool,
             events: hub,
-            logger: Logger(label: "herald.scripting", level: configuration.logLevel)
+            hooks: pool,
+            logger: Logger(label: "herald.application", level: configuration.logLevel)
         )
+        let methods = MethodRunner(workRunner: workRunner, pool: pool)
 
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ErrorMiddleware())
@@ -137,11 +144,11 @@ public enum HeraldServer {
             )
         )
         let policy = ResourceAccessPolicy(storage: storage)
-        runtime.onCommit { types in
+        workRunner.onCommit { types in
             if types.contains(BuiltInType.resourceAccess) { policy.invalidate() }
         }
         RESTController(
-            runtime: runtime,
+            methods: methods,
             policy: policy,
             sessions: sessions,
             tokens: tokens,
@@ -168,7 +175,7 @@ public enum HeraldServer {
                 SchemaReloader(
                     directory: schemaURL,
                     interval: .milliseconds(configuration.schemaReloadInterval),
-                    runtime: runtime,
+                    methods: methods,
                     storage: storage,
                     hasher: hasher,
                     allowDestructive: configuration.allowDestructiveMigrations,
@@ -179,14 +186,14 @@ public enum HeraldServer {
         services.append(
             SchedulerService(
                 scheduler: Scheduler(
-                    runtime: runtime,
+                    methods: methods,
                     logger: Logger(label: "herald.scheduler", level: configuration.logLevel)
                 )
             )
         )
 
         let connections = ConnectionLimit.effective(configured: configuration.maxConnections, logger: logger)
-        return Application(
+        return Hummingbird.Application(
             router: router,
             server: .timedHTTP1(
                 idleTimeout: .seconds(configuration.idleTimeout),

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldApplication
 import HeraldSchema
 import HeraldScripting
 import HeraldStorage
@@ -13,7 +14,7 @@ import ServiceLifecycle
 struct SchemaReloader: Service {
     let directory: URL
     let interval: Duration
-    let runtime: ScriptRuntime
+    let methods: MethodRunner
     let storage: any StorageBackend
     let hasher: any PasswordHasher
     let allowDestructive: Bool
@@ -48,25 +49,15 @@ struct SchemaReloader: Service {
     func reload() async {
         do {
             let schema = try SchemaLoader(directory: directory).load()
-            try await runtime.checkScripts(of: schema)
-            if Self.structure(of: schema) != Self.structure(of: runtime.schema) {
-                _ = try await storage.migrate(to: schema, allowDestructive: allowDestructive)
-            }
-            runtime.replaceModel(DataModel(schema: schema, hasher: hasher))
+            try await methods.checkScripts(of: schema)
+            // Every reload migrates, scripts-only edits too: each starts a schema generation,
+            // and a transaction uses the model of its own generation.
+            let migration = try await storage.migrate(to: schema, allowDestructive: allowDestructive)
+            methods.workRunner.install(DataModel(schema: schema, hasher: hasher), generation: migration.generation)
             logger.info("schema reloaded", metadata: ["folder": "\(directory.path)"])
         } catch {
             logger.error("schema change refused; the last good version keeps serving: \(error)")
         }
-    }
-
-    /// Types and relationships without their scripts: what storage depends on.
-    static func structure(of schema: Schema) -> [AnyHashable] {
-        let types = schema.types.values.map { type -> TypeDefinition in
-            var type = type
-            type.methods = []
-            return type
-        }
-        return [AnyHashable(types), AnyHashable(schema.relationships)]
     }
 
     /// Paths, sizes and modification times of every file below `directory`.

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldApplication
 import HeraldEvents
 import HeraldSchema
 import HeraldScripting
@@ -6,23 +7,32 @@ import HeraldStorage
 import Logging
 import Testing
 
-/// A scripting runtime over a real SQLite file, real engines and a real hub, without HTTP.
+/// The work runner and method runner over a real SQLite file, real engines and a real hub, without HTTP.
 final class RuntimeHarness: @unchecked Sendable {
     let directory: TestDirectory
     let storage: SQLiteStorage
     let pool: EnginePool
     let hub = EventHub()
-    let runtime: ScriptRuntime
+    let work: WorkRunner
+    let methods: MethodRunner
 
     init(files: [String: String]? = nil) async throws {
         directory = try TestDirectory(files: files)
         let schema = try SchemaLoader(directory: directory.schema).load()
         storage = try SQLiteStorage(directory: directory.data)
-        _ = try await storage.migrate(to: schema, allowDestructive: false)
+        let migration = try await storage.migrate(to: schema, allowDestructive: false)
         let model = DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4))
         _ = try await storage.write { tx in try model.loadInitialData(in: tx) }
         pool = EnginePool(configuration: .init(size: 2))
-        runtime = ScriptRuntime(model: model, storage: storage, pool: pool, events: hub, logger: Logger(label: "test"))
+        work = WorkRunner(
+            model: model,
+            generation: migration.generation,
+            storage: storage,
+            events: hub,
+            hooks: pool,
+            logger: Logger(label: "test")
+        )
+        methods = MethodRunner(workRunner: work, pool: pool)
     }
 
     func close() async throws {
@@ -33,8 +43,8 @@ final class RuntimeHarness: @unchecked Sendable {
     func call(_ name: String, _ arguments: JSONValue = .object([:]), as caller: Caller = .superuser) async throws
         -> JSONValue
     {
-        let method = try #require(runtime.schema.globalMethods.first { $0.name == name })
-        return try await runtime.call(method: method, id: nil, arguments: arguments, request: [:], caller: caller)
+        let method = try #require(work.model.schema.globalMethods.first { $0.name == name })
+        return try await methods.call(method: method, id: nil, arguments: arguments, request: [:], caller: caller)
     }
 
     func user(_ name: String) async throws -> Caller {
@@ -125,7 +135,7 @@ func received(_ subscription: EventHub.Subscription, waiting: Duration = .millis
         #expect(try await h.call("sendGroup", ["group": "outer"]) == true)
         #expect(await received(stream).count == 1)
         // Take ben out of the inner group: the next send to outer no longer reaches him.
-        _ = try await h.runtime.update(
+        _ = try await h.work.update(
             "Group",
             id: "000000000000000000000000000000a2",
             ["members": ["00000000000000000000000000000001"]],
@@ -183,9 +193,9 @@ func received(_ subscription: EventHub.Subscription, waiting: Duration = .millis
         let h = try await RuntimeHarness(files: Self.schema)
         let user = h.hub.subscribe(try await h.user("ann"))
         await #expect(throws: (any Error).self) {
-            _ = try await h.runtime.create("Item", [["name": "good"], ["name": "bad"]], caller: .superuser)
+            _ = try await h.work.create("Item", [["name": "good"], ["name": "bad"]], caller: .superuser)
         }
-        _ = try await h.runtime.create("Item", [["name": "kept"]], caller: .superuser)
+        _ = try await h.work.create("Item", [["name": "kept"]], caller: .superuser)
         #expect(await received(user).map(\.data) == ["kept"])
         try await h.close()
     }
@@ -205,7 +215,7 @@ func received(_ subscription: EventHub.Subscription, waiting: Duration = .millis
         let alice = h.hub.subscribe(try await h.user("alice"))
         let carol = h.hub.subscribe(try await h.user("carol"))
         let bob = try await h.user("bob")
-        _ = try await h.runtime.create(
+        _ = try await h.work.create(
             "Comment",
             [["text": "Nice post!", "post": "9057000000000000000000000000a001", "author": .string(bob.userID!)]],
             caller: bob
@@ -238,8 +248,8 @@ func received(_ subscription: EventHub.Subscription, waiting: Duration = .millis
         _ = await received(bob)
         _ = await received(carol)
         let editing = h.hub.subscribe(try await h.user("carol"))
-        let method = try #require(h.runtime.schema.types["Document"]?.methods.first { $0.name == "startEditing" })
-        _ = try await h.runtime.call(
+        let method = try #require(h.work.model.schema.types["Document"]?.methods.first { $0.name == "startEditing" })
+        _ = try await h.methods.call(
             method: method,
             id: "d0c00000000000000000000000000b01",
             arguments: .object([:]),

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HeraldApplication
 import HeraldSchema
 import HeraldServer
 import HeraldStorage

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HeraldApplication
 import HeraldSchema
 import HeraldStorage
 import Hummingbird

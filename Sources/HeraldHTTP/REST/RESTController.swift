@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import HeraldApplication
 import HeraldSchema
 import HeraldScripting
 import HeraldStorage
@@ -10,11 +11,12 @@ import Logging
 public struct RESTController: Sendable {
     public static let root = "/structr/rest"
 
-    let storage: any StorageBackend
-    /// The model in force (it changes when the schema reloads).
-    var model: DataModel { runtime.model }
-    /// Writes and methods run here, with their hooks, on the engine threads.
-    let runtime: ScriptRuntime
+    /// Reads and writes run here, each as one unit of work.
+    let workRunner: WorkRunner
+    /// Methods run here, on the engine threads.
+    let methods: MethodRunner
+    /// The model of the newest schema, for routing; each transaction uses its own.
+    var model: DataModel { workRunner.model }
     let policy: any AccessPolicy
     let sessions: Sessions
     let tokens: Tokens
@@ -24,7 +26,7 @@ public struct RESTController: Sendable {
     let maxBatchSize: Int
 
     public init(
-        runtime: ScriptRuntime,
+        methods: MethodRunner,
         policy: any AccessPolicy,
         sessions: Sessions,
         tokens: Tokens,
@@ -34,8 +36,8 @@ public struct RESTController: Sendable {
     ) {
         self.maxBatchSize = maxBatchSize
         self.tokens = tokens
-        self.storage = runtime.storage
-        self.runtime = runtime
+        self.workRunner = methods.workRunner
+        self.methods = methods
         self.policy = policy
         self.sessions = sessions
         self.credentials = credentials
@@ -248,10 +250,12 @@ public struct RESTController: Sendable {
     }
 
     func renderUser(_ id: String) async throws -> JSONValue {
-        let model = self.model
-        return try await storage.read { tx in
-            let scope = try AccessScope.of(.user(id: id, name: nil, isAdmin: false), schema: model.schema, in: tx)
-            return try model.render(try model.get(BuiltInType.user, id: id, in: tx), as: scope, in: tx)
+        try await workRunner.read(.user(id: id, name: nil, isAdmin: false)) { work in
+            try work.model.render(
+                try work.model.get(BuiltInType.user, id: id, in: work.tx),
+                as: try work.scope,
+                in: work.tx
+            )
         }
     }
 
@@ -260,13 +264,12 @@ public struct RESTController: Sendable {
     func list(_ type: TypeDefinition, request: Request, context: HeraldRequestContext) async throws -> Response {
         let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
         let parsed = try RESTQuery(type: type, parameters: parameters)
-        let model = self.model
-        let caller = context.caller
         let started = ContinuousClock.now
-        let (rendered, total, queryTime, countTime) = try await storage.read { tx in
+        let (rendered, total, queryTime, countTime) = try await workRunner.read(context.caller) { work in
+            let (model, tx) = (work.model, work.tx)
             let clock = ContinuousClock()
             let t0 = clock.now
-            let scope = try AccessScope.of(caller, schema: model.schema, in: tx)
+            let scope = try work.scope
             var query = parsed.query
             if let visibility = scope.visibilityFilter {
                 query.filter = query.filter.map { .and([$0, visibility]) } ?? visibility
@@ -309,15 +312,13 @@ public struct RESTController: Sendable {
         } else {
             depth = 1
         }
-        let model = self.model
-        let caller = context.caller
-        let rendered = try await storage.read { tx in
-            let scope = try AccessScope.of(caller, schema: model.schema, in: tx)
-            return try model.render(
-                try model.get(type.name, id: id, as: scope, in: tx),
+        let rendered = try await workRunner.read(context.caller) { work in
+            let scope = try work.scope
+            return try work.model.render(
+                try work.model.get(type.name, id: id, as: scope, in: work.tx),
                 depth: depth,
                 as: scope,
-                in: tx
+                in: work.tx
             )
         }
         return .json(["result": rendered])
@@ -346,7 +347,7 @@ public struct RESTController: Sendable {
         default:
             throw RESTError(.badRequest, "Expected a JSON object or an array of objects, got \(body.kindName)")
         }
-        let ids = try await runtime.create(type.name, inputs, caller: context.caller)
+        let ids = try await workRunner.create(type.name, inputs, caller: context.caller)
         var response = Response.json(["result": .array(ids.map(JSONValue.string))], status: .created)
         if let first = ids.first {
             let host = request.head.authority.map { "http://\($0)" } ?? ""
@@ -362,12 +363,12 @@ public struct RESTController: Sendable {
         guard let input = body.objectValue else {
             throw RESTError(.badRequest, "Expected a JSON object, got \(body.kindName)")
         }
-        let rendered = try await runtime.update(type.name, id: id, input, caller: context.caller)
+        let rendered = try await workRunner.update(type.name, id: id, input, caller: context.caller)
         return .json(["result": rendered])
     }
 
     func delete(_ type: TypeDefinition, id: String, context: HeraldRequestContext) async throws -> Response {
-        try await runtime.delete(type.name, id: id, caller: context.caller)
+        try await workRunner.delete(type.name, id: id, caller: context.caller)
         return .json(["result": ["id": .string(id), "type": .string(type.name), "deleted": true]])
     }
 
@@ -394,7 +395,7 @@ public struct RESTController: Sendable {
         }
         var parameters: [String: String] = [:]
         for (key, value) in request.uri.queryParameters { parameters[String(key)] = String(value) }
-        let result = try await runtime.call(
+        let result = try await methods.call(
             method: method,
             id: id,
             arguments: arguments,

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldApplication
 import HeraldSchema
 import HeraldStorage
 import Hummingbird

@@ -1,5 +1,6 @@
 import CJavaScriptCore
 import Foundation
+import HeraldApplication
 import HeraldSchema
 import HeraldStorage
 import Logging
@@ -12,8 +13,8 @@ extension Engine {
             (
                 "this",
                 { engine, _, _ in
-                    let session = try engine.currentSession()
-                    return session.this.map { engine.entityObject($0) } ?? engine.null
+                    let job = try engine.currentJob()
+                    return job.this.map { engine.entityObject($0) } ?? engine.null
                 }
             ),
             ("me", { engine, _, _ in try engine.me() }),
@@ -26,11 +27,11 @@ extension Engine {
                     return JSObjectMakeDate(engine.context, 1, &argument, nil) ?? engine.null
                 }
             ),
-            ("arguments", { engine, _, _ in engine.jsValue(try engine.currentSession().arguments) }),
+            ("arguments", { engine, _, _ in engine.jsValue(try engine.currentJob().arguments) }),
             (
                 "request",
                 { engine, _, _ in
-                    let request = try engine.currentSession().request
+                    let request = try engine.currentJob().request
                     return engine.jsValue(
                         .object(
                             JSONObject(
@@ -42,8 +43,8 @@ extension Engine {
                     )
                 }
             ),
-            ("modifications", { engine, _, _ in engine.jsValue(try engine.currentSession().modifications ?? .null) }),
-            ("data", { engine, _, _ in engine.jsValue(try engine.currentSession().data ?? .null) }),
+            ("modifications", { engine, _, _ in engine.jsValue(try engine.currentJob().input.modifications ?? .null) }),
+            ("data", { engine, _, _ in engine.jsValue(try engine.currentJob().input.data ?? .null) }),
             ("find", { engine, _, args in try engine.find(args) }),
             (
                 "first",
@@ -66,7 +67,7 @@ extension Engine {
                 "create",
                 { engine, _, args in
                     let (type, input) = try engine.typeAndMap(args, function: "create")
-                    let entity = try engine.currentSession().create(type, input, engine: engine)
+                    let entity = try engine.currentJob().work.create(type, input)
                     return engine.entityObject(EntityReference(type: type, id: entity.id))
                 }
             ),
@@ -76,19 +77,19 @@ extension Engine {
                     let (type, input) = try engine.typeAndMap(args, function: "getOrCreate")
                     let found = try engine.query(type, [.object(input)], limit: 1)
                     if let existing = found.first { return engine.entityObject(existing) }
-                    let entity = try engine.currentSession().create(type, input, engine: engine)
+                    let entity = try engine.currentJob().work.create(type, input)
                     return engine.entityObject(EntityReference(type: type, id: entity.id))
                 }
             ),
             (
                 "delete",
                 { engine, _, args in
-                    let session = try engine.currentSession()
+                    let job = try engine.currentJob()
                     for value in args.flatMap({ engine.elements($0) }) {
                         guard let object = JSValueToObject(engine.context, value, nil),
                             let reference = EntityObject.reference(engine.context, object)
                         else { throw JSThrow(message: "delete expects entities", kind: "TypeError") }
-                        try session.delete(reference, engine: engine)
+                        try job.work.delete(reference)
                     }
                     return engine.undefined
                 }
@@ -107,7 +108,7 @@ extension Engine {
                     } else {
                         throw JSThrow(message: "set expects an entity and an object", kind: "TypeError")
                     }
-                    try engine.currentSession().update(reference, input, engine: engine)
+                    try engine.currentJob().work.update(reference, input)
                     return args[0]
                 }
             ),
@@ -127,19 +128,19 @@ extension Engine {
                         if JSValueIsString(engine.context, value) { return engine.swiftString(value) }
                         return (try? engine.resultJSON(value).jsonString) ?? engine.swiftString(value)
                     }.joined(separator: " ")
-                    engine.session?.runtime.logger.info("\(text)", metadata: ["source": "script"])
+                    engine.logger.info("\(text)", metadata: ["source": "script"])
                     return engine.undefined
                 }
             ),
             (
                 "error",
                 { engine, _, args in
-                    let session = try engine.currentSession()
+                    let job = try engine.currentJob()
                     let strings = args.map { engine.swiftString($0) }
-                    session.errors.append(
+                    job.work.validationErrors.append(
                         FieldError(
                             token: strings.count > 1 ? strings[1] : "error",
-                            type: session.this?.type ?? "",
+                            type: job.this?.type ?? "",
                             property: strings.first ?? "",
                             detail: strings.count > 2 ? strings[2] : nil
                         )
@@ -164,13 +165,13 @@ extension Engine {
             (
                 "doPrivileged",
                 { engine, _, args in
-                    let session = try engine.currentSession()
+                    let job = try engine.currentJob()
                     guard let function = args.first.flatMap({ JSValueToObject(engine.context, $0, nil) }),
                         JSObjectIsFunction(engine.context, function)
                     else { throw JSThrow(message: "doPrivileged expects a function", kind: "TypeError") }
-                    let caller = session.caller
-                    session.caller = .superuser
-                    defer { session.caller = caller }
+                    let caller = job.work.caller
+                    job.work.caller = .superuser
+                    defer { job.work.caller = caller }
                     var exception: JSValueRef?
                     let result = JSObjectCallAsFunction(engine.context, function, nil, 0, nil, &exception)
                     // Whatever the callback threw (`null` included) goes on to the caller as is.
@@ -181,22 +182,22 @@ extension Engine {
             (
                 "store",
                 { engine, _, args in
-                    let session = try engine.currentSession()
+                    let job = try engine.currentJob()
                     guard let key = args.first.map({ engine.swiftString($0) }) else { return engine.undefined }
                     let value = args.count > 1 ? args[1] : engine.undefined
-                    if let old = session.store[key] { JSValueUnprotect(engine.context, old) }
+                    if let old = job.store[key] { JSValueUnprotect(engine.context, old) }
                     JSValueProtect(engine.context, value)
-                    session.store[key] = value
+                    job.store[key] = value
                     return engine.undefined
                 }
             ),
             (
                 "retrieve",
                 { engine, _, args in
-                    let session = try engine.currentSession()
+                    let job = try engine.currentJob()
                     guard let key = args.first.map({ engine.swiftString($0) }) else { return engine.undefined }
-                    if let value = session.store[key] { return value }
-                    if key == "modifications", let modifications = session.modifications {
+                    if let value = job.store[key] { return value }
+                    if key == "modifications", let modifications = job.input.modifications {
                         return engine.jsValue(modifications)
                     }
                     return engine.undefined
@@ -272,8 +273,8 @@ extension Engine {
     /// `$.grant(principal, node, 'read, write')` / `$.revoke(...)`: needs `accessControl` on the node.
     func changeGrant(_ args: [JSValueRef], granting: Bool) throws -> JSValueRef {
         let name = granting ? "grant" : "revoke"
-        let session = try currentSession()
-        try session.requireWrite()
+        let job = try currentJob()
+        try job.work.requireWrite()
         guard args.count >= 3,
             let principalObject = JSValueToObject(context, args[0], nil),
             let principal = EntityObject.reference(context, principalObject),
@@ -288,19 +289,13 @@ extension Engine {
             )
         }
         let permissions = try Permission.parse(swiftString(args[2]))
-        let entity = try session.model.get(node.type, id: node.id, as: try session.scope, in: session.tx)
-        try session.model.require(.accessControl, on: entity, try session.scope, in: session.tx)
-        if granting {
-            try session.tx.grant(permissions, to: principal.id, on: node.id)
-        } else {
-            try session.tx.revoke(permissions, from: principal.id, on: node.id)
-        }
+        try job.work.changeGrant(permissions, of: principal.id, on: node, granting: granting)
         return undefined
     }
 
     /// `$.me`: the calling user, a stand-in object for the superuser, or null.
     func me() throws -> JSValueRef {
-        switch try currentSession().caller {
+        switch try currentJob().work.caller {
         case .anonymous: return null
         case .user(let id, _, _): return entityObject(EntityReference(type: BuiltInType.user, id: id))
         case .superuser:
@@ -315,7 +310,7 @@ extension Engine {
             throw JSThrow(message: "\(function) expects a type name", kind: "TypeError")
         }
         let type = swiftString(first)
-        guard (try? currentSession().model.type(type)) != nil else {
+        guard (try? currentJob().model.type(type)) != nil else {
             throw JSThrow(message: "\(function): unknown type '\(type)'", kind: "TypeError")
         }
         let input = args.count > 1 ? try jsonValue(args[1]) : .object([:])
@@ -332,15 +327,15 @@ extension Engine {
             throw JSThrow(message: "find expects a type name", kind: "TypeError")
         }
         let typeName = swiftString(first)
-        let session = try currentSession()
-        guard session.model.schema.types[typeName] != nil else {
+        let job = try currentJob()
+        guard job.model.schema.types[typeName] != nil else {
             throw JSThrow(message: "find: unknown type '\(typeName)'", kind: "TypeError")
         }
         var rest = Array(args.dropFirst())
         if rest.count == 1, JSValueIsString(context, rest[0]) {
             let id = swiftString(rest[0])
-            guard EntityID.isValid(id), let entity = try session.tx.fetch(type: typeName, id: id),
-                try session.model.canRead(entity, try session.scope, in: session.tx)
+            guard EntityID.isValid(id), let entity = try job.tx.fetch(type: typeName, id: id),
+                try job.model.canRead(entity, try job.scope, in: job.tx)
             else { return null }
             return entityObject(EntityReference(type: typeName, id: id))
         }
@@ -356,8 +351,8 @@ extension Engine {
     /// Objects matching every criterion: maps of key to value (or to a key-less predicate),
     /// `$and` / `$or` entries, and predicate objects, with optional sort and page predicates.
     func query(_ typeName: String, _ criteria: [JSONValue], limit: Int?) throws -> [EntityReference] {
-        let session = try currentSession()
-        let type = try session.model.type(typeName)
+        let job = try currentJob()
+        let type = try job.model.type(typeName)
         var filters: [Filter] = []
         var sort: [SortKey] = []
         var page: (Int, Int)?
@@ -392,13 +387,13 @@ extension Engine {
             }
         }
         if sort.isEmpty { sort = [SortKey(SystemProperty.createdDate)] }
-        if let visibility = try session.scope.visibilityFilter { filters.append(visibility) }
+        if let visibility = try job.scope.visibilityFilter { filters.append(visibility) }
         var query = EntityQuery(type: typeName, filter: filters.isEmpty ? nil : .and(filters), sort: sort, limit: limit)
         if let (number, size) = page {
             query.limit = min(size, limit ?? size)
             query.offset = (number - 1) * size
         }
-        return try session.tx.fetch(query).map { EntityReference(type: typeName, id: $0.id) }
+        return try job.tx.fetch(query).map { EntityReference(type: typeName, id: $0.id) }
     }
 }
 

@@ -1,4 +1,5 @@
 import CJavaScriptCore
+import HeraldApplication
 import HeraldEvents
 import HeraldSchema
 import HeraldStorage
@@ -6,19 +7,19 @@ import HeraldStorage
 extension Engine {
     /// `$.broadcastEvent(type, message [, authenticatedUsers = true [, anonymousUsers = false]])`.
     func broadcastEvent(_ args: [JSValueRef]) throws -> JSValueRef {
-        let session = try currentSession()
+        let job = try currentJob()
         let (type, data) = try eventTypeAndMessage(args, function: "broadcastEvent")
         let authenticated = try flag(args, 2, name: "authenticatedUsers", default: true)
         let anonymous = try flag(args, 3, name: "anonymousUsers", default: false)
         guard authenticated || anonymous else { return undefined }
-        try session.raise(type: type, data: data, to: .broadcast(authenticated: authenticated, anonymous: anonymous))
+        try job.work.raise(type: type, data: data, to: .broadcast(authenticated: authenticated, anonymous: anonymous))
         return undefined
     }
 
     /// `$.sendEvent(type, message, recipients)`: users and groups (nested, each user once).
     /// True when at least one open stream will receive it.
     func sendEvent(_ args: [JSValueRef]) throws -> JSValueRef {
-        let session = try currentSession()
+        let job = try currentJob()
         let (type, data) = try eventTypeAndMessage(args, function: "sendEvent")
         guard args.count >= 3 else {
             throw JSThrow(message: "sendEvent expects recipients: a User, a Group or a list", kind: "TypeError")
@@ -33,48 +34,10 @@ extension Engine {
             }
             roots.append(reference)
         }
-        let users = try recipients(roots, session: session)
+        let users = try job.work.users(in: roots)
         guard !users.isEmpty else { return JSValueMakeBoolean(context, false) }
-        try session.raise(type: type, data: data, to: .users(users))
-        return JSValueMakeBoolean(context, session.runtime.events.hasStreams(forAnyOf: users))
-    }
-
-    /// The users among `roots`, with every member of every group, through nested groups; a
-    /// group met twice (a cycle) is expanded once. Groups come from the membership cache unless
-    /// this transaction changed groups or users itself.
-    func recipients(_ roots: [EntityReference], session: ScriptSession) throws -> Set<String> {
-        let fresh = session.changedTypes.contains(BuiltInType.group) || session.changedTypes.contains(BuiltInType.user)
-        var users = Set<String>()
-        for root in roots {
-            if root.type == BuiltInType.user {
-                users.insert(root.id)
-            } else if fresh {
-                users.formUnion(try Self.members(of: root.id, session: session))
-            } else {
-                users.formUnion(
-                    try session.runtime.membership.users(of: root.id) {
-                        try Self.members(of: root.id, session: session)
-                    }
-                )
-            }
-        }
-        return users
-    }
-
-    /// Walks `Group.members` from one group in the session's transaction.
-    static func members(of group: String, session: ScriptSession) throws -> Set<String> {
-        guard let members = session.model.schema.types[BuiltInType.group]?.relationships["members"] else { return [] }
-        var users = Set<String>()
-        var seenGroups = Set<String>()
-        var queue = [EntityReference(type: BuiltInType.group, id: group)]
-        while let next = queue.popLast() {
-            if next.type == BuiltInType.user {
-                users.insert(next.id)
-            } else if seenGroups.insert(next.id).inserted {
-                queue.append(contentsOf: try session.tx.related(members, of: next.id))
-            }
-        }
-        return users
+        try job.work.raise(type: type, data: data, to: .users(users))
+        return JSValueMakeBoolean(context, job.work.hasStreams(forAnyOf: users))
     }
 
     func eventTypeAndMessage(_ args: [JSValueRef], function: String) throws -> (String, String) {

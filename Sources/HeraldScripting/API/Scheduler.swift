@@ -1,3 +1,4 @@
+import HeraldApplication
 import HeraldSchema
 import HeraldStorage
 import Logging
@@ -8,12 +9,12 @@ import Synchronization
 /// Every second it checks the schedules of the schema in force, so a reload takes effect at
 /// once. A run still busy when its next time comes is skipped, and the skip is logged.
 public struct Scheduler: Sendable {
-    let runtime: ScriptRuntime
+    let methods: MethodRunner
     let logger: Logger
     private let busy = BusySet()
 
-    public init(runtime: ScriptRuntime, logger: Logger) {
-        self.runtime = runtime
+    public init(methods: MethodRunner, logger: Logger) {
+        self.methods = methods
         self.logger = logger
     }
 
@@ -33,20 +34,20 @@ public struct Scheduler: Sendable {
     }
 
     func tick(at time: Timestamp) {
-        let schema = runtime.schema
+        let schema = methods.workRunner.model.schema
         for (name, schedule) in schema.schedules.sorted(by: { $0.key < $1.key }) where schedule.matches(time) {
             guard let method = schema.globalMethods.first(where: { $0.name == name }) else { continue }
             guard busy.insert(name) else {
                 logger.warning("scheduled run skipped: the previous run is still busy", metadata: ["method": "\(name)"])
                 continue
             }
-            let runtime = self.runtime
+            let methods = self.methods
             let logger = self.logger
             let busy = self.busy
             Task {
                 defer { busy.remove(name) }
                 do {
-                    _ = try await runtime.call(
+                    _ = try await methods.call(
                         method: method,
                         id: nil,
                         arguments: .object([:]),

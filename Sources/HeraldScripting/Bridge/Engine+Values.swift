@@ -1,4 +1,5 @@
 import CJavaScriptCore
+import HeraldApplication
 import HeraldSchema
 import HeraldStorage
 

@@ -1,5 +1,6 @@
 import CJavaScriptCore
 import Foundation
+import HeraldApplication
 import HeraldSchema
 import HeraldStorage
 
@@ -43,7 +44,7 @@ final class EntityObject {
         definition.getPropertyNames = { ctx, object, names in
             let engine = Engine.of(ctx)
             let entity = Unmanaged<EntityObject>.fromOpaque(JSObjectGetPrivate(object)!).takeUnretainedValue()
-            guard let type = engine.session?.model.schema.types[entity.reference.type] else { return }
+            guard let type = engine.job?.model.schema.types[entity.reference.type] else { return }
             var keys = ["id", "type"]
             keys += type.properties.values.filter { !$0.writeOnly }.map(\.name)
             keys += type.relationships.keys
@@ -75,45 +76,45 @@ extension Engine {
         JSObjectMake(context, EntityObject.jsClass, Unmanaged.passRetained(EntityObject(reference)).toOpaque())!
     }
 
-    func currentSession() throws(JSThrow) -> ScriptSession {
-        guard let session else { throw JSThrow(message: "no transaction is open") }
-        return session
+    func currentJob() throws(JSThrow) -> ScriptJob {
+        guard let job else { throw JSThrow(message: "no transaction is open") }
+        return job
     }
 
     func readEntityProperty(_ reference: EntityReference, _ name: String) throws -> JSValueRef? {
-        let session = try currentSession()
+        let job = try currentJob()
         switch name {
         case "id": return string(reference.id)
         case "type": return string(reference.type)
         case "toJSON":
             return makeFunction("toJSON") { engine, _, _ in
-                let session = try engine.currentSession()
-                guard let entity = try session.tx.fetch(type: reference.type, id: reference.id),
-                    try session.model.canRead(entity, try session.scope, in: session.tx)
+                let job = try engine.currentJob()
+                guard let entity = try job.tx.fetch(type: reference.type, id: reference.id),
+                    try job.model.canRead(entity, try job.scope, in: job.tx)
                 else {
                     return engine.null
                 }
-                return engine.jsValue(try session.model.render(entity, as: try session.scope, in: session.tx))
+                return engine.jsValue(try job.model.render(entity, as: try job.scope, in: job.tx))
             }
         default: break
         }
-        guard let type = session.model.schema.types[reference.type] else { return nil }
+        guard let type = job.model.schema.types[reference.type] else { return nil }
         let isRelationship = type.relationships[name] != nil
         guard isRelationship || name == SystemProperty.owner || type.property(named: name) != nil else { return nil }
         // Every read respects visibility: an object the caller cannot see reads as missing,
         // whoever handed the script its reference (`$.this` of a method included).
-        let scope = try session.scope
-        guard let entity = try session.tx.fetch(type: reference.type, id: reference.id) else {
+        let scope = try job.scope
+        guard let entity = try job.tx.fetch(type: reference.type, id: reference.id) else {
             throw JSThrow(message: "\(reference.type) \(reference.id) no longer exists")
         }
-        guard try session.model.canRead(entity, scope, in: session.tx) else {
+        guard try job.model.canRead(entity, scope, in: job.tx) else {
             throw DataError.notFound(type: reference.type, id: reference.id)
         }
         if let end = type.relationships[name] {
             var related: [JSObjectRef] = []
-            for other in try session.tx.related(end, of: reference.id) {
-                guard let entity = try session.tx.fetch(type: other.type, id: other.id),
-                    try session.model.canRead(entity, scope, in: session.tx)
+            for other in try job.tx.related(end, of: reference.id) {
+                guard let entity = try job.tx.fetch(type: other.type, id: other.id),
+                    try job.model.canRead(entity, scope, in: job.tx)
                 else { continue }
                 related.append(entityObject(other))
             }
@@ -122,8 +123,8 @@ extension Engine {
         }
         if name == SystemProperty.owner {
             guard case .string(let owner)? = entity.values[SystemProperty.owner],
-                let user = try session.tx.fetch(type: BuiltInType.user, id: owner),
-                try session.model.canRead(user, scope, in: session.tx)
+                let user = try job.tx.fetch(type: BuiltInType.user, id: owner),
+                try job.model.canRead(user, scope, in: job.tx)
             else { return null }
             return entityObject(EntityReference(type: BuiltInType.user, id: owner))
         }
@@ -133,8 +134,8 @@ extension Engine {
     }
 
     func writeEntityProperty(_ reference: EntityReference, _ name: String, _ value: JSValueRef?) throws {
-        let session = try currentSession()
+        let job = try currentJob()
         let json = try jsonValue(value)
-        try session.update(reference, [name: json], engine: self)
+        try job.work.update(reference, [name: json])
     }
 }

@@ -62,10 +62,10 @@ extension Engine {
         case let error as JSThrow:
             return makeError(error.message, kind: error.kind, status: error.status)
         case let error as ScriptError:
-            session?.hostError = error
+            job?.hostError = error
             return makeError(error.description, status: error.status)
         default:
-            session?.hostError = error
+            job?.hostError = error
             return makeError("\(function): \(error)")
         }
     }

@@ -1,17 +1,20 @@
 import CJavaScriptCore
 import Foundation
 import HeraldSchema
+import Logging
 
 /// One JavaScript engine: a context group and a global context that only its own thread touches.
 ///
 /// Host functions and entity objects find their engine through the global object's private
-/// data, and the running job's state through `session`.
+/// data, and the running job's state through `job`.
 public final class Engine {
     public let index: Int
     let group: JSContextGroupRef
     let context: JSGlobalContextRef
     /// The job being run; host functions read and write through it.
-    var session: ScriptSession?
+    var job: ScriptJob?
+    /// Where `$.log` writes.
+    var logger = Logger(label: "herald.scripting")
     /// Compiled methods by file path, with the source they were compiled from.
     var compiled: [String: (source: String, function: JSObjectRef)] = [:]
     /// Why the running script was stopped, once the watchdog stopped it.

@@ -1,4 +1,5 @@
 import Foundation
+import HeraldApplication
 import HeraldSchema
 import Logging
 import Synchronization
@@ -119,6 +120,7 @@ public final class EnginePool: Sendable {
             func make() -> Engine {
                 let engine = makeEngine(index)
                 engine.setLimits(time: configuration.timeLimit, memory: configuration.memoryLimit)
+                engine.logger = logger
                 return engine
             }
             var engine = make()
@@ -318,5 +320,14 @@ final class JobQueue: @unchecked Sendable {
         if alive == 0 { onExit = [] }
         condition.unlock()
         for callback in callbacks { callback() }
+    }
+}
+
+extension EnginePool: HookThreads {
+    /// Runs `body` on an engine thread, with the engine as the hook runner.
+    public func withRunner<T: Sendable>(_ body: @escaping @Sendable (any LifecycleHookRunner) throws -> T)
+        async throws -> T
+    {
+        try await run { engine in try body(engine) }
     }
 }

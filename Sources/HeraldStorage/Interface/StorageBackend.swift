@@ -37,6 +37,8 @@ public struct EntityReference: Sendable, Hashable {
 /// A PostgreSQL backend keeps one connection per transaction and waits on it the same way.
 public protocol StorageBackend: Sendable {
     /// Brings the database to `schema`: creates what is new, refuses data loss unless allowed.
+    /// Every migration starts a new schema generation, even one that changes no table, and
+    /// transactions that begin after it commits see `schema` as theirs.
     func migrate(to schema: Schema, allowDestructive: Bool) async throws -> MigrationReport
 
     /// Runs `body` in a read-only snapshot.
@@ -57,6 +59,13 @@ public protocol StorageBackend: Sendable {
 
 /// Operations available inside a transaction.
 public protocol StorageTransaction: AnyObject {
+    /// The schema this transaction's tables were migrated to: one for its whole life, whatever
+    /// a reload migrates meanwhile.
+    var schema: Schema { get }
+
+    /// The migration generation of `schema`; a later migration has a higher one.
+    var schemaGeneration: Int64 { get }
+
     /// The object of `type` with `id`, if it exists.
     func fetch(type: String, id: String) throws -> StoredEntity?
 
@@ -176,8 +185,13 @@ public struct PersistedEvent: Sendable, Hashable {
 public struct MigrationReport: Sendable, Hashable {
     /// One line per change, in the order applied.
     public var changes: [String]
+    /// The schema generation the migration started.
+    public var generation: Int64
 
-    public init(changes: [String] = []) { self.changes = changes }
+    public init(changes: [String] = [], generation: Int64 = 0) {
+        self.changes = changes
+        self.generation = generation
+    }
 }
 
 /// A schema change that would lose data and was not allowed.

@@ -4,10 +4,19 @@ import Logging
 
 extension SQLiteStorage {
     public func migrate(to schema: Schema, allowDestructive: Bool) async throws -> MigrationReport {
-        let report = try await pool.write { db in
-            try SQLiteMigrator(schema: schema, allowDestructive: allowDestructive).run(db)
+        let layout = self.layout
+        let report = try await Self.translatingErrorsAsync {
+            try await pool.write { db in
+                var report = try SQLiteMigrator(schema: schema, allowDestructive: allowDestructive).run(db)
+                report.generation = try SQLiteTransaction.generation(db) + 1
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO _herald_meta (key, value) VALUES (?, ?)",
+                    arguments: [SQLiteTransaction.generationKey, String(report.generation)]
+                )
+                layout.register(schema, generation: report.generation)
+                return report
+            }
         }
-        layout.set(schema)
         for change in report.changes { logger.info("migration: \(change)") }
         return report
     }

@@ -54,23 +54,23 @@ public final class SQLiteStorage: StorageBackend {
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T {
         let layout = self.layout
         return try await Self.translatingErrorsAsync {
-            try await pool.read { db in try body(SQLiteTransaction(db: db, layout: layout)) }
+            try await pool.read { db in try body(try SQLiteTransaction(db: db, layout: layout)) }
         }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T {
         let layout = self.layout
         return try await Self.translatingErrorsAsync {
-            try await pool.write { db in try body(SQLiteTransaction(db: db, layout: layout)) }
+            try await pool.write { db in try body(try SQLiteTransaction(db: db, layout: layout)) }
         }
     }
 
     public func writeBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try Self.translatingErrors { try pool.write { db in try body(SQLiteTransaction(db: db, layout: layout)) } }
+        try Self.translatingErrors { try pool.write { db in try body(try SQLiteTransaction(db: db, layout: layout)) } }
     }
 
     public func readBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try Self.translatingErrors { try pool.read { db in try body(SQLiteTransaction(db: db, layout: layout)) } }
+        try Self.translatingErrors { try pool.read { db in try body(try SQLiteTransaction(db: db, layout: layout)) } }
     }
 
     /// Checkpoints the WAL into the database file (so the file alone is a complete copy), then
@@ -166,17 +166,29 @@ extension SQLiteStorage {
     }
 }
 
-/// Table and column names for a schema, shared by the migrator and transactions.
+/// Table and column names for a schema, shared by the migrator and transactions, and the
+/// schema of each migration generation, so a transaction decodes rows with the schema its
+/// snapshot's tables were migrated to.
 final class Layout: @unchecked Sendable {
     private let lock = NSLock()
-    private var _schema = Schema(types: [:], relationships: [])
+    private var schemas: [Int64: Schema] = [:]
 
-    var schema: Schema {
-        lock.withLock { _schema }
+    /// How many generations stay known: transactions that began before several reloads in a
+    /// row still find theirs.
+    static let generationsKept = 8
+
+    /// The schema of `generation`; an empty one before the first migration.
+    func schema(_ generation: Int64) -> Schema {
+        lock.withLock { schemas[generation] } ?? Schema(types: [:], relationships: [])
     }
 
-    func set(_ schema: Schema) {
-        lock.withLock { _schema = schema }
+    /// Makes `schema` the one of `generation`; called inside the migration's transaction,
+    /// before it commits, so no snapshot can see the generation without its schema.
+    func register(_ schema: Schema, generation: Int64) {
+        lock.withLock {
+            schemas[generation] = schema
+            for old in schemas.keys where old <= generation - Int64(Self.generationsKept) { schemas[old] = nil }
+        }
     }
 
     static func table(_ type: String) -> String { type.quotedDatabaseIdentifier }

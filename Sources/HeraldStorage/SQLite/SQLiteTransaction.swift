@@ -5,10 +5,23 @@ import HeraldSchema
 final class SQLiteTransaction: StorageTransaction {
     let db: Database
     let schema: Schema
+    let schemaGeneration: Int64
 
-    init(db: Database, layout: Layout) {
+    /// Reads the migration generation first, so it belongs to the transaction's snapshot.
+    init(db: Database, layout: Layout) throws {
         self.db = db
-        self.schema = layout.schema
+        self.schemaGeneration = try Self.generation(db)
+        self.schema = layout.schema(schemaGeneration)
+    }
+
+    /// The metadata key of the migration generation, raised by every migration.
+    static let generationKey = "schema.generation"
+
+    static func generation(_ db: Database) throws -> Int64 {
+        try String.fetchOne(
+            db.cachedStatement(sql: "SELECT value FROM _herald_meta WHERE key = ?"),
+            arguments: [generationKey]
+        ).flatMap { Int64($0) } ?? 0
     }
 
     /// Runs a statement through the connection's statement cache: the SQL for a type is built

@@ -1,4 +1,5 @@
 import HeraldSchema
+import HeraldStorage
 
 extension DataModel {
     /// The deepest `_outputNestingDepth` honoured.

@@ -1,4 +1,5 @@
 import HeraldSchema
+import HeraldStorage
 
 extension DataModel {
     /// Input keys that name the object rather than set a value.

@@ -1,4 +1,5 @@
 import HeraldSchema
+import HeraldStorage
 
 /// Schema-aware operations over any storage backend: validated creates, updates and deletes,
 /// relationship writes and the REST rendering of objects. Every operation runs inside a

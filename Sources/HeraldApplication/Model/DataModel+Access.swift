@@ -1,4 +1,5 @@
 import HeraldSchema
+import HeraldStorage
 
 extension DataModel {
     /// Whether `scope` may read `entity`.

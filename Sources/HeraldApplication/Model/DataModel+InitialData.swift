@@ -1,4 +1,5 @@
 import HeraldSchema
+import HeraldStorage
 
 extension DataModel {
     /// The metadata key recording that the initial data was loaded.

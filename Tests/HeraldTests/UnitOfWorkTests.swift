@@ -1,0 +1,190 @@
+import Foundation
+import HeraldApplication
+import HeraldEvents
+import HeraldSchema
+import HeraldScripting
+import HeraldStorage
+import Logging
+import Synchronization
+import Testing
+
+/// The unit of work: hookless writes run without an engine, and each transaction keeps the
+/// schema its tables were migrated to.
+@Suite struct UnitOfWorkTests {
+    /// Counts how often work is handed to the real engine pool.
+    final class CountingHookThreads: HookThreads {
+        let pool: EnginePool
+        let count = Atomic<Int>(0)
+
+        init(pool: EnginePool) { self.pool = pool }
+
+        func withRunner<T: Sendable>(_ body: @escaping @Sendable (any LifecycleHookRunner) throws -> T)
+            async throws -> T
+        {
+            count.add(1, ordering: .relaxed)
+            return try await pool.withRunner(body)
+        }
+    }
+
+    final class Flag: Sendable {
+        let value = Atomic<Bool>(true)
+    }
+
+    static let files = [
+        "Plain.json": #"{"properties": {"name": "string"}}"#,
+        "Hooked.json": #"{"properties": {"name": "string", "seen": "boolean"}}"#,
+        "Hooked/onCreate.js": "{ $.this.seen = true; }",
+        "Hooked/afterSave.js": "{ $.broadcastEvent('saved', $.this.name); }",
+    ]
+
+    @Test func writesWithoutHooksNeverTakeAnEngineAndWritesWithHooksDo() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let schema = try SchemaLoader(directory: directory.schema).load()
+        let storage = try SQLiteStorage(directory: directory.data)
+        let migration = try await storage.migrate(to: schema, allowDestructive: false)
+        let pool = EnginePool(configuration: .init(size: 1))
+        let threads = CountingHookThreads(pool: pool)
+        let work = WorkRunner(
+            model: DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4)),
+            generation: migration.generation,
+            storage: storage,
+            events: EventHub(),
+            hooks: threads,
+            logger: Logger(label: "test")
+        )
+        let plain = try await work.create("Plain", [["name": "a"], ["name": "b"]], caller: .superuser)
+        _ = try await work.update("Plain", id: plain[0], ["name": "c"], caller: .superuser)
+        try await work.delete("Plain", id: plain[1], caller: .superuser)
+        #expect(threads.count.load(ordering: .relaxed) == 0)
+
+        let hooked = try await work.create("Hooked", [["name": "h"]], caller: .superuser)
+        #expect(threads.count.load(ordering: .relaxed) == 1)
+        let seen = try await storage.read { tx in try tx.fetch(type: "Hooked", id: hooked[0])?.values["seen"] }
+        #expect(seen == true)
+        _ = try await work.update("Hooked", id: hooked[0], ["name": "i"], caller: .superuser)
+        #expect(threads.count.load(ordering: .relaxed) == 2)
+        await pool.shutdown()
+        try storage.close()
+    }
+
+    @Test func aHooklessCreateAnswersWhileEveryEngineIsBusy() async throws {
+        let directory = try TestDirectory(files: [
+            "Plain.json": #"{"properties": {"name": "string"}}"#,
+            "global/spin.js": "{ let s = Date.now(); while (Date.now() - s < 6000) {} return 'done'; }",
+        ])
+        let server = try await TestServer.start(directory) {
+            $0.scriptEngines = 1
+            $0.scriptTimeLimit = 20_000
+        }
+        let spinning = Flag()
+        let spin = Task {
+            defer { spinning.value.store(false, ordering: .sequentiallyConsistent) }
+            return try await server.request(.POST, "/structr/rest/spin", body: "{}")
+        }
+        try await Task.sleep(for: .milliseconds(300))  // the only engine is spinning now
+        _ = try await server.create("Plain", #"{"name": "while busy"}"#)
+        // Through an engine the create would have waited for the spin to end.
+        let stillSpinning = spinning.value.load(ordering: .sequentiallyConsistent)
+        #expect(stillSpinning, "the create waited for the busy engine")
+        let spun = try await spin.value
+        #expect(spun.status == 200)
+        try await server.stop()
+    }
+
+    @Test func aTransactionKeepsItsSchemaWhileAMigrationCommits() async throws {
+        let directory = try TestDirectory(files: ["Plain.json": #"{"properties": {"name": "string"}}"#])
+        let first = try SchemaLoader(directory: directory.schema).load()
+        let storage = try SQLiteStorage(directory: directory.data)
+        let migration = try await storage.migrate(to: first, allowDestructive: false)
+        let work = WorkRunner(
+            model: DataModel(schema: first, hasher: BcryptPasswordHasher(cost: 4)),
+            generation: migration.generation,
+            storage: storage,
+            events: EventHub(),
+            hooks: EnginePool(configuration: .init(size: 1)),
+            logger: Logger(label: "test")
+        )
+        _ = try await work.create("Plain", [["name": "old"]], caller: .superuser)
+        try FileManager.default.createDirectory(at: directory.schema, withIntermediateDirectories: true)
+        try #"{"properties": {"name": "string", "size": "integer"}}"#.write(
+            to: directory.schema.appendingPathComponent("Plain.json"),
+            atomically: true,
+            encoding: .utf8
+        )
+        try #"{"properties": {"title": "string"}}"#.write(
+            to: directory.schema.appendingPathComponent("Later.json"),
+            atomically: true,
+            encoding: .utf8
+        )
+        let second = try SchemaLoader(directory: directory.schema).load()
+
+        // A read that began before the migration keeps the old schema for its whole life,
+        // and its rows decode with it, even after the migration committed and was installed.
+        let began = DispatchSemaphore(value: 0)
+        let migrated = DispatchSemaphore(value: 0)
+        let held = Task {
+            try await work.read(.superuser) { work -> (Int64, Bool, Bool, [String]) in
+                let before = work.tx.schemaGeneration
+                began.signal()
+                migrated.wait()
+                let names = try work.tx.fetch(EntityQuery(type: "Plain")).map { $0.values["name"]?.stringValue ?? "" }
+                return (
+                    before, work.model.schema.types["Later"] == nil, work.tx.schema.types["Later"] == nil, names
+                )
+            }
+        }
+        await Task.detached { began.wait() }.value
+        let next = try await storage.migrate(to: second, allowDestructive: false)
+        work.install(DataModel(schema: second, hasher: BcryptPasswordHasher(cost: 4)), generation: next.generation)
+        migrated.signal()
+        let (generation, modelIsOld, tablesAreOld, names) = try await held.value
+        #expect(generation == migration.generation)
+        #expect(next.generation == migration.generation + 1)
+        #expect(modelIsOld)
+        #expect(tablesAreOld)
+        #expect(names == ["old"])
+
+        // Work that begins after it sees the new schema, model and tables together.
+        let after = try await work.read(.superuser) { work in
+            (
+                work.tx.schemaGeneration, work.model.schema.types["Later"] != nil,
+                try work.tx.count(EntityQuery(type: "Later"))
+            )
+        }
+        #expect(after.0 == next.generation)
+        #expect(after.1)
+        #expect(after.2 == 0)
+        try storage.close()
+    }
+
+    @Test func aMigrationCommittedButNotYetInstalledStillPairsTheNewModelWithTheNewTables() async throws {
+        let directory = try TestDirectory(files: ["Plain.json": #"{"properties": {"name": "string"}}"#])
+        let first = try SchemaLoader(directory: directory.schema).load()
+        let storage = try SQLiteStorage(directory: directory.data)
+        let migration = try await storage.migrate(to: first, allowDestructive: false)
+        let work = WorkRunner(
+            model: DataModel(schema: first, hasher: BcryptPasswordHasher(cost: 4)),
+            generation: migration.generation,
+            storage: storage,
+            events: EventHub(),
+            hooks: EnginePool(configuration: .init(size: 1)),
+            logger: Logger(label: "test")
+        )
+        try #"{"properties": {"title": "string"}}"#.write(
+            to: directory.schema.appendingPathComponent("Later.json"),
+            atomically: true,
+            encoding: .utf8
+        )
+        let second = try SchemaLoader(directory: directory.schema).load()
+        _ = try await storage.migrate(to: second, allowDestructive: false)
+        // The reload has not called `install` yet: the routing model is still the old one...
+        #expect(work.model.schema.types["Later"] == nil)
+        // ...but a transaction on the new tables gets the model of their schema.
+        let ids = try await work.write(.superuser, hooks: false) { work in
+            try work.create("Later", ["title": "new"]).id
+        }
+        #expect(EntityID.isValid(ids))
+        #expect(work.model.schema.types["Later"] != nil)
+        try storage.close()
+    }
+}
