@@ -146,6 +146,7 @@ public enum HeraldServer {
         let policy = ResourceAccessPolicy(storage: storage)
         workRunner.onCommit { types in
             if types.contains(BuiltInType.resourceAccess) { policy.invalidate() }
+            if types.contains(BuiltInType.user) { sessions.forgetCallers() }
         }
         RESTController(
             methods: methods,

@@ -157,6 +157,28 @@ import Testing
         )
     }
 
+    @Test func aDemotionTakesEffectAtOnceForASessionAlreadyInUse() async throws {
+        let server = try await start()
+        defer { Task { try? await server.stop() } }
+        let token = try #require(Self.token(try await login(server, #"{"name": "root", "password": "root-pw"}"#)))
+        let cookie = ["Cookie": "JSESSIONID=\(token)"]
+        // Used twice: the second answer comes from the session cache.
+        for _ in 0..<2 {
+            #expect(try await server.request(.GET, "/structr/rest/me", headers: cookie).result["isAdmin"] == true)
+        }
+        #expect(try await server.request(.GET, "/structr/rest/Project", headers: cookie).status == 200)
+        let root = try #require(try await server.get("/structr/rest/User?name=root").ids.first)
+        #expect(
+            try await server.request(.PUT, "/structr/rest/User/\(root)", body: #"{"isAdmin": false}"#).status == 200
+        )
+        #expect(try await server.request(.GET, "/structr/rest/me", headers: cookie).result["isAdmin"] == false)
+        // Without a grant for Project, a non-admin is refused.
+        #expect(try await server.request(.GET, "/structr/rest/Project", headers: cookie).status != 200)
+        // Logging out ends the cached session at once.
+        #expect(try await server.request(.POST, "/structr/rest/logout", headers: cookie).status == 200)
+        #expect(try await server.request(.GET, "/structr/rest/me", headers: cookie).status == 401)
+    }
+
     @Test func deletingTheUserEndsItsSessions() async throws {
         let server = try await start()
         defer { Task { try? await server.stop() } }
