@@ -315,16 +315,18 @@ def scenario_targeted(args, cls, size):
     return out
 
 
-def scenario_full_stack(args, cls, size):
+def scenario_full_stack(args, cls, size, subscribers=None):
+    subscribers = subscribers or size["full_subscribers"]
+
     def run(server):
         body = '{"payload":"{\\"t\\":%T,\\"s\\":%S}"}'
         common = dict(headers=server.stream_headers(), pub_path="/structr/rest/BenchItem",
                       pub_headers=server.user_publish_headers(), pub_body=body, step=size["step"] * 1.5,
                       publishers=8, drain=2)
-        peak = sseload(args, server, size["full_subscribers"], rates=[0], **common)["steps"][0]
+        peak = sseload(args, server, subscribers, rates=[0], **common)["steps"][0]
         half = max(1, round(peak["publishes_per_s"] / 2))
-        steady = sseload(args, server, size["full_subscribers"], rates=[half], **common)["steps"][0]
-        return {"subscribers": size["full_subscribers"], "max_creates_per_s": peak["publishes_per_s"],
+        steady = sseload(args, server, subscribers, rates=[half], **common)["steps"][0]
+        return {"subscribers": subscribers, "max_creates_per_s": peak["publishes_per_s"],
                 "create_errors": peak["publish_errors"] + steady["publish_errors"],
                 "half_rate": half, "post_to_event_p50_ms": steady["p50_us"] / 1000,
                 "post_to_event_p99_ms": steady["p99_us"] / 1000, "received": steady["received"],
@@ -406,7 +408,7 @@ def main():
     parser.add_argument("--sseload", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="herald,nchan,node,trivial")
-    parser.add_argument("--scenarios", default="ceiling,idle,fanout,burst,targeted,full-stack,slow")
+    parser.add_argument("--scenarios", default="ceiling,idle,fanout,burst,targeted,full-stack,creates-1,slow")
     parser.add_argument("--output", default=RESULTS)
     args = parser.parse_args()
     args.herald = os.path.abspath(args.herald)
@@ -438,6 +440,8 @@ def main():
             record(scenario, name, lambda: fn(args, SERVERS[name], size))
     if "full-stack" in scenarios and "herald" in servers:
         record("full-stack", "herald", lambda: scenario_full_stack(args, Herald, size))
+    if "creates-1" in scenarios and "herald" in servers:
+        record("creates-1", "herald", lambda: scenario_full_stack(args, Herald, size, subscribers=1))
 
     os.makedirs(args.output, exist_ok=True)
     prefix = "quick" if args.quick else "latest"
@@ -516,6 +520,11 @@ def report(results, size):
                   f"{fs['subscribers']:,} subscribers: **{fmt(round(fs['max_creates_per_s']))} creates/s** (target ≥ 5,000); "
                   f"at half that rate ({fs['half_rate']:,}/s) POST-to-event p50 {fmt(fs['post_to_event_p50_ms'])} ms, "
                   f"**p99 {fmt(fs['post_to_event_p99_ms'])} ms** (target < 20); {fs['create_errors']} errors."]
+    c1 = s.get("creates-1", {}).get("herald")
+    if c1 and "error" not in c1:
+        lines += ["", f"The same creates with one subscriber: **{fmt(round(c1['max_creates_per_s']))} creates/s**; "
+                  f"at half that rate POST-to-event p50 {fmt(c1['post_to_event_p50_ms'])} ms, "
+                  f"p99 {fmt(c1['post_to_event_p99_ms'])} ms; {c1['create_errors']} errors."]
     gc = s.get("generator-ceiling", {}).get("trivial")
     if gc and "error" not in gc:
         lines += ["", f"Generator ceiling: sseload parsed {fmt(round(gc['events_per_s']))} events/s from "

@@ -2,6 +2,8 @@ import Foundation
 import HeraldSchema
 import Testing
 
+@testable import HeraldHTTP
+
 @Suite struct SessionTests {
     static func setCookie(_ answer: HTTPResult) -> String? {
         answer.headers["Set-Cookie"].first { $0.hasPrefix("JSESSIONID=") }
@@ -155,6 +157,12 @@ import Testing
         #expect(
             try await server.request(.GET, "/structr/rest/me", headers: ["Cookie": "JSESSIONID=\(token)"]).status == 401
         )
+    }
+
+    @Test func sessionKeysAreTheLowercaseHexOfSHA256() {
+        // Keys stored by earlier versions must still match: the FIPS 180-2 vector for "abc".
+        #expect(Sessions.key("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(EntityID.hex([0x00, 0x0f, 0xa0, 0xff]) == "000fa0ff")
     }
 
     @Test func aDemotionTakesEffectAtOnceForASessionAlreadyInUse() async throws {

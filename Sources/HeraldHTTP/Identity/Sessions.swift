@@ -118,7 +118,7 @@ public struct Sessions: Sendable {
     }
 
     static func key(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        EntityID.hex(SHA256.hash(data: Data(token.utf8)))
     }
 }
 

@@ -33,11 +33,8 @@ public struct TimedHTTP1Channel: ServerChildChannel {
         }
     }
 
-    /// Serves the connection with its tasks on the channel's event loop.
     public func handle(value: Value, logger: Logger) async {
-        await withTaskExecutorPreference(EventLoopTaskExecutor(value.channel.eventLoop)) {
-            await inner.handle(value: value, logger: logger)
-        }
+        await inner.handle(value: value, logger: logger)
     }
 }
 

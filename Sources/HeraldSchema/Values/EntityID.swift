@@ -18,6 +18,18 @@ public enum EntityID {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// `bytes` as lowercase hex, two characters per byte.
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.underestimatedCount * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
     /// Whether `text` has the form of an entity id.
     public static func isValid(_ text: some StringProtocol) -> Bool {
         text.utf8.count == 32
