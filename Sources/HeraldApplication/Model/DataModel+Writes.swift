@@ -45,6 +45,7 @@ extension DataModel {
             if errors.contains(where: { $0.property == name }) { continue }
             errors.append(FieldError(token: "must_not_be_empty", type: typeName, property: name))
         }
+        Self.requireUserIdentity(typeName, values, into: &errors)
         try checkUnique(type, values, excluding: nil, into: &errors, in: tx)
         guard errors.isEmpty else { throw DataError.validation(errors) }
         let entity = StoredEntity(type: typeName, id: id, values: values)
@@ -78,6 +79,9 @@ extension DataModel {
                 errors.append(FieldError(token: "must_not_be_empty", type: typeName, property: name))
             }
         }
+        if values.keys.contains("name") || values.keys.contains("eMail") {
+            Self.requireUserIdentity(typeName, entity.values.merging(values) { _, new in new }, into: &errors)
+        }
         try checkUnique(type, values, excluding: id, into: &errors, in: tx)
         guard errors.isEmpty else { throw DataError.validation(errors) }
         values[SystemProperty.lastModifiedDate] = .string(now().iso8601)
@@ -87,6 +91,22 @@ extension DataModel {
         }
         entity.values.merge(values) { _, new in new }
         return entity
+    }
+
+    /// A `User` is known by a name or an e-mail address: one of them must stay set, as in Structr.
+    static func requireUserIdentity(_ typeName: String, _ values: [String: JSONValue], into errors: inout [FieldError])
+    {
+        guard typeName == BuiltInType.user, PropertyDefinition.isEmpty(values["name"]),
+            PropertyDefinition.isEmpty(values["eMail"]), !errors.contains(where: { $0.property == "name" })
+        else { return }
+        errors.append(
+            FieldError(
+                token: "must_not_be_empty",
+                type: typeName,
+                property: "name",
+                detail: "a User needs a name or an eMail"
+            )
+        )
     }
 
     /// Deletes an object and its links; returns what it held.
@@ -214,7 +234,23 @@ extension DataModel {
             let id: String?
             switch item {
             case .string(let s): id = s
-            case .object(let o): id = o["id"]?.stringValue
+            case .object(let o):
+                // Only `id` (and a matching `type`) identify the object; other keys would be
+                // silently dropped, so they are refused rather than ignored.
+                let extra = o.keys.filter { $0 != SystemProperty.id && $0 != SystemProperty.type }
+                guard extra.isEmpty else {
+                    errors.append(
+                        FieldError(
+                            token: "unsupported_nested_write",
+                            type: typeName,
+                            property: property,
+                            detail:
+                                "a reference holds only id (and type); \(extra.sorted().joined(separator: ", ")) would be ignored: write them to the object itself"
+                        )
+                    )
+                    return nil
+                }
+                id = o["id"]?.stringValue
             default: id = nil
             }
             guard let id, EntityID.isValid(id) else {

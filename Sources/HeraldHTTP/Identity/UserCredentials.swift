@@ -92,7 +92,7 @@ public final class UserCredentials: Sendable {
     /// failure limit). `client` is the caller's address.
     public func verify(name: String?, eMail: String?, password: String, client: String?) async throws -> Caller {
         let login = (name ?? eMail ?? "").lowercased()
-        guard !login.isEmpty else { throw Self.failure }
+        guard !login.isEmpty else { try await refuse(client: client) }
         let client = client ?? "unknown"
         if name == "superuser" {
             try refuseThrottled(client)
@@ -124,6 +124,16 @@ public final class UserCredentials: Sendable {
         }
         remember(digest, hash: hash, account: account)
         return Self.caller(user)
+    }
+
+    /// Refuses credentials that name no account (a login body of the wrong shape) with the same
+    /// 401, after the same bcrypt work, as a wrong password, and counts the client's failure.
+    public func refuse(client: String?) async throws -> Never {
+        let client = client ?? "unknown"
+        try refuseThrottled(client)
+        _ = try await check("", against: decoy)
+        recordFailure(account: nil, client: client)
+        throw Self.failure
     }
 
     /// The caller for a stored user, as the row says now (a cached check never keeps old rights).

@@ -95,8 +95,10 @@ public struct RESTController: Sendable {
         default: break
         }
         guard let type = model.schema.types[first] else {
-            if parts.count == 1, Naming.isMethodName(first) { return .globalMethod(name: first) }
-            throw RESTError.notFound("Type \(first) not found")
+            if parts.count == 1, model.schema.globalMethods.contains(where: { $0.name == first }) {
+                return .globalMethod(name: first)
+            }
+            throw RESTError.notFound("No type or global method named \(first)")
         }
         switch parts.count {
         case 1: return .collection(type)
@@ -162,7 +164,7 @@ public struct RESTController: Sendable {
             )
         case (.globalMethod(let name), .post):
             guard let method = model.schema.globalMethods.first(where: { $0.name == name }) else {
-                throw RESTError.notFound("No global method \(name)")
+                throw RESTError.notFound("No type or global method named \(name)")
             }
             return try await callMethod(method, id: nil, request: request, context: context)
         case (.staticMethod, _), (.instanceMethod, _), (.globalMethod, _):
@@ -174,12 +176,12 @@ public struct RESTController: Sendable {
 
     /// `POST /login` with `{"name" | "eMail", "password"}`: a new session (never a reused id).
     func login(_ request: Request, context: HeraldRequestContext) async throws -> Response {
-        let body = try await readJSON(request)
-        guard case .object(let input) = body, case .string(let password)? = input["password"],
+        // A body of the wrong shape gets the answer of a wrong password, after the same work, so
+        // a client learns nothing from how it is refused.
+        let body = try? await readJSON(request)
+        guard case .object(let input)? = body, case .string(let password)? = input["password"],
             input["name"]?.stringValue != nil || input["eMail"]?.stringValue != nil
-        else {
-            throw RESTError(.badRequest, "Expected {\"name\" or \"eMail\", \"password\"}")
-        }
+        else { try await credentials.refuse(client: context.clientAddress) }
         let name = input["name"]?.stringValue
         // The superuser authenticates per request with X-User / X-Password, never by session.
         guard name != "superuser" else { throw UserCredentials.failure }
@@ -200,10 +202,8 @@ public struct RESTController: Sendable {
     /// `POST /token` with `{"name" | "eMail", "password"}` or `{"refresh_token"}`: a new pair of
     /// tokens, and the access token as a cookie.
     func token(_ request: Request, context: HeraldRequestContext) async throws -> Response {
-        let body = try await readJSON(request)
-        guard case .object(let input) = body else {
-            throw RESTError(.badRequest, "Expected {\"name\" or \"eMail\", \"password\"} or {\"refresh_token\"}")
-        }
+        let body = try? await readJSON(request)
+        guard case .object(let input)? = body else { try await credentials.refuse(client: context.clientAddress) }
         let userID: String
         if case .string(let refresh)? = input["refresh_token"] {
             userID = try await tokens.user(from: refresh, kind: "refresh").id
@@ -211,9 +211,7 @@ public struct RESTController: Sendable {
             guard case .string(let password)? = input["password"],
                 input["name"]?.stringValue != nil || input["eMail"]?.stringValue != nil,
                 input["name"]?.stringValue != "superuser"
-            else {
-                throw RESTError(.badRequest, "Expected {\"name\" or \"eMail\", \"password\"} or {\"refresh_token\"}")
-            }
+            else { try await credentials.refuse(client: context.clientAddress) }
             let caller = try await credentials.verify(
                 name: input["name"]?.stringValue,
                 eMail: input["eMail"]?.stringValue,
@@ -286,7 +284,7 @@ public struct RESTController: Sendable {
             "result": .array(rendered),
             "query_time": .string(Self.seconds(queryTime)),
             "result_count": .int(Int64(total)),
-            "page_count": .int(Int64(parsed.pageSize.map { max(1, (total + $0 - 1) / $0) } ?? 1)),
+            "page_count": .int(Int64(Self.pageCount(total: total, pageSize: parsed.pageSize))),
             "result_count_time": .string(Self.seconds(countTime)),
             "serialization_time": .string(Self.seconds(serialization)),
         ]
@@ -312,20 +310,21 @@ public struct RESTController: Sendable {
         } else {
             depth = 1
         }
-        let rendered = try await workRunner.read(context.caller) { work in
+        let started = ContinuousClock.now
+        let (rendered, queryTime) = try await workRunner.read(context.caller) { work in
+            let clock = ContinuousClock()
+            let t0 = clock.now
             let scope = try work.scope
-            return try work.model.render(
-                try work.model.get(type.name, id: id, as: scope, in: work.tx),
-                depth: depth,
-                as: scope,
-                in: work.tx
-            )
+            let entity = try work.model.get(type.name, id: id, as: scope, in: work.tx)
+            let queried = clock.now - t0
+            return (try work.model.render(entity, depth: depth, as: scope, in: work.tx), queried)
         }
-        return .json(["result": rendered])
+        return .json(Self.envelope(rendered, count: 1, queryTime: queryTime, started: started))
     }
 
     func create(_ type: TypeDefinition, request: Request, context: HeraldRequestContext) async throws -> Response {
-        let body = try await readJSON(request)
+        // An empty body creates an object with its defaults, as in Structr.
+        let body = try await readJSON(request, empty: .object([:]))
         let inputs: [JSONObject]
         switch body {
         case .object(let object): inputs = [object]
@@ -347,8 +346,17 @@ public struct RESTController: Sendable {
         default:
             throw RESTError(.badRequest, "Expected a JSON object or an array of objects, got \(body.kindName)")
         }
+        let started = ContinuousClock.now
         let ids = try await workRunner.create(type.name, inputs, caller: context.caller)
-        var response = Response.json(["result": .array(ids.map(JSONValue.string))], status: .created)
+        var response = Response.json(
+            Self.envelope(
+                .array(ids.map(JSONValue.string)),
+                count: ids.count,
+                queryTime: ContinuousClock.now - started,
+                started: started
+            ),
+            status: .created
+        )
         if let first = ids.first {
             let host = request.head.authority.map { "http://\($0)" } ?? ""
             response.headers[.location] = "\(host)\(Self.root)/\(type.name)/\(first)"
@@ -359,10 +367,13 @@ public struct RESTController: Sendable {
     func update(_ type: TypeDefinition, id: String, request: Request, context: HeraldRequestContext) async throws
         -> Response
     {
-        let body = try await readJSON(request)
+        let body = try await readJSON(request, empty: .object([:]))
         guard let input = body.objectValue else {
             throw RESTError(.badRequest, "Expected a JSON object, got \(body.kindName)")
         }
+        // An empty body (or `{}`) changes nothing and runs no hook, as in Structr: the answer is
+        // the object as it is.
+        if input.isEmpty { return try await get(type, id: id, request: request, context: context) }
         let rendered = try await workRunner.update(type.name, id: id, input, caller: context.caller)
         return .json(["result": rendered])
     }
@@ -395,6 +406,7 @@ public struct RESTController: Sendable {
         }
         var parameters: [String: String] = [:]
         for (key, value) in request.uri.queryParameters { parameters[String(key)] = String(value) }
+        let started = ContinuousClock.now
         let result = try await methods.call(
             method: method,
             id: id,
@@ -402,20 +414,45 @@ public struct RESTController: Sendable {
             request: parameters,
             caller: context.caller
         )
-        return .json(["result": result])
+        let count = result.arrayValue?.count ?? (result == .null ? 0 : 1)
+        return .json(Self.envelope(result, count: count, queryTime: ContinuousClock.now - started, started: started))
     }
 
     // MARK: Helpers
 
     /// Reads the body as JSON: 413 over the size limit, 400 naming where the JSON breaks.
-    func readJSON(_ request: Request) async throws -> JSONValue {
+    /// An empty body is `empty` when given, else a 400.
+    func readJSON(_ request: Request, empty: JSONValue? = nil) async throws -> JSONValue {
         let buffer = try await request.body.collect(upTo: maxBodySize)
-        guard buffer.readableBytes > 0 else { throw RESTError(.badRequest, "Request body is empty; expected JSON") }
+        guard buffer.readableBytes > 0 else {
+            if let empty { return empty }
+            throw RESTError(.badRequest, "Request body is empty; expected JSON")
+        }
         do {
             return try JSONValue(parsing: buffer.readableBytesView)
         } catch {
             throw RESTError(.badRequest, "Malformed JSON: \(error)")
         }
+    }
+
+    /// Structr's envelope around a single result: counts and timings next to `result`.
+    static func envelope(_ result: JSONValue, count: Int, queryTime: Duration, started: ContinuousClock.Instant)
+        -> JSONValue
+    {
+        [
+            "result": result,
+            "result_count": .int(Int64(count)),
+            "page_count": .int(count == 0 ? 0 : 1),
+            "query_time": .string(seconds(queryTime)),
+            "serialization_time": .string(seconds(ContinuousClock.now - started - queryTime)),
+        ]
+    }
+
+    /// Pages of `pageSize` needed for `total` objects: 0 for none, 1 without paging.
+    static func pageCount(total: Int, pageSize: Int?) -> Int {
+        guard total > 0 else { return 0 }
+        guard let pageSize else { return 1 }
+        return (total + pageSize - 1) / pageSize
     }
 
     static func seconds(_ duration: Duration) -> String {

@@ -49,14 +49,17 @@ package struct RESTQuery {
                 "Too many filter values (\(values)); at most \(Self.maximumFilterValues) across all parameters"
             )
         }
-        for (name, value) in parameters {
+        for (given, value) in parameters {
+            // Structr's older names (`sort`, `order`, `page`, `pageSize`) mean the same, unless
+            // the type has a property of that name to filter on.
+            let name = Self.legacyNames[given].flatMap { type.property(named: given) == nil ? $0 : nil } ?? given
             switch name {
-            case "_page": page = try integer(name, value, 1...Int(Int32.max))
-            case "_pageSize": pageSize = try integer(name, value, 1...Self.maximumPageSize)
+            case "_page": page = try integer(given, value, 1...Int(Int32.max))
+            case "_pageSize": pageSize = try integer(given, value, 1...Self.maximumPageSize)
             case "_sort": sortKeys.append(value)
             case "_order": orders.append(value.lowercased())
             case "_inexact", "_loose": inexact = ["1", "true"].contains(value.lowercased())
-            case "_outputNestingDepth": depth = try integer(name, value, 0...DataModel.maximumNestingDepth)
+            case "_outputNestingDepth": depth = try integer(given, value, 0...DataModel.maximumNestingDepth)
             default:
                 if name.hasPrefix("_") { continue }  // other Structr options are accepted and ignored
                 propertyParameters.append((name, value))
@@ -90,6 +93,9 @@ package struct RESTQuery {
         self.pageSize = pageSize
         self.nestingDepth = depth
     }
+
+    /// Structr's legacy parameter names and the ones they stand for.
+    static let legacyNames = ["sort": "_sort", "order": "_order", "page": "_page", "pageSize": "_pageSize"]
 
     static func filter(type: TypeDefinition, name: String, value: String, inexact: Bool) throws -> Filter {
         if let end = type.relationships[name] {

@@ -1,0 +1,143 @@
+import Foundation
+import HeraldSchema
+import NIOHTTP1
+import Testing
+
+/// Structr REST semantics a Structr application relies on (#16).
+@Suite struct ConformanceTests {
+    static let files: [String: String] = [
+        "Note.json":
+            #"{"properties": {"title": "string", "stars": {"type": "integer", "default": 3}, "seen": "integer"}}"#,
+        "Note/onSave.js": "{ $.this.seen = ($.this.seen || 0) + 1; }",
+        "Page.json": #"{"properties": {"page": "string", "name": "string"}}"#,
+        "Tag.json": #"{"properties": {"name": "string"}}"#,
+        "Board.json": #"{"relationships": {"tags": {"to": "Tag", "cardinality": "many"}}}"#,
+        "global/echo.js": "{ return $.arguments.value; }",
+    ]
+
+    static func start() async throws -> TestServer {
+        try await TestServer.start(try TestDirectory(files: files))
+    }
+
+    @Test func emptyBodiesCreateWithDefaultsAndUpdateNothing() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let created = try await server.request(.POST, "/structr/rest/Note", body: nil)
+        #expect(created.status == 201)
+        let id = try #require(created.result.arrayValue?.first?.stringValue)
+        let note = try await server.get("/structr/rest/Note/\(id)")
+        #expect(note["stars"] == 3)
+        #expect(note["seen"] == .null)
+        let modified = note["lastModifiedDate"]
+        for body in [nil, "{}"] {
+            let put = try await server.request(.PUT, "/structr/rest/Note/\(id)", body: body)
+            #expect(put.status == 200)
+            #expect(put.result["id"]?.stringValue == id)
+        }
+        // Nothing changed and no onSave ran.
+        let after = try await server.get("/structr/rest/Note/\(id)")
+        #expect(after["lastModifiedDate"] == modified)
+        #expect(after["seen"] == .null)
+        // A real update still runs the hook.
+        #expect(try await server.request(.PUT, "/structr/rest/Note/\(id)", body: #"{"title": "t"}"#).status == 200)
+        #expect(try await server.get("/structr/rest/Note/\(id)")["seen"] == 1)
+    }
+
+    @Test func singleResultsCarryStructrsEnvelope() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let post = try await server.request(.POST, "/structr/rest/Note", body: #"[{"title": "a"}, {"title": "b"}]"#)
+        let get = try await server.request(
+            .GET,
+            "/structr/rest/Note/\(try #require(post.result.arrayValue?.first?.stringValue))"
+        )
+        let method = try await server.request(.POST, "/structr/rest/echo", body: #"{"value": "x"}"#)
+        for (answer, count) in [(post, 2), (get, 1), (method, 1)] {
+            #expect(answer.json["result_count"] == JSONValue.int(Int64(count)))
+            #expect(answer.json["page_count"] == 1)
+            #expect(answer.json["query_time"]?.stringValue.flatMap(Double.init) != nil)
+            #expect(answer.json["serialization_time"]?.stringValue.flatMap(Double.init) != nil)
+        }
+        let none = try await server.request(.POST, "/structr/rest/echo", body: "{}")
+        #expect(none.json["result"] == .null)
+        #expect(none.json["result_count"] == 0)
+        #expect(none.json["page_count"] == 0)
+        let empty = try await server.request(.GET, "/structr/rest/Tag")
+        #expect(empty.json["result_count"] == 0)
+        #expect(empty.json["page_count"] == 0)
+        let paged = try await server.request(.GET, "/structr/rest/Note?_pageSize=1")
+        #expect(paged.json["page_count"] == 2)
+    }
+
+    @Test func unknownPathsAndMalformedIdsAre404() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        for (method, path) in [
+            (HTTPMethod.GET, "/structr/rest/nothingHere"), (.POST, "/structr/rest/nothingHere"),
+            (.GET, "/structr/rest/Note/not-an-id"), (.PUT, "/structr/rest/Note/12345"),
+            (.POST, "/structr/rest/Note/xyz/archive"),
+        ] {
+            let answer = try await server.request(method, path, body: method == .GET ? nil : "{}")
+            #expect(answer.status == 404, "\(method) \(path)")
+            #expect(answer.json["code"] == 404, "\(method) \(path)")
+        }
+        // A global method that exists still answers only POST.
+        #expect(try await server.request(.GET, "/structr/rest/echo").status == 405)
+    }
+
+    @Test func legacyParameterNamesSortAndPage() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        for title in ["b", "c", "a"] { _ = try await server.create("Note", #"{"title": "\#(title)"}"#) }
+        let sorted = try await server.get("/structr/rest/Note?sort=title&order=desc")
+        #expect(sorted.arrayValue?.compactMap { $0["title"]?.stringValue } == ["c", "b", "a"])
+        let paged = try await server.request(.GET, "/structr/rest/Note?sort=title&page=2&pageSize=2")
+        #expect(paged.result.arrayValue?.compactMap { $0["title"]?.stringValue } == ["c"])
+        #expect(paged.json["page_count"] == 2)
+        // A type with a property named like a legacy parameter filters on it instead.
+        _ = try await server.create("Page", #"{"page": "home", "name": "x"}"#)
+        _ = try await server.create("Page", #"{"page": "about", "name": "y"}"#)
+        let filtered = try await server.get("/structr/rest/Page?page=home")
+        #expect(filtered.arrayValue?.compactMap { $0["name"]?.stringValue } == ["x"])
+    }
+
+    @Test func aUserNeedsANameOrAnEMail() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let nameless = try await server.request(.POST, "/structr/rest/User", body: #"{"password": "pw-pw-pw"}"#)
+        #expect(nameless.status == 422)
+        #expect(nameless.json.tokens == ["must_not_be_empty"])
+        #expect(nameless.json["errors"]?.arrayValue?.first?["property"] == "name")
+        #expect(try await server.get("/structr/rest/User").arrayValue?.isEmpty == true)
+        let byMail = try await server.create("User", #"{"eMail": "a@example.com"}"#)
+        // Taking the last of the two away is refused too.
+        let cleared = try await server.request(.PUT, "/structr/rest/User/\(byMail)", body: #"{"eMail": null}"#)
+        #expect(cleared.status == 422)
+        #expect(try await server.get("/structr/rest/User/\(byMail)")["eMail"] == "a@example.com")
+        #expect(
+            try await server.request(.PUT, "/structr/rest/User/\(byMail)", body: #"{"name": "ann", "eMail": null}"#)
+                .status == 200
+        )
+    }
+
+    @Test func aReferenceWithExtraKeysIsRefusedAndWritesNothing() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let tag = try await server.create("Tag", #"{"name": "t"}"#)
+        let refused = try await server.request(
+            .POST,
+            "/structr/rest/Board",
+            body: #"{"tags": [{"id": "\#(tag)", "name": "renamed"}]}"#
+        )
+        #expect(refused.status == 422)
+        #expect(refused.json.tokens == ["unsupported_nested_write"])
+        #expect(refused.json["errors"]?.arrayValue?.first?["detail"]?.stringValue?.contains("name") == true)
+        #expect(try await server.get("/structr/rest/Board").arrayValue?.isEmpty == true)
+        #expect(try await server.get("/structr/rest/Tag/\(tag)")["name"] == "t")
+        // `id` with its own `type` is a plain reference.
+        let board = try await server.create("Board", #"{"tags": [{"id": "\#(tag)", "type": "Tag"}]}"#)
+        #expect(
+            try await server.get("/structr/rest/Board/\(board)")["tags"]?.arrayValue?.first?["id"]?.stringValue == tag
+        )
+    }
+}
