@@ -13,6 +13,12 @@ import Testing
         "Tag.json": #"{"properties": {"name": "string"}}"#,
         "Board.json": #"{"relationships": {"tags": {"to": "Tag", "cardinality": "many"}}}"#,
         "global/echo.js": "{ return $.arguments.value; }",
+        "global/halfEmoji.js":
+            "{ const s = 'ab\u{1F600}cd'.substring(0, 3); $.broadcastEvent('half', s); $.broadcastEvent('halfInObject', {s}); return {s, list: [s, '\\uDC00x']}; }",
+        "Shelf.json": #"{"properties": {"name": "string", "archived": "boolean"}}"#,
+        "Shelf/archive.js": "{ $.this.archived = true; return {name: $.this.name, why: $.arguments.why}; }",
+        "global/archiveFirst.js":
+            "{ const shelf = $.find('Shelf', 'name', 'old')[0]; const r = shelf.archive({why: 'dusty'}); return {r, archived: shelf.archived, type: typeof shelf.archive}; }",
     ]
 
     static func start() async throws -> TestServer {
@@ -139,5 +145,33 @@ import Testing
         #expect(
             try await server.get("/structr/rest/Board/\(board)")["tags"]?.arrayValue?.first?["id"]?.stringValue == tag
         )
+    }
+
+    @Test func anEntitysOwnMethodsAreCallableFromScripts() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let id = try await server.create("Shelf", #"{"name": "old"}"#)
+        let answer = try await server.request(.POST, "/structr/rest/archiveFirst", body: "{}")
+        #expect(answer.status == 200)
+        #expect(answer.result["r"]?["name"] == "old")
+        #expect(answer.result["r"]?["why"] == "dusty")
+        #expect(answer.result["archived"] == true)
+        #expect(answer.result["type"] == "function")
+        // The method's write is part of the caller's unit of work, and committed with it.
+        #expect(try await server.get("/structr/rest/Shelf/\(id)")["archived"] == true)
+    }
+
+    @Test func aLoneSurrogateBecomesTheReplacementCharacterEverywhere() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let stream = try await EventStream(server, headers: TestServer.superuser)
+        defer { stream.close() }
+        #expect(try await stream.waitFor("retry:"))
+        let answer = try await server.request(.POST, "/structr/rest/halfEmoji", body: "{}")
+        #expect(answer.status == 200)
+        #expect(answer.result["s"] == "ab\u{FFFD}")
+        #expect(answer.result["list"] == ["ab\u{FFFD}", "\u{FFFD}x"])
+        #expect(try await stream.waitFor("event: half\ndata: ab\u{FFFD}\n"))
+        #expect(try await stream.waitFor(#"event: halfInObject"# + "\n" + #"data: {"s":"ab\#u{FFFD}"}"#))
     }
 }

@@ -132,7 +132,18 @@ func eventIDs(_ text: String) -> [UInt64] {
             headers: Self.root.merging(["Accept": "application/json"]) { $1 }
         )
         #expect(json.status == 406)
-        for accept in ["text/html, text/event-stream;q=0.9", "text/event-stream; charset=utf-8", ""] {
+        for refused in ["text/event-stream;q=0", "text/event-stream; q=0.0, */*", "text/*;q=0", "*/*;q=0"] {
+            let answer = try await server.request(
+                .GET,
+                "/structr/EventSource",
+                headers: Self.root.merging(["Accept": refused]) { $1 }
+            )
+            #expect(answer.status == 406, "Accept: \(refused)")
+        }
+        for accept in [
+            "text/html, text/event-stream;q=0.9", "text/event-stream; charset=utf-8", "", "*/*;q=0.1",
+            "text/event-stream;q=0.5, */*;q=0",
+        ] {
             let stream = try await EventStream(server, headers: Self.root.merging(["Accept": accept]) { $1 })
             #expect(stream.status == 200, "Accept: \(accept)")
             stream.close()
@@ -145,6 +156,18 @@ func eventIDs(_ text: String) -> [UInt64] {
         let stream = try await EventStream(server, headers: Self.root)
         defer { stream.close() }
         #expect(try await stream.waitFor(": heartbeat\n\n", seconds: 3))
+    }
+
+    @Test func theFirstHeartbeatComesOnePeriodAfterTheStreamOpens() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.eventSourceHeartbeat = 2000 }
+        defer { Task { try? await server.stop() } }
+        let opened = ContinuousClock.now
+        let stream = try await EventStream(server, headers: Self.root)
+        defer { stream.close() }
+        #expect(try await stream.waitFor(": heartbeat\n\n", seconds: 5))
+        let after = ContinuousClock.now - opened
+        // Ticks every half period: the heartbeat was due at 2 s; one tick late would be 3 s.
+        #expect(after >= .milliseconds(1900) && after < .milliseconds(2700), "first heartbeat after \(after)")
     }
 
     @Test func logoutClosesThatSessionsStreams() async throws {

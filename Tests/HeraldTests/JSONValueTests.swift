@@ -9,6 +9,17 @@ import Testing
         #expect(value.jsonString == #"{"b":1,"a":[true,false,null,1.5,-2,"x\né😀"]}"#)
     }
 
+    @Test func unpairedSurrogatesAreRefusedInInputAndReplacedInScriptOutput() throws {
+        for text in [#""\ud83d""#, #""\ud83d\u0041""#, #""\udc00""#, #""a\ud83dx""#] {
+            #expect(throws: JSONParseError.self) { try JSONValue(parsing: text) }
+        }
+        #expect(try JSONValue(parsingScriptOutput: #""\ud83d""#) == "\u{FFFD}")
+        #expect(try JSONValue(parsingScriptOutput: #""\ud83d\u0041""#) == "\u{FFFD}A")
+        #expect(try JSONValue(parsingScriptOutput: #""\udc00b""#) == "\u{FFFD}b")
+        #expect(try JSONValue(parsingScriptOutput: #""\ud83d\ude00""#) == "\u{1F600}")
+        #expect(try JSONValue(parsingScriptOutput: #"{"k": "a\ud83d"}"#) == ["k": "a\u{FFFD}"])
+    }
+
     @Test func reportsWhereTheTextBreaks() {
         #expect(throws: JSONParseError(reason: "Expected ',' or '}' in object", line: 2, column: 3)) {
             try JSONValue(parsing: "{\"a\": 1\n  \"b\" 2}")

@@ -79,6 +79,9 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         var opening = ByteBuffer(string: "retry: \(settings.retry)\n\n")
         if resync, let lastEventID { opening.writeString(EventSourceController.resyncEvent(lastEventID: lastEventID)) }
         send(opening, chunk: ChunkedFraming.shared.frame(opening), flush: true)
+        // The ticks start with the stream: the opening does not push the first heartbeat back
+        // by a tick, so it comes one period after the stream opens.
+        wroteSinceTick = false
     }
 
     func write(_ events: EncodedEvents, flush: Bool) -> Bool {

@@ -54,12 +54,27 @@ public struct EventSourceController: Sendable {
     }
 
     /// Whether an `Accept` header admits `text/event-stream` (alone, in a list, with parameters).
+    /// As RFC 9110 has it, the most specific range that matches decides, and `q=0` refuses:
+    /// `text/event-stream;q=0, */*` does not admit it.
     static func accepts(_ accept: String?) -> Bool {
         guard let accept, !accept.trimmingCharacters(in: .whitespaces).isEmpty else { return true }
-        return accept.split(separator: ",").contains { range in
-            let type = range.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
-            return type == "text/event-stream" || type == "text/*" || type == "*/*"
+        var best: (specificity: Int, quality: Double)?
+        for range in accept.split(separator: ",") {
+            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            let specificity: Int
+            switch parts.first ?? "" {
+            case "text/event-stream": specificity = 3
+            case "text/*": specificity = 2
+            case "*/*": specificity = 1
+            default: continue
+            }
+            var quality = 1.0
+            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
+                quality = Double(parameter.dropFirst(2)) ?? 1
+            }
+            if best.map({ specificity > $0.specificity }) ?? true { best = (specificity, quality) }
         }
+        return (best?.quality ?? 0) > 0
     }
 
     func stream(_ request: Request, context: HeraldRequestContext) async throws -> Response {

@@ -30,12 +30,22 @@ extension JSONValue {
     public init(parsing text: String) throws(JSONParseError) {
         try self.init(parsing: Array(text.utf8))
     }
+
+    /// Parses JSON that JavaScript's `JSON.stringify` wrote: a lone UTF-16 surrogate, which it
+    /// escapes as `\uD83D`, becomes U+FFFD, as in every other string a script hands over.
+    public init(parsingScriptOutput text: String) throws(JSONParseError) {
+        var parser = JSONParser(Array(text.utf8))
+        parser.replacesUnpairedSurrogates = true
+        self = try parser.parseDocument()
+    }
 }
 
 struct JSONParser {
     let bytes: [UInt8]
     var index = 0
     var depth = 0
+    /// Whether `\uD83D` without its pair becomes U+FFFD instead of an error.
+    var replacesUnpairedSurrogates = false
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
@@ -179,6 +189,10 @@ struct JSONParser {
         index += 1
         var scalars = String.UnicodeScalarView()
         var runStart = index
+        func unpaired() throws(JSONParseError) {
+            guard replacesUnpairedSurrogates else { throw error("Unpaired surrogate in string") }
+            scalars.append("\u{FFFD}")
+        }
         func flush(_ parser: JSONParser, _ end: Int, into out: inout String.UnicodeScalarView) -> Bool {
             guard end > runStart else { return true }
             guard let s = String(validating: parser.bytes[runStart..<end], as: UTF8.self) else { return false }
@@ -211,18 +225,26 @@ struct JSONParser {
                 case UInt8(ascii: "u"):
                     let high = try parseHex4()
                     if (0xD800..<0xDC00).contains(high) {
-                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                        let next = index
+                        if index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
                             bytes[index + 1] == UInt8(ascii: "u")
-                        else { throw error("Unpaired surrogate in string") }
-                        index += 2
-                        let low = try parseHex4()
-                        guard (0xDC00..<0xE000).contains(low) else { throw error("Unpaired surrogate in string") }
-                        let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
-                        scalars.append(Unicode.Scalar(code)!)
+                        {
+                            index += 2
+                            let low = try parseHex4()
+                            if (0xDC00..<0xE000).contains(low) {
+                                let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+                                scalars.append(Unicode.Scalar(code)!)
+                            } else {
+                                try unpaired()
+                                index = next  // the second escape stands on its own
+                            }
+                        } else {
+                            try unpaired()
+                        }
                     } else if let scalar = Unicode.Scalar(high) {
                         scalars.append(scalar)
                     } else {
-                        throw error("Unpaired surrogate in string")
+                        try unpaired()
                     }
                 default:
                     throw error("Invalid escape sequence", at: index - 2)

@@ -85,15 +85,21 @@ extension Engine {
 
     /// Runs one method with `this`; returns its JSON result (entities in REST form) when asked.
     func invoke(_ method: MethodDefinition, job: ScriptJob, this: EntityReference?, result: Bool) throws -> JSONValue {
+        let value = try invokeValue(method, job: job, this: this)
+        guard result else { return .null }
+        return try resultJSON(value)
+    }
+
+    /// Runs one method with `this` and returns the JavaScript value it returned.
+    func invokeValue(_ method: MethodDefinition, job: ScriptJob, this: EntityReference?) throws -> JSValueRef {
         let location = ScriptLocation(typeName: method.typeName, method: method.name, file: method.path, line: nil)
         let function = try compile(method, location: location)
         let previousThis = job.this
         job.this = this
         job.hostError = nil
         defer { job.this = previousThis }
-        let value: JSValueRef
         do {
-            value = try call(function, location: location)
+            return try call(function, location: location)
         } catch {
             // A stopped script reports the stop, whatever the host call it was in raised.
             if let stop { throw stopError(stop, location: location) }
@@ -103,8 +109,6 @@ extension Engine {
             }
             throw error
         }
-        guard result else { return .null }
-        return try resultJSON(value)
     }
 }
 
@@ -140,7 +144,7 @@ extension Engine {
         }
         defer { JSStringRelease(json) }
         do {
-            return try JSONValue(parsing: Engine.swiftString(json))
+            return try JSONValue(parsingScriptOutput: Engine.swiftString(json))
         } catch {
             throw ScriptError.failed(
                 status: 422,

@@ -99,6 +99,11 @@ extension Engine {
         default: break
         }
         guard let type = job.model.schema.types[reference.type] else { return nil }
+        if type.property(named: name) == nil, type.relationships[name] == nil,
+            let method = type.methods.first(where: { $0.name == name && $0.lifecycleEvent == nil })
+        {
+            return entityMethod(method, of: reference)
+        }
         let isRelationship = type.relationships[name] != nil
         guard isRelationship || name == SystemProperty.owner || type.property(named: name) != nil else { return nil }
         // Every read respects visibility: an object the caller cannot see reads as missing,
@@ -131,6 +136,23 @@ extension Engine {
         guard let property = type.property(named: name) else { return nil }
         if property.writeOnly { return undefined }
         return jsValue(entity.values[name] ?? .null, type: property.type)
+    }
+
+    /// `entity.method(arguments)`: the type's method with `this` bound, run in the same unit of
+    /// work, as in Structr. The argument is the method's `$.arguments`; the answer is what it
+    /// returns. An object the caller cannot see has no methods to call.
+    func entityMethod(_ method: MethodDefinition, of reference: EntityReference) -> JSObjectRef {
+        makeFunction(method.name) { engine, _, args in
+            let job = try engine.currentJob()
+            guard let entity = try job.tx.fetch(type: reference.type, id: reference.id),
+                try job.model.canRead(entity, try job.scope, in: job.tx)
+            else { throw DataError.notFound(type: reference.type, id: reference.id) }
+            let arguments = try args.first.map { try engine.jsonValue($0) } ?? .object([:])
+            let saved = job.arguments
+            job.arguments = arguments
+            defer { job.arguments = saved }
+            return try engine.invokeValue(method, job: job, this: reference)
+        }
     }
 
     func writeEntityProperty(_ reference: EntityReference, _ name: String, _ value: JSValueRef?) throws {
