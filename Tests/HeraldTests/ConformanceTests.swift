@@ -10,8 +10,9 @@ import Testing
             #"{"properties": {"title": "string", "stars": {"type": "integer", "default": 3}, "seen": "integer"}}"#,
         "Note/onSave.js": "{ $.this.seen = ($.this.seen || 0) + 1; }",
         "Page.json": #"{"properties": {"page": "string", "name": "string"}}"#,
-        "Tag.json": #"{"properties": {"name": "string"}}"#,
-        "Board.json": #"{"relationships": {"tags": {"to": "Tag", "cardinality": "many"}}}"#,
+        "Tag.json": #"{"properties": {"name": "string", "labels": "json"}}"#,
+        "Board.json":
+            #"{"properties": {"title": "string"}, "relationships": {"tags": {"to": "Tag", "cardinality": "many", "inverse": "boards"}}}"#,
         "global/echo.js": "{ return $.arguments.value; }",
         "global/halfEmoji.js":
             "{ const s = 'ab\u{1F600}cd'.substring(0, 3); $.broadcastEvent('half', s); $.broadcastEvent('halfInObject', {s}); return {s, list: [s, '\\uDC00x']}; }",
@@ -173,5 +174,78 @@ import Testing
         #expect(answer.result["list"] == ["ab\u{FFFD}", "\u{FFFD}x"])
         #expect(try await stream.waitFor("event: half\ndata: ab\u{FFFD}\n"))
         #expect(try await stream.waitFor(#"event: halfInObject"# + "\n" + #"data: {"s":"ab\#u{FFFD}"}"#))
+    }
+
+    @Test func relatedSearchFormsAllNoneAndEmptyLists() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let a = try await server.create("Tag", #"{"name": "a", "labels": []}"#)
+        let b = try await server.create("Tag", #"{"name": "b", "labels": ["x"]}"#)
+        _ = try await server.create("Tag", #"{"name": "c"}"#)
+        _ = try await server.create("Board", #"{"title": "both", "tags": ["\#(a)", "\#(b)"]}"#)
+        _ = try await server.create("Board", #"{"title": "onlyA", "tags": ["\#(a)"]}"#)
+        _ = try await server.create("Board", #"{"title": "none"}"#)
+        func titles(_ query: String) async throws -> [String] {
+            try await server.get("/structr/rest/Board?\(query)&_sort=title").arrayValue?.compactMap {
+                $0["title"]?.stringValue
+            } ?? []
+        }
+        #expect(try await titles("tags=\(a),\(b)") == ["both"])
+        #expect(try await titles("tags=\(a);\(b)") == ["both", "onlyA"])
+        #expect(try await titles("tags=") == ["none"])
+        #expect(try await titles("tags=null") == ["none"])
+        let empty = try await server.get("/structr/rest/Tag?labels=[]&_sort=name")
+        #expect(empty.arrayValue?.compactMap { $0["name"]?.stringValue } == ["a", "c"])
+    }
+
+    @Test func typelessPathsFindTheObjectWhateverItsType() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let tag = try await server.create("Tag", #"{"name": "t"}"#)
+        let get = try await server.request(.GET, "/structr/rest/\(tag)")
+        #expect(get.status == 200)
+        #expect(get.result["type"] == "Tag")
+        #expect(try await server.request(.PUT, "/structr/rest/\(tag)", body: #"{"name": "u"}"#).status == 200)
+        #expect(try await server.get("/structr/rest/Tag/\(tag)")["name"] == "u")
+        #expect(try await server.request(.DELETE, "/structr/rest/\(tag)").status == 200)
+        #expect(try await server.request(.GET, "/structr/rest/\(tag)").status == 404)
+        // An object the caller cannot see is not found, the same as one that does not exist.
+        let hidden = try await server.create("Tag", #"{"name": "hidden"}"#)
+        let anonymous = try await server.request(.GET, "/structr/rest/\(hidden)", headers: [:])
+        let missing = try await server.request(.GET, "/structr/rest/\(EntityID.generate())", headers: [:])
+        #expect(anonymous.status == 404)
+        #expect(missing.status == 404)
+        #expect(anonymous.json["message"]?.stringValue?.hasPrefix("No object with id") == true)
+    }
+
+    @Test func nestedCollectionsListWithFiltersAndCreateAndLink() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let board = try await server.create("Board", #"{"title": "b"}"#)
+        for name in ["z", "y", "x"] {
+            let created = try await server.request(
+                .POST,
+                "/structr/rest/Board/\(board)/tags",
+                body: #"{"name": "\#(name)"}"#
+            )
+            #expect(created.status == 201)
+            #expect(created.headers["Location"].first?.contains("/structr/rest/Tag/") == true)
+        }
+        _ = try await server.create("Tag", #"{"name": "elsewhere"}"#)
+        let all = try await server.request(.GET, "/structr/rest/Board/\(board)/tags?_sort=name")
+        #expect(all.result.arrayValue?.compactMap { $0["name"]?.stringValue } == ["x", "y", "z"])
+        #expect(all.json["result_count"] == 3)
+        let page = try await server.request(.GET, "/structr/rest/Board/\(board)/tags?_sort=name&_pageSize=2&_page=2")
+        #expect(page.result.arrayValue?.compactMap { $0["name"]?.stringValue } == ["z"])
+        #expect(page.json["page_count"] == 2)
+        let filtered = try await server.get("/structr/rest/Board/\(board)/tags?name=y")
+        #expect(filtered.arrayValue?.count == 1)
+        // The links are there from the other side too.
+        let tags = try await server.get("/structr/rest/Board/\(board)")["tags"]?.arrayValue
+        #expect(tags?.count == 3)
+        // A relationship to several types cannot be listed as one collection.
+        let group = try await server.create("Group", #"{"name": "g"}"#)
+        #expect(try await server.request(.GET, "/structr/rest/Group/\(group)/members").status == 400)
+        #expect(try await server.request(.GET, "/structr/rest/Board/\(EntityID.generate())/tags").status == 404)
     }
 }

@@ -130,7 +130,9 @@ import Testing
     }
 
     @Test func sigtermEndsTheProcessWithinTheShutdownTimeoutWhateverScriptsDo() async throws {
-        let directory = try TestDirectory(files: projectSchema.merging(["global/spin.js": "{ for (;;) {} }"]) { $1 })
+        let directory = try TestDirectory(
+            files: projectSchema.merging(["global/spin.js": "{ $.log('spin started'); for (;;) {} }"]) { $1 }
+        )
         let running = try Running(
             arguments: ["serve", "--schema", "schema", "--port", "0", "--data", "data"],
             environment: [
@@ -141,7 +143,8 @@ import Testing
         )
         let port = try await running.port()
         let spinning = Task { try? await send(.POST, port: port, "/structr/rest/spin", body: "{}", password: "pw") }
-        try await Task.sleep(for: .milliseconds(500))
+        // Once the script runs (not merely sent: on a loaded machine that takes a while).
+        #expect(try await eventually(20) { running.log.contains("spin started") })
         let stopped = ContinuousClock.now
         running.process.terminate()  // SIGTERM, while the script spins with two minutes to go
         #expect(try await running.exitStatus(timeout: .seconds(15)) == 1)

@@ -530,24 +530,24 @@ static long rss_kb(int pid) {
     return kb;
 }
 
-// CPU time of every thread of `pid`, in seconds, from the scheduler's nanosecond counters.
+// CPU time of `pid`, in seconds: user and system time of the whole process from /proc/PID/stat,
+// which keeps the time of threads that have exited (a sum over /proc/PID/task would lose it and
+// could even go backwards while a step runs). Clock-tick resolution (10 ms).
 static double cpu_seconds(int pid) {
-    char path[320], buf[128];
-    snprintf(path, sizeof path, "/proc/%d/task", pid);
-    DIR *dir = opendir(path);
-    if (!dir) return 0;
-    double total = 0;
-    struct dirent *entry;
-    while ((entry = readdir(dir))) {
-        if (entry->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "/proc/%d/task/%s/schedstat", pid, entry->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        if (fgets(buf, sizeof buf, f)) total += (double)strtoull(buf, NULL, 10) / 1e9;
-        fclose(f);
-    }
-    closedir(dir);
-    return total;
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    unsigned long long utime = 0, stime = 0;
+    // After ')': state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15).
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) return 0;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
 // The server's RSS and CPU: summed over its processes (nginx runs a master and workers).

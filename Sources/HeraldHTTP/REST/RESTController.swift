@@ -63,6 +63,10 @@ public struct RESTController: Sendable {
         case schema
         case collection(TypeDefinition)
         case entity(TypeDefinition, id: String)
+        /// `/<uuid>`: an object of whatever type holds that id.
+        case untypedEntity(id: String)
+        /// `/<Type>/<id>/<relationship>`: the objects related through it.
+        case related(TypeDefinition, id: String, RelationshipEnd)
         case staticMethod(TypeDefinition, name: String)
         case instanceMethod(TypeDefinition, id: String, name: String)
         case globalMethod(name: String)
@@ -76,6 +80,8 @@ public struct RESTController: Sendable {
             case .schema: "_schema"
             case .collection(let t): t.name
             case .entity(let t, _): "\(t.name)/_id"
+            case .untypedEntity: "_id"
+            case .related(let t, _, let end): "\(t.name)/_id/\(end.name)"
             case .staticMethod(let t, let name): "\(t.name)/\(name)"
             case .instanceMethod(let t, _, let name): "\(t.name)/_id/\(name)"
             case .globalMethod(let name): name
@@ -98,6 +104,7 @@ public struct RESTController: Sendable {
             if parts.count == 1, model.schema.globalMethods.contains(where: { $0.name == first }) {
                 return .globalMethod(name: first)
             }
+            if parts.count == 1, EntityID.isValid(first) { return .untypedEntity(id: first) }
             throw RESTError.notFound("No type or global method named \(first)")
         }
         switch parts.count {
@@ -108,6 +115,7 @@ public struct RESTController: Sendable {
             throw RESTError.notFound("No \(type.name) with id \(parts[1])")
         case 3:
             guard EntityID.isValid(parts[1]) else { throw RESTError.notFound("No \(type.name) with id \(parts[1])") }
+            if let end = type.relationships[parts[2]] { return .related(type, id: parts[1], end) }
             return .instanceMethod(type, id: parts[1], name: parts[2])
         default:
             throw RESTError.notFound("Not found")
@@ -115,7 +123,7 @@ public struct RESTController: Sendable {
     }
 
     func dispatch(_ request: Request, context: HeraldRequestContext) async throws -> Response {
-        let resource = try resource(context.parameters.getCatchAll())
+        var resource = try resource(context.parameters.getCatchAll())
         let method = request.method
         switch (resource, method) {
         case (.login, .post): return try await login(request, context: context)
@@ -126,6 +134,7 @@ public struct RESTController: Sendable {
         case (.me, _): throw RESTError.methodNotAllowed(method, allowed: [.get])
         default: break
         }
+        if case .untypedEntity(let id) = resource { resource = .entity(try await typeHolding(id, context), id: id) }
         try await policy.authorize(context.caller, RESTOperation(method: method, signature: resource.signature))
         switch (resource, method) {
         case (.login, _), (.logout, _), (.me, _), (.token, _):
@@ -148,6 +157,14 @@ public struct RESTController: Sendable {
             return try await delete(type, id: id, context: context)
         case (.entity, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get, .put, .delete])
+        case (.untypedEntity, _):
+            throw RESTError.notFound("Not found")
+        case (.related(let type, let id, let end), .get):
+            return try await listRelated(type, id: id, end, request: request, context: context)
+        case (.related(let type, let id, let end), .post):
+            return try await createRelated(type, id: id, end, request: request, context: context)
+        case (.related, _):
+            throw RESTError.methodNotAllowed(method, allowed: [.get, .post])
         case (.staticMethod(let type, let name), .post):
             return try await callMethod(
                 try self.method(named: name, of: type),
@@ -259,7 +276,14 @@ public struct RESTController: Sendable {
 
     // MARK: Handlers
 
-    func list(_ type: TypeDefinition, request: Request, context: HeraldRequestContext) async throws -> Response {
+    /// `GET /<Type>` with filters, sort and paging; `within` narrows it to some ids (the objects
+    /// of a relationship), read in the same transaction.
+    func list(
+        _ type: TypeDefinition,
+        request: Request,
+        context: HeraldRequestContext,
+        within: (@Sendable (UnitOfWork) throws -> [String])? = nil
+    ) async throws -> Response {
         let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
         let parsed = try RESTQuery(type: type, parameters: parameters)
         let started = ContinuousClock.now
@@ -269,9 +293,10 @@ public struct RESTController: Sendable {
             let t0 = clock.now
             let scope = try work.scope
             var query = parsed.query
-            if let visibility = scope.visibilityFilter {
-                query.filter = query.filter.map { .and([$0, visibility]) } ?? visibility
-            }
+            var narrowing: [Filter] = []
+            if let within { narrowing.append(.anyOf(SystemProperty.id, try within(work).map(JSONValue.string))) }
+            if let visibility = scope.visibilityFilter { narrowing.append(visibility) }
+            if !narrowing.isEmpty { query.filter = .and((query.filter.map { [$0] } ?? []) + narrowing) }
             let entities = try tx.fetch(query)
             let t1 = clock.now
             let total = query.limit == nil ? entities.count : try tx.count(query)
@@ -293,6 +318,89 @@ public struct RESTController: Sendable {
             body["page_size"] = .int(Int64(size))
         }
         return .json(.object(body))
+    }
+
+    /// `GET /<Type>/<id>/<relationship>`: the related objects the caller may see, with the
+    /// filters, sort and paging of a list. The relationship must lead to one type.
+    func listRelated(
+        _ type: TypeDefinition,
+        id: String,
+        _ end: RelationshipEnd,
+        request: Request,
+        context: HeraldRequestContext
+    ) async throws -> Response {
+        let target = try relatedType(end, of: type)
+        return try await list(target, request: request, context: context) { work in
+            // The object itself must be visible: its relationships are part of it.
+            _ = try work.model.get(type.name, id: id, as: try work.scope, in: work.tx)
+            return try work.tx.related(end, of: id).map(\.id)
+        }
+    }
+
+    /// `POST /<Type>/<id>/<relationship>`: creates an object of the related type and links it,
+    /// in one unit of work (hooks of both run).
+    func createRelated(
+        _ type: TypeDefinition,
+        id: String,
+        _ end: RelationshipEnd,
+        request: Request,
+        context: HeraldRequestContext
+    ) async throws -> Response {
+        let target = try relatedType(end, of: type)
+        let body = try await readJSON(request, empty: .object([:]))
+        guard let input = body.objectValue else {
+            throw RESTError(.badRequest, "Expected a JSON object, got \(body.kindName)")
+        }
+        let hooks = target.hasHooks(for: .onCreate) || type.hasHooks(for: .onSave)
+        let started = ContinuousClock.now
+        let created = try await workRunner.write(context.caller, hooks: hooks) { work in
+            let parent = EntityReference(type: type.name, id: id)
+            _ = try work.model.get(type.name, id: id, as: try work.scope, in: work.tx)
+            let object = try work.create(target.name, input)
+            let current = end.cardinality == .one ? [] : try work.tx.related(end, of: id).map(\.id)
+            try work.update(parent, [end.name: .array((current + [object.id]).map(JSONValue.string))])
+            return object.id
+        }
+        var response = Response.json(
+            Self.envelope(
+                .array([.string(created)]),
+                count: 1,
+                queryTime: ContinuousClock.now - started,
+                started: started
+            ),
+            status: .created
+        )
+        let host = request.head.authority.map { "http://\($0)" } ?? ""
+        response.headers[.location] = "\(host)\(Self.root)/\(target.name)/\(created)"
+        return response
+    }
+
+    /// The one type a relationship end leads to; a nested collection of several types is refused.
+    func relatedType(_ end: RelationshipEnd, of type: TypeDefinition) throws -> TypeDefinition {
+        guard end.otherTypes.count == 1, let target = model.schema.types[end.otherTypes[0]] else {
+            throw RESTError(
+                .badRequest,
+                "\(type.name).\(end.name) leads to \(end.otherTypes.joined(separator: " or ")); list those types instead"
+            )
+        }
+        return target
+    }
+
+    /// The type of the object with `id` the caller may see, for `/structr/rest/<uuid>`.
+    func typeHolding(_ id: String, _ context: HeraldRequestContext) async throws -> TypeDefinition {
+        let name = try await workRunner.read(context.caller) { work -> String? in
+            let scope = try work.scope
+            for type in work.model.schema.types.keys.sorted() {
+                if let entity = try work.tx.fetch(type: type, id: id),
+                    try work.model.canRead(entity, scope, in: work.tx)
+                {
+                    return type
+                }
+            }
+            return nil
+        }
+        guard let name, let type = model.schema.types[name] else { throw RESTError.notFound("No object with id \(id)") }
+        return type
     }
 
     func get(_ type: TypeDefinition, id: String, request: Request, context: HeraldRequestContext) async throws

@@ -99,11 +99,20 @@ package struct RESTQuery {
 
     static func filter(type: TypeDefinition, name: String, value: String, inexact: Bool) throws -> Filter {
         if let end = type.relationships[name] {
-            let ids = value.split(separator: ";", omittingEmptySubsequences: true).map(String.init)
-            guard !ids.isEmpty, ids.allSatisfy(EntityID.isValid) else {
-                throw RESTError(.badRequest, "Query parameter \(name) must be an id or ids separated by ';'")
+            // `rel=`, `rel=null` and `rel=[]`: no related object. `a;b`: related to either,
+            // `a,b`: related to all of them, as in Structr.
+            if ["", "null", "[]"].contains(value) { return .not(.hasRelated(end.name)) }
+            let all = value.contains(",")
+            let ids = value.split(separator: all ? "," : ";", omittingEmptySubsequences: true).map {
+                $0.trimmingCharacters(in: .whitespaces)
             }
-            return .related(end.name, ids)
+            guard !ids.isEmpty, ids.allSatisfy(EntityID.isValid) else {
+                throw RESTError(
+                    .badRequest,
+                    "Query parameter \(name) must be an id, ids separated by ';' (any) or ',' (all), or empty (none)"
+                )
+            }
+            return all ? .and(ids.map { .related(end.name, [$0]) }) : .related(end.name, ids)
         }
         let property: PropertyDefinition
         if name == SystemProperty.id || name == SystemProperty.owner {
@@ -142,6 +151,8 @@ package struct RESTQuery {
             }
         }
         if value.isEmpty { return .isEmpty(name) }
+        // `prop=[]`: an empty list, or no value at all.
+        if value == "[]", property.type == .json { return .or([.isEmpty(name), .compare(name, .equal, .array([]))]) }
         // Range: [a TO b], either end may be empty or '*'.
         if value.hasPrefix("["), value.hasSuffix("]"), let separator = value.range(of: " TO ") {
             let lower = value[value.index(after: value.startIndex)..<separator.lowerBound].trimmingCharacters(
