@@ -248,4 +248,58 @@ import Testing
         #expect(try await server.request(.GET, "/structr/rest/Group/\(group)/members").status == 400)
         #expect(try await server.request(.GET, "/structr/rest/Board/\(EntityID.generate())/tags").status == 404)
     }
+
+    @Test func patchOnACollectionUpdatesTheListedObjectsInOneTransaction() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let a = try await server.create("Note", #"{"title": "a"}"#)
+        let b = try await server.create("Note", #"{"title": "b"}"#)
+        let patched = try await server.request(
+            .PATCH,
+            "/structr/rest/Note",
+            body: #"[{"id": "\#(a)", "stars": 5}, {"id": "\#(b)", "title": "b2"}]"#
+        )
+        #expect(patched.status == 200)
+        #expect(patched.json["result_count"] == 2)
+        #expect(try await server.get("/structr/rest/Note/\(a)")["stars"] == 5)
+        #expect(try await server.get("/structr/rest/Note/\(b)")["title"] == "b2")
+        // onSave ran for each.
+        #expect(try await server.get("/structr/rest/Note/\(a)")["seen"] == 1)
+        // One bad element refuses them all.
+        let refused = try await server.request(
+            .PATCH,
+            "/structr/rest/Note",
+            body: #"[{"id": "\#(a)", "stars": 1}, {"id": "\#(b)", "stars": "many"}]"#
+        )
+        #expect(refused.status == 422)
+        #expect(try await server.get("/structr/rest/Note/\(a)")["stars"] == 5)
+        #expect(try await server.request(.PATCH, "/structr/rest/Note", body: #"[{"stars": 1}]"#).status == 400)
+        #expect(try await server.request(.PATCH, "/structr/rest/Note", body: #"{"stars": 1}"#).status == 400)
+    }
+
+    @Test func headAnswersLikeGetWithoutABody() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        let id = try await server.create("Note", #"{"title": "h"}"#)
+        let get = try await server.request(.GET, "/structr/rest/Note/\(id)")
+        let head = try await server.request(.HEAD, "/structr/rest/Note/\(id)")
+        #expect(head.status == 200)
+        #expect(head.text.isEmpty)
+        #expect(head.headers["Content-Type"] == get.headers["Content-Type"])
+        #expect(try await server.request(.HEAD, "/structr/rest/Note").status == 200)
+        #expect(try await server.request(.HEAD, "/structr/rest/Note/\(EntityID.generate())").status == 404)
+        // The stream's HEAD: its headers, its checks, no stream.
+        let stream = try await server.request(.HEAD, "/structr/EventSource")
+        #expect(stream.status == 200)
+        #expect(stream.headers["Content-Type"].first?.hasPrefix("text/event-stream") == true)
+        #expect(stream.text.isEmpty)
+        #expect(try await server.request(.HEAD, "/structr/EventSource", headers: [:]).status == 401)
+        #expect(
+            try await server.request(
+                .HEAD,
+                "/structr/EventSource",
+                headers: TestServer.superuser.merging(["Accept": "application/json"]) { $1 }
+            ).status == 406
+        )
+    }
 }

@@ -287,9 +287,9 @@ import Testing
         #expect(try await server.request(.GET, "/nowhere").json["code"] == 404)
         #expect(try await server.request(.GET, "/structr/rest").status == 404)
 
-        let wrongMethod = try await server.request(.PATCH, "/structr/rest/Project")
+        let wrongMethod = try await server.request(.DELETE, "/structr/rest/Project")
         #expect(wrongMethod.status == 405)
-        #expect(wrongMethod.headers["Allow"].first == "GET, POST")
+        #expect(wrongMethod.headers["Allow"].first == "GET, POST, PATCH")
         let wrongEntityMethod = try await server.request(
             .POST,
             "/structr/rest/Project/\(EntityID.generate())",

@@ -51,7 +51,29 @@ public struct EventSourceController: Sendable {
         router.get(RouterPath(settings.path)) { request, context in
             try await stream(request, context: context)
         }
+        // HEAD answers what GET would, checks included, without opening a stream.
+        router.head(RouterPath(settings.path)) { request, context in
+            try await check(request, context: context)
+            return Response(status: .ok, headers: Self.streamHeaders)
+        }
     }
+
+    /// The caller's grant and the `Accept` header, as a stream needs them.
+    func check(_ request: Request, context: HeraldRequestContext) async throws {
+        try await policy.authorize(context.caller, RESTOperation(method: .get, signature: "_eventSource"))
+        guard Self.accepts(request.headers[.accept]) else {
+            throw RESTError(.notAcceptable, "This endpoint answers text/event-stream only")
+        }
+    }
+
+    /// The head of every stream's answer.
+    static let streamHeaders: HTTPFields = {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream; charset=utf-8"
+        headers[.cacheControl] = "no-cache"
+        headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+        return headers
+    }()
 
     /// Whether an `Accept` header admits `text/event-stream` (alone, in a list, with parameters).
     /// As RFC 9110 has it, the most specific range that matches decides, and `q=0` refuses:
@@ -78,10 +100,7 @@ public struct EventSourceController: Sendable {
     }
 
     func stream(_ request: Request, context: HeraldRequestContext) async throws -> Response {
-        try await policy.authorize(context.caller, RESTOperation(method: .get, signature: "_eventSource"))
-        guard Self.accepts(request.headers[.accept]) else {
-            throw RESTError(.notAcceptable, "This endpoint answers text/event-stream only")
-        }
+        try await check(request, context: context)
         let origin = request.cookies[Sessions.cookieName].map { Sessions.key($0.value) }
         let lastEventID =
             (request.headers[Self.lastEventIDHeader] ?? request.uri.queryParameters["lastEventId"].map(String.init))
@@ -92,13 +111,9 @@ public struct EventSourceController: Sendable {
         let (hub, log) = (self.hub, self.log)
         let settings = sinkSettings
         let caller = context.caller
-        var headers = HTTPFields()
-        headers[.contentType] = "text/event-stream; charset=utf-8"
-        headers[.cacheControl] = "no-cache"
-        headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
         return Response(
             status: .ok,
-            headers: headers,
+            headers: Self.streamHeaders,
             body: ResponseBody { writer in
                 // The head is on its way to the channel: joining from the channel's loop puts
                 // everything the sink writes after it.

@@ -123,8 +123,20 @@ public struct RESTController: Sendable {
     }
 
     func dispatch(_ request: Request, context: HeraldRequestContext) async throws -> Response {
+        // HEAD is GET without the body: same checks, same status and headers.
+        guard request.method != .head else {
+            let response = try await dispatch(request, as: .get, context: context)
+            var head = Response(status: response.status, headers: response.headers)
+            if let length = response.body.contentLength { head.headers[.contentLength] = String(length) }
+            return head
+        }
+        return try await dispatch(request, as: request.method, context: context)
+    }
+
+    func dispatch(_ request: Request, as method: HTTPRequest.Method, context: HeraldRequestContext) async throws
+        -> Response
+    {
         var resource = try resource(context.parameters.getCatchAll())
-        let method = request.method
         switch (resource, method) {
         case (.login, .post): return try await login(request, context: context)
         case (.logout, .post): return try await logout(request)
@@ -147,8 +159,10 @@ public struct RESTController: Sendable {
             return try await list(type, request: request, context: context)
         case (.collection(let type), .post):
             return try await create(type, request: request, context: context)
+        case (.collection(let type), .patch):
+            return try await updateMany(type, request: request, context: context)
         case (.collection, _):
-            throw RESTError.methodNotAllowed(method, allowed: [.get, .post])
+            throw RESTError.methodNotAllowed(method, allowed: [.get, .post, .patch])
         case (.entity(let type, let id), .get):
             return try await get(type, id: id, request: request, context: context)
         case (.entity(let type, let id), .put):
@@ -489,6 +503,46 @@ public struct RESTController: Sendable {
     func delete(_ type: TypeDefinition, id: String, context: HeraldRequestContext) async throws -> Response {
         try await workRunner.delete(type.name, id: id, caller: context.caller)
         return .json(["result": ["id": .string(id), "type": .string(type.name), "deleted": true]])
+    }
+
+    /// `PATCH /<Type>` with `[{"id": ..., <keys>}, ...]`: Structr's bulk update, every object in
+    /// one unit of work, so one refusal changes none of them.
+    func updateMany(_ type: TypeDefinition, request: Request, context: HeraldRequestContext) async throws
+        -> Response
+    {
+        let body = try await readJSON(request)
+        guard case .array(let list) = body else {
+            throw RESTError(.badRequest, "Expected an array of objects with an id, got \(body.kindName)")
+        }
+        guard list.count <= maxBatchSize else {
+            throw RESTError(
+                .contentTooLarge,
+                "A batch may update at most \(maxBatchSize) objects (maxBatchSize), got \(list.count); send it in parts"
+            )
+        }
+        var updates: [(String, JSONObject)] = []
+        for (index, element) in list.enumerated() {
+            guard var object = element.objectValue, let id = object[SystemProperty.id]?.stringValue else {
+                throw RESTError(.badRequest, "Element \(index) of the array is not an object with an id")
+            }
+            object[SystemProperty.id] = nil
+            updates.append((id, object))
+        }
+        let started = ContinuousClock.now
+        let ids = try await workRunner.write(context.caller, hooks: type.hasHooks(for: .onSave)) { [updates] work in
+            for (id, input) in updates where !input.isEmpty {
+                try work.update(EntityReference(type: type.name, id: id), input)
+            }
+            return updates.map(\.0)
+        }
+        return .json(
+            Self.envelope(
+                .array(ids.map(JSONValue.string)),
+                count: ids.count,
+                queryTime: ContinuousClock.now - started,
+                started: started
+            )
+        )
     }
 
     /// A callable method of a type: lifecycle hooks are not callable over REST.
