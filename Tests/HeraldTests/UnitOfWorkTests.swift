@@ -91,19 +91,25 @@ import Testing
         try await server.stop()
     }
 
-    @Test func aTransactionKeepsItsSchemaWhileAMigrationCommits() async throws {
+    /// A store with one type, `Plain`, migrated, and a work runner over it.
+    static func plainStore() async throws -> (TestDirectory, SQLiteStorage, WorkRunner, MigrationReport) {
         let directory = try TestDirectory(files: ["Plain.json": #"{"properties": {"name": "string"}}"#])
-        let first = try SchemaLoader(directory: directory.schema).load()
+        let schema = try SchemaLoader(directory: directory.schema).load()
         let storage = try SQLiteStorage(directory: directory.data)
-        let migration = try await storage.migrate(to: first, allowDestructive: false)
+        let migration = try await storage.migrate(to: schema, allowDestructive: false)
         let work = WorkRunner(
-            model: DataModel(schema: first, hasher: BcryptPasswordHasher(cost: 4)),
+            model: DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4)),
             generation: migration.generation,
             storage: storage,
             events: EventHub(),
             hooks: EnginePool(configuration: .init(size: 1)),
             logger: Logger(label: "test")
         )
+        return (directory, storage, work, migration)
+    }
+
+    @Test func aTransactionKeepsItsSchemaWhileAMigrationCommits() async throws {
+        let (directory, storage, work, migration) = try await Self.plainStore()
         _ = try await work.create("Plain", [["name": "old"]], caller: .superuser)
         try FileManager.default.createDirectory(at: directory.schema, withIntermediateDirectories: true)
         try #"{"properties": {"name": "string", "size": "integer"}}"#.write(
@@ -158,18 +164,7 @@ import Testing
     }
 
     @Test func aMigrationCommittedButNotYetInstalledStillPairsTheNewModelWithTheNewTables() async throws {
-        let directory = try TestDirectory(files: ["Plain.json": #"{"properties": {"name": "string"}}"#])
-        let first = try SchemaLoader(directory: directory.schema).load()
-        let storage = try SQLiteStorage(directory: directory.data)
-        let migration = try await storage.migrate(to: first, allowDestructive: false)
-        let work = WorkRunner(
-            model: DataModel(schema: first, hasher: BcryptPasswordHasher(cost: 4)),
-            generation: migration.generation,
-            storage: storage,
-            events: EventHub(),
-            hooks: EnginePool(configuration: .init(size: 1)),
-            logger: Logger(label: "test")
-        )
+        let (directory, storage, work, _) = try await Self.plainStore()
         try #"{"properties": {"title": "string"}}"#.write(
             to: directory.schema.appendingPathComponent("Later.json"),
             atomically: true,
