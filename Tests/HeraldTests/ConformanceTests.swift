@@ -302,4 +302,20 @@ import Testing
             ).status == 406
         )
     }
+
+    @Test func headIsCheckedAgainstTheGrantsHeadBits() async throws {
+        let server = try await Self.start()
+        defer { Task { try? await server.stop() } }
+        _ = try await server.create("User", #"{"name": "hank", "password": "hank-pw"}"#)
+        let grant = try await server.create("ResourceAccess", #"{"signature": "Note", "flags": 1}"#)
+        let hank = ["X-User": "hank", "X-Password": "hank-pw"]
+        #expect(try await server.request(.GET, "/structr/rest/Note", headers: hank).status == 200)
+        #expect(try await server.request(.HEAD, "/structr/rest/Note", headers: hank).status == 401)
+        // AUTH_USER_HEAD = 1024.
+        #expect(
+            try await server.request(.PUT, "/structr/rest/ResourceAccess/\(grant)", body: #"{"flags": 1025}"#).status
+                == 200
+        )
+        #expect(try await server.request(.HEAD, "/structr/rest/Note", headers: hank).status == 200)
+    }
 }

@@ -125,17 +125,22 @@ public struct RESTController: Sendable {
     func dispatch(_ request: Request, context: HeraldRequestContext) async throws -> Response {
         // HEAD is GET without the body: same checks, same status and headers.
         guard request.method != .head else {
-            let response = try await dispatch(request, as: .get, context: context)
+            // Checked against the grant's HEAD bits, as in Structr.
+            let response = try await dispatch(request, as: .get, grant: .head, context: context)
             var head = Response(status: response.status, headers: response.headers)
             if let length = response.body.contentLength { head.headers[.contentLength] = String(length) }
             return head
         }
-        return try await dispatch(request, as: request.method, context: context)
+        return try await dispatch(request, as: request.method, grant: request.method, context: context)
     }
 
-    func dispatch(_ request: Request, as method: HTTPRequest.Method, context: HeraldRequestContext) async throws
-        -> Response
-    {
+    /// Serves `request` as `method`; the resource grant is checked for `grant`.
+    func dispatch(
+        _ request: Request,
+        as method: HTTPRequest.Method,
+        grant: HTTPRequest.Method,
+        context: HeraldRequestContext
+    ) async throws -> Response {
         var resource = try resource(context.parameters.getCatchAll())
         switch (resource, method) {
         case (.login, .post): return try await login(request, context: context)
@@ -147,7 +152,7 @@ public struct RESTController: Sendable {
         default: break
         }
         if case .untypedEntity(let id) = resource { resource = .entity(try await typeHolding(id, context), id: id) }
-        try await policy.authorize(context.caller, RESTOperation(method: method, signature: resource.signature))
+        try await policy.authorize(context.caller, RESTOperation(method: grant, signature: resource.signature))
         switch (resource, method) {
         case (.login, _), (.logout, _), (.me, _), (.token, _):
             throw RESTError.notFound("Not found")
