@@ -163,9 +163,6 @@ public final class UnitOfWork {
         let type = try model.type(typeName)
         let entity = try model.create(typeName, input, owner: caller.userID, as: try scope, in: tx)
         changedTypes.insert(typeName)
-        for key in input.keys {
-            if let end = type.relationships[key] { changedTypes.formUnion(end.otherTypes) }
-        }
         created.insert(entity.id)
         let reference = EntityReference(type: typeName, id: entity.id)
         try runHooks(.onCreate, of: type, reference, HookInput())
@@ -179,7 +176,7 @@ public final class UnitOfWork {
         try requireWrite()
         let type = try model.type(reference.type)
         let before = try model.get(reference.type, id: reference.id, as: try scope, in: tx)
-        let watchesSaves = !type.hooks(for: .onSave).isEmpty || !type.hooks(for: .afterSave).isEmpty
+        let watchesSaves = type.hasHooks(for: .onSave)
         var beforeLinks: [String: [String]] = [:]
         if watchesSaves {
             for key in input.keys {
@@ -211,12 +208,10 @@ public final class UnitOfWork {
         let type = try model.type(reference.type)
         let entity = try model.get(reference.type, id: reference.id, as: try scope, in: tx)
         try model.require(.delete, on: entity, try scope, in: tx)
-        let watchesDeletes = !type.hooks(for: .onDelete).isEmpty || !type.hooks(for: .afterDelete).isEmpty
-        let data = watchesDeletes ? try model.render(entity, depth: 0, as: try scope, in: tx) : nil
+        let data = type.hasHooks(for: .onDelete) ? try model.render(entity, depth: 0, as: try scope, in: tx) : nil
         try runHooks(.onDelete, of: type, reference, HookInput(data: data))
         try tx.delete(type: reference.type, id: reference.id)  // checked above, before the hooks
         changedTypes.insert(reference.type)
-        for end in type.relationships.values { changedTypes.formUnion(end.otherTypes) }
         try queueAfter(.afterDelete, of: type, this: nil, HookInput(data: data))
     }
 

@@ -93,6 +93,7 @@ public struct Sessions: Sendable {
     /// Ends the session behind `token`.
     public func end(_ token: String) async throws {
         let key = Self.key(token)
+        // Before the delete and after it: a lookup that read the row meanwhile cannot cache it.
         cache.remove(key)
         try await storage.write { tx in try tx.deleteSession(key) }
         cache.remove(key)

@@ -373,8 +373,9 @@ public struct RESTController: Sendable {
         let hooks = target.hasHooks(for: .onCreate) || type.hasHooks(for: .onSave)
         let started = ContinuousClock.now
         let created = try await workRunner.write(context.caller, hooks: hooks) { work in
+            // Linking it checks that the caller sees and may write the parent; a refusal rolls
+            // the create back too.
             let parent = EntityReference(type: type.name, id: id)
-            _ = try work.model.get(type.name, id: id, as: try work.scope, in: work.tx)
             let object = try work.create(target.name, input)
             let current = end.cardinality == .one ? [] : try work.tx.related(end, of: id).map(\.id)
             try work.update(parent, [end.name: .array((current + [object.id]).map(JSONValue.string))])
