@@ -113,9 +113,11 @@ import Testing
         let step = try step(result.output)
         #expect(step["publish_errors"] == 0)
         #expect(step["received"] == step["expected"])
-        // At least half the rate got through even on a loaded machine (a debug build next to
-        // compiles): enough traffic that the counts mean something.
-        #expect((step["received"]?.intValue ?? 0) >= 40 * 12)
+        // Every stream got every publish, and enough got through even on a loaded machine (a
+        // debug build next to compiles, half the suite in parallel) that the counts mean something.
+        let published = step["published"]?.intValue ?? 0
+        #expect(published >= 5)
+        #expect(step["expected"]?.intValue == published * 40)
         #expect((step["p50_us"]?.intValue ?? 0) > 0)
         #expect((step["server_cpu_s"]?.doubleValue ?? 0) > 0)
     }
