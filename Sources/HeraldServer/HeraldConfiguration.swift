@@ -67,8 +67,18 @@ public struct HeraldConfiguration: Sendable {
     /// The password that opens the metrics endpoint with Basic authentication as `metrics`
     /// (admins always may); none by default.
     public var metricsToken: String?
-    /// Mark session cookies `Secure` (set when Herald is served over TLS, directly or by a proxy).
-    public var secureCookies = false
+    /// Mark session cookies `Secure`. Unset: when Herald serves TLS itself; set it when a proxy
+    /// in front of Herald does.
+    public var secureCookies: Bool?
+    /// A PEM certificate chain and its key: serve HTTPS, with ALPN offering `h2` and `http/1.1`.
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    /// Without TLS, speak cleartext HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1, for a
+    /// server behind a TLS-terminating proxy that talks HTTP/2 to it.
+    public var http2Cleartext = false
+    /// The most streams one HTTP/2 connection may have open at once (EventSources and requests
+    /// alike); further streams are refused with `REFUSED_STREAM`.
+    public var http2MaxConcurrentStreams = 100
     /// The EventSource endpoint: on or off (nothing else changes), its path, the `retry:` sent
     /// to clients (milliseconds) and the heartbeat interval (milliseconds).
     public var eventSourceEnabled = true
@@ -136,7 +146,14 @@ public struct HeraldConfiguration: Sendable {
         maxConnections = reader.int(forKey: "maxConnections", default: d.maxConnections)
         metricsToken = reader.string(forKey: "metrics.token", isSecret: true)
         maxDatabaseSize = reader.int(forKey: "maxDatabaseSize", default: d.maxDatabaseSize)
-        secureCookies = reader.bool(forKey: "secureCookies", default: d.secureCookies)
+        secureCookies = reader.bool(forKey: "secureCookies")
+        tlsCertificate = reader.string(forKey: "tls.cert")
+        tlsKey = reader.string(forKey: "tls.key")
+        http2Cleartext = reader.bool(forKey: "http2.cleartext", default: d.http2Cleartext)
+        http2MaxConcurrentStreams = reader.int(
+            forKey: "http2.maxConcurrentStreams",
+            default: d.http2MaxConcurrentStreams
+        )
         eventSourceEnabled = reader.bool(forKey: "eventSource.enabled", default: d.eventSourceEnabled)
         eventSourcePath = reader.string(forKey: "eventSource.path", default: d.eventSourcePath)
         eventSourceRetry = reader.int(forKey: "eventSource.retry", default: d.eventSourceRetry)
@@ -163,6 +180,21 @@ public struct HeraldConfiguration: Sendable {
         c.maxQueued = scriptQueueLimit
         c.timeLimit = .milliseconds(scriptTimeLimit)
         c.memoryLimit = scriptMemoryLimit << 20
+        return c
+    }
+
+    /// Whether session and token cookies are marked `Secure`.
+    var cookiesAreSecure: Bool { secureCookies ?? (tlsCertificate != nil) }
+
+    /// How the server speaks HTTP.
+    var transport: HTTPTransport.Configuration {
+        var c = HTTPTransport.Configuration()
+        c.idleTimeout = .seconds(idleTimeout)
+        c.headerTimeout = .seconds(headerTimeout)
+        c.bodyTimeout = .seconds(bodyTimeout)
+        if let tlsCertificate, let tlsKey { c.tls = TLSFiles(certificate: tlsCertificate, key: tlsKey) }
+        c.cleartextHTTP2 = http2Cleartext
+        c.maxConcurrentStreams = http2MaxConcurrentStreams
         return c
     }
 
@@ -224,6 +256,19 @@ public struct HeraldConfiguration: Sendable {
         guard maxDatabaseSize >= 0 else { throw ConfigurationError("maxDatabaseSize must not be negative (bytes)") }
         guard schemaReloadInterval >= 0 else { throw ConfigurationError("schemaReloadInterval must not be negative") }
         guard scriptQueueLimit >= 0 else { throw ConfigurationError("scriptQueueLimit must not be negative") }
+        guard (tlsCertificate == nil) == (tlsKey == nil) else {
+            throw ConfigurationError(
+                "TLS needs both a certificate (--tls-cert, tls.cert) and its key (--tls-key, tls.key)"
+            )
+        }
+        guard !(http2Cleartext && tlsCertificate != nil) else {
+            throw ConfigurationError(
+                "http2.cleartext is for serving without TLS; with a certificate, ALPN offers HTTP/2 already"
+            )
+        }
+        guard http2MaxConcurrentStreams > 0 else {
+            throw ConfigurationError("http2.maxConcurrentStreams must be positive")
+        }
     }
 }
 

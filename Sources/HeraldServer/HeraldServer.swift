@@ -34,6 +34,8 @@ public enum HeraldServer {
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws -> some ApplicationProtocol {
         try configuration.validate()
+        // Certificate problems stop start-up before anything else is opened.
+        let transport = try HTTPTransport(configuration: configuration.transport)
         let schemaURL = URL(fileURLWithPath: configuration.schemaDirectory)
         let schema = try SchemaLoader(directory: schemaURL).load()
         logger.info(
@@ -117,7 +119,7 @@ public enum HeraldServer {
         let sessions = Sessions(
             storage: storage,
             idleTimeout: .seconds(configuration.sessionIdleTimeout),
-            secureCookies: configuration.secureCookies,
+            secureCookies: configuration.cookiesAreSecure,
             onEnd: { key in hub.close(origin: key) }
         )
         let tokens = await Tokens.make(
@@ -128,7 +130,7 @@ public enum HeraldServer {
             storage: storage,
             accessLifetime: .seconds(configuration.accessTokenLifetime),
             refreshLifetime: .seconds(configuration.refreshTokenLifetime),
-            secureCookies: configuration.secureCookies
+            secureCookies: configuration.cookiesAreSecure
         )
         let expired = Timestamp(
             millisecondsSince1970: Timestamp.now.millisecondsSince1970 - Int64(configuration.sessionIdleTimeout) * 1000
@@ -196,11 +198,7 @@ public enum HeraldServer {
         let connections = ConnectionLimit.effective(configured: configuration.maxConnections, logger: logger)
         return Hummingbird.Application(
             router: router,
-            server: .timedHTTP1(
-                idleTimeout: .seconds(configuration.idleTimeout),
-                headerTimeout: .seconds(configuration.headerTimeout),
-                bodyTimeout: .seconds(configuration.bodyTimeout)
-            ),
+            server: try transport.serverBuilder(),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "Herald",
@@ -210,7 +208,13 @@ public enum HeraldServer {
             services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
-                logger.info("Herald listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
+                logger.info(
+                    "Herald listening",
+                    metadata: [
+                        "host": "\(configuration.host)", "port": "\(port)",
+                        "protocols": "\(transport.protocols)",
+                    ]
+                )
                 await onServerRunning(port)
             },
             logger: logger

@@ -62,6 +62,12 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Apply schema changes that lose data (HERALD_ALLOW_DESTRUCTIVE_MIGRATIONS).")
     var allowDestructiveMigrations = false
 
+    @Option(help: "A PEM certificate chain: serve HTTPS with HTTP/2 (HERALD_TLS_CERT, tls.cert; needs --tls-key).")
+    var tlsCert: String?
+
+    @Option(help: "The certificate's PEM private key (HERALD_TLS_KEY, tls.key).")
+    var tlsKey: String?
+
     func run() async throws {
         var values: [AbsoluteConfigKey: ConfigValue] = [:]
         if let data { values["data"] = .init(.string(data), isSecret: false) }
@@ -69,6 +75,8 @@ struct Serve: AsyncParsableCommand {
         if let `public` { values["public"] = .init(.string(`public`), isSecret: false) }
         if let port { values["port"] = .init(.int(port), isSecret: false) }
         if allowDestructiveMigrations { values["allowDestructiveMigrations"] = .init(.bool(true), isSecret: false) }
+        if let tlsCert { values["tls.cert"] = .init(.string(tlsCert), isSecret: false) }
+        if let tlsKey { values["tls.key"] = .init(.string(tlsKey), isSecret: false) }
         let configuration = HeraldConfiguration(reader: try await common.reader(extra: values))
         let level = configuration.logLevel
         LoggingSystem.bootstrap { label in
@@ -85,6 +93,7 @@ struct Serve: AsyncParsableCommand {
         } catch let error as ConfigurationError {
             logger.critical("configuration error: \(error)")
             throw ExitCode(1)
+
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)

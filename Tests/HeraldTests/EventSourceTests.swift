@@ -9,6 +9,8 @@ import Testing
 final class EventStream: @unchecked Sendable {
     let status: Int
     let headers: HTTPHeaders
+    /// The HTTP version the stream came in.
+    let version: HTTPVersion
     private let lock = NSLock()
     private var received = ""
     private var ended = false
@@ -29,11 +31,12 @@ final class EventStream: @unchecked Sendable {
         keepsText: Bool = true
     ) async throws {
         self.keepsText = keepsText
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)\(path)")
+        var request = HTTPClientRequest(url: server.url(path))
         for (name, value) in headers { request.headers.add(name: name, value: value) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(120))
+        let response = try await server.transport.client.execute(request, timeout: .seconds(120))
         status = Int(response.status.code)
         self.headers = response.headers
+        version = response.version
         reader = Task { [weak self] in
             do {
                 for try await chunk in response.body {
@@ -83,12 +86,15 @@ func eventIDs(_ text: String) -> [UInt64] {
 
     static let root = ["X-User": "root", "X-Password": "root-pw"]
 
-    @Test func opensWithItsHeadersAndRetryAtOnceThenDeliversFramedEvents() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+    @Test(arguments: TestTransport.allCases) func opensWithItsHeadersAndRetryAtOnceThenDeliversFramedEvents(
+        transport: TestTransport
+    ) async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files), transport: transport)
         defer { Task { try? await server.stop() } }
         let stream = try await EventStream(server, headers: Self.root.merging(["Accept": "text/event-stream"]) { $1 })
         defer { stream.close() }
         #expect(stream.status == 200)
+        #expect(stream.version == (transport == .http2 ? .http2 : .http1_1))
         #expect(stream.headers["Content-Type"].first == "text/event-stream; charset=utf-8")
         #expect(stream.headers["Cache-Control"].first == "no-cache")
         #expect(stream.headers["X-Accel-Buffering"].first == "no")
@@ -100,8 +106,10 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(idLine.flatMap { UInt64($0.dropFirst(4)) } != nil)
     }
 
-    @Test func sendEventReachesOnlyItsUsersStreams() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+    @Test(arguments: TestTransport.allCases) func sendEventReachesOnlyItsUsersStreams(transport: TestTransport)
+        async throws
+    {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files), transport: transport)
         defer { Task { try? await server.stop() } }
         let token = try await server.login("joe", "joe-pw")
         let joe = try await EventStream(server, headers: ["Cookie": "JSESSIONID=\(token)"])
@@ -120,8 +128,10 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(try await server.request(.POST, "/structr/rest/ping", body: #"{"to": "root"}"#).result == false)
     }
 
-    @Test func grantsAndAcceptDecideWhoGetsAStream() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+    @Test(arguments: TestTransport.allCases) func grantsAndAcceptDecideWhoGetsAStream(transport: TestTransport)
+        async throws
+    {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files), transport: transport)
         defer { Task { try? await server.stop() } }
         let anonymous = try await server.request(.GET, "/structr/EventSource", headers: [:])
         #expect(anonymous.status == 401)
@@ -150,8 +160,10 @@ func eventIDs(_ text: String) -> [UInt64] {
         }
     }
 
-    @Test func idleStreamsGetHeartbeats() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.eventSourceHeartbeat = 200 }
+    @Test(arguments: TestTransport.allCases) func idleStreamsGetHeartbeats(transport: TestTransport) async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files), transport: transport) {
+            $0.eventSourceHeartbeat = 200
+        }
         defer { Task { try? await server.stop() } }
         let stream = try await EventStream(server, headers: Self.root)
         defer { stream.close() }
@@ -206,8 +218,9 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(after >= 1800 && after < 2700, "first heartbeat after \(after) ms")
     }
 
-    @Test func logoutClosesThatSessionsStreams() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+    @Test(arguments: TestTransport.allCases) func logoutClosesThatSessionsStreams(transport: TestTransport) async throws
+    {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files), transport: transport)
         defer { Task { try? await server.stop() } }
         let token = try await server.login("joe", "joe-pw")
         let stream = try await EventStream(server, headers: ["Cookie": "JSESSIONID=\(token)"])
@@ -222,16 +235,20 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(!other.isEnded)
     }
 
-    @Test func turningTheEndpointOffChangesNothingElse() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.eventSourceEnabled = false }
+    @Test(arguments: TestTransport.allCases) func turningTheEndpointOffChangesNothingElse(transport: TestTransport)
+        async throws
+    {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files), transport: transport) {
+            $0.eventSourceEnabled = false
+        }
         defer { Task { try? await server.stop() } }
         #expect(try await server.request(.GET, "/structr/EventSource", headers: Self.root).status == 404)
         #expect(try await server.request(.GET, "/structr/rest/Item").status == 200)
         #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
     }
 
-    @Test func shutdownClosesOpenStreams() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+    @Test(arguments: TestTransport.allCases) func shutdownClosesOpenStreams(transport: TestTransport) async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files), transport: transport)
         let stream = try await EventStream(server, headers: Self.root)
         #expect(try await stream.waitFor("retry:"))
         try await server.stop()
@@ -242,9 +259,11 @@ func eventIDs(_ text: String) -> [UInt64] {
 @Suite struct ReplayTests {
     static let root = EventSourceTests.root
 
-    @Test func aReconnectGetsWhatItMissedOnceInOrderEvenAcrossARestart() async throws {
+    @Test(arguments: TestTransport.allCases) func aReconnectGetsWhatItMissedOnceInOrderEvenAcrossARestart(
+        transport: TestTransport
+    ) async throws {
         let directory = try TestDirectory(files: EventSourceTests.files)
-        let first = try await TestServer.start(directory)
+        let first = try await TestServer.start(directory, transport: transport)
         let stream = try await EventStream(first, headers: Self.root)
         #expect(try await stream.waitFor("retry:"))
         #expect(try await first.request(.POST, "/structr/rest/greet").status == 200)
@@ -257,7 +276,7 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(try await first.request(.POST, "/structr/rest/greet").status == 200)
         try await first.stop()
 
-        let second = try await TestServer.start(directory)
+        let second = try await TestServer.start(directory, transport: transport)
         defer { Task { try? await second.stop() } }
         let back = try await EventStream(second, headers: Self.root.merging(["Last-Event-ID": String(seen)]) { $1 })
         defer { back.close() }
@@ -282,8 +301,11 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(try await viaQuery.waitFor("data: for root"))
     }
 
-    @Test func aClientOlderThanTheHistoryIsToldToResynchronise() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: EventSourceTests.files)) {
+    @Test(arguments: TestTransport.allCases) func aClientOlderThanTheHistoryIsToldToResynchronise(
+        transport: TestTransport
+    ) async throws {
+        let server = try await TestServer.start(try TestDirectory(files: EventSourceTests.files), transport: transport)
+        {
             $0.eventHistoryCount = 2
         }
         defer { Task { try? await server.stop() } }

@@ -8,6 +8,10 @@ import NIOHTTPTypes
 /// The response head went out through Hummingbird before the sink opens; from then on the sink
 /// writes body parts into the channel itself, so a publish costs one write per stream and no
 /// task switch. Hummingbird writes the end of the response after ``finished`` completes.
+/// Over HTTP/1.1 the channel is the connection and the sink writes pre-framed chunks below the
+/// HTTP encoder; over HTTP/2 it is the stream's own channel, whose flow control NIO keeps, and
+/// the sink writes body parts that become DATA frames. Dropping a stream closes that channel:
+/// over HTTP/2 that resets the one stream, and the connection's other streams carry on.
 ///
 /// A reader that falls behind is bounded: when the bytes NIO holds for the connection would pass
 /// `maxBufferedBytes`, or more than `maxBufferedEvents` events were written since the connection
@@ -55,6 +59,9 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     /// Where pre-framed chunks enter the pipeline: below the HTTP encoder, which would frame the
     /// same bytes once per stream. Nil: body parts go through the whole pipeline.
     private var encoder: ChannelHandlerContext?
+    /// Over HTTP/2, the bytes written to the stream whose writes have not completed: NIO keeps
+    /// no count of them that a stream channel reports.
+    private var http2Pending: Int?
     private let tickInterval: TimeAmount
 
     /// Completes when the stream is over.
@@ -75,6 +82,7 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         channel.closeFuture.whenComplete { _ in self.finish(.disconnected) }
         guard isOpen else { return }
         encoder = try? channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
+        if encoder == nil { http2Pending = 0 }
         timer = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in self.tick() }
         var opening = ByteBuffer(string: "retry: \(settings.retry)\n\n")
         if resync, let lastEventID { opening.writeString(EventSourceController.resyncEvent(lastEventID: lastEventID)) }
@@ -87,7 +95,7 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     func write(_ events: EncodedEvents, flush: Bool) -> Bool {
         eventLoop.assertInEventLoop()
         guard isOpen else { return true }
-        let chunk = events.framed(by: ChunkedFraming.shared)
+        let chunk = encoder == nil ? events.bytes : events.framed(by: ChunkedFraming.shared)
         if channel.isWritable {
             unsentEvents = events.events.count
         } else {
@@ -114,6 +122,13 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         if let encoder {
             encoder.write(NIOAny(IOData.byteBuffer(chunk)), promise: nil)
             if flush { encoder.flush() }
+        } else if let pending = http2Pending {
+            let size = bytes.readableBytes
+            http2Pending = pending + size
+            let written = eventLoop.makePromise(of: Void.self)
+            written.futureResult.whenComplete { _ in self.http2Pending = self.http2Pending.map { $0 - size } }
+            channel.write(HTTPResponsePart.body(bytes), promise: written)
+            if flush { channel.flush() }
         } else if flush {
             channel.writeAndFlush(HTTPResponsePart.body(bytes), promise: nil)
         } else {
@@ -123,7 +138,9 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
 
     /// What NIO holds for the connection that the client has not taken yet.
     private var buffered: Int {
-        (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        // A stream channel of HTTP/2 stops the process on an option it does not know.
+        if let http2Pending { return http2Pending }
+        return (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
     }
 
     /// Heartbeats for idle streams; closes a stream whose writes made no progress for too long.

@@ -1,6 +1,7 @@
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
@@ -26,7 +27,9 @@ public struct TimedHTTP1Channel: ServerChildChannel {
         return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let timer = RequestTimer(channel: channel, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout)
             let pipeline = channel.pipeline.syncOperations
-            try pipeline.addHandler(HeadBytesHandler(timer: timer), position: .first)
+            // Right before the request decoder: under TLS, after the TLS handler.
+            let decoder = try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try pipeline.addHandler(HeadBytesHandler(timer: timer), position: .before(decoder.handler))
             let codec = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
             try pipeline.addHandler(RequestPartsHandler(timer: timer), position: .after(codec))
             return value
@@ -35,23 +38,6 @@ public struct TimedHTTP1Channel: ServerChildChannel {
 
     public func handle(value: Value, logger: Logger) async {
         await inner.handle(value: value, logger: logger)
-    }
-}
-
-extension HTTPServerBuilder {
-    /// HTTP/1.1 with Hummingbird's idle timeout plus header and body timeouts.
-    public static func timedHTTP1(
-        idleTimeout: Duration,
-        headerTimeout: Duration,
-        bodyTimeout: Duration
-    ) -> HTTPServerBuilder {
-        .init { responder in
-            TimedHTTP1Channel(
-                inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: TimeAmount(idleTimeout))),
-                headerTimeout: headerTimeout,
-                bodyTimeout: bodyTimeout
-            )
-        }
     }
 }
 

@@ -56,6 +56,8 @@ struct HTTPResult: Sendable {
     var status: Int
     var headers: HTTPHeaders
     var text: String
+    /// The HTTP version the answer came in.
+    var version: HTTPVersion = .http1_1
 
     /// The body as JSON; fails the test's expectations with `.null` when it is not JSON.
     var json: JSONValue { (try? JSONValue(parsing: text)) ?? .null }
@@ -73,13 +75,25 @@ final class TestServer: Sendable {
     let port: Int
     let group: ServiceGroup
     let task: Task<Void, any Error>
+    /// How the test's requests and streams reach the server.
+    let transport: TestTransport
 
-    private init(directory: TestDirectory, port: Int, group: ServiceGroup, task: Task<Void, any Error>) {
+    private init(
+        directory: TestDirectory,
+        port: Int,
+        group: ServiceGroup,
+        task: Task<Void, any Error>,
+        transport: TestTransport = .http1
+    ) {
         self.directory = directory
         self.port = port
         self.group = group
         self.task = task
+        self.transport = transport
     }
+
+    /// `path` on this server, over its transport.
+    func url(_ path: String) -> String { "\(transport.scheme)://127.0.0.1:\(port)\(path)" }
 
     static func configuration(for directory: TestDirectory) -> HeraldConfiguration {
         var configuration = HeraldConfiguration()
@@ -92,12 +106,18 @@ final class TestServer: Sendable {
         return configuration
     }
 
-    /// Starts a server on `directory` and waits until it listens.
+    /// Starts a server on `directory` and waits until it listens; over HTTP/2 it serves TLS
+    /// with the tests' certificate.
     static func start(
         _ directory: TestDirectory,
+        transport: TestTransport = .http1,
         configure: (inout HeraldConfiguration) -> Void = { _ in }
     ) async throws -> TestServer {
         var configuration = configuration(for: directory)
+        if transport == .http2 {
+            configuration.tlsCertificate = TestCertificate.shared.certificateFile
+            configuration.tlsKey = TestCertificate.shared.keyFile
+        }
         configure(&configuration)
         var logger = Logger(label: "herald.test")
         logger.logLevel = configuration.logLevel
@@ -113,7 +133,7 @@ final class TestServer: Sendable {
             task.cancel()
             throw TestFailure("server did not start")
         }
-        return TestServer(directory: directory, port: port, group: group, task: task)
+        return TestServer(directory: directory, port: port, group: group, task: task, transport: transport)
     }
 
     /// A handle on a server running in another process (the `herald` binary) on `port`, for its
@@ -141,16 +161,21 @@ final class TestServer: Sendable {
         body: String? = nil,
         headers: [String: String] = TestServer.superuser
     ) async throws -> HTTPResult {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        var request = HTTPClientRequest(url: url(path))
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: body))
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let response = try await transport.client.execute(request, timeout: .seconds(30))
         let buffer = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        return HTTPResult(status: Int(response.status.code), headers: response.headers, text: String(buffer: buffer))
+        return HTTPResult(
+            status: Int(response.status.code),
+            headers: response.headers,
+            text: String(buffer: buffer),
+            version: response.version
+        )
     }
 
     /// POSTs `json` to the type and returns the new id; fails unless the answer is 201.
