@@ -26,6 +26,9 @@ struct TestCertificate: Sendable {
         return Data(SHA256.hash(data: serializer.serializedBytes)).base64EncodedString()
     }
 
+    /// A key that belongs to no certificate here.
+    static var otherKeyPEM: String { P256.Signing.PrivateKey().pemRepresentation }
+
     /// One certificate for the whole test run.
     static let shared: TestCertificate = {
         do { return try TestCertificate() } catch { fatalError("cannot make the test certificate: \(error)") }
