@@ -103,4 +103,102 @@ import Testing
         #expect(notes.compactMap { $0["data"]?["preview"]?.stringValue } == ["First!", "Second", "Third"])
         #expect(try await reports(server, "open").count >= 2)
     }
+
+    /// Ten EventSources and a REST call from one page.
+    static let manySourcesPage = """
+        <!doctype html>
+        <meta charset="utf-8">
+        <script>
+        function report(stage, detail) {
+          return fetch('/structr/rest/report', { method: 'POST',
+            headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ stage, detail }) });
+        }
+        const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+        (async () => {
+          const sources = [], opened = new Set(), pinged = new Set();
+          for (let i = 0; i < 10; i++) {
+            const source = new EventSource('/structr/EventSource');
+            source.onopen = () => opened.add(i);
+            source.addEventListener('ping', () => pinged.add(i));
+            sources.push(source);
+          }
+          const started = Date.now();
+          while (opened.size < 10 && Date.now() - started < 5000) await sleep(50);
+          // A REST call with the sources open: answered, or still waiting after 3 s.
+          const call = fetch('/structr/rest/Item').then(answer => 'answered ' + answer.status);
+          const probe = await Promise.race([call, sleep(3000).then(() => 'pending')]);
+          const state = { opened: opened.size, states: sources.map(source => source.readyState), probe };
+          if (opened.size < 10) {
+            // Over HTTP/1.1 every connection the browser allows is taken: free them to report.
+            sources.forEach(source => source.close());
+            await call;
+            await report('state', JSON.stringify(state));
+            return;
+          }
+          await report('state', JSON.stringify(state));
+          while (pinged.size < 10) await sleep(50);
+          await report('pinged', String(pinged.size));
+        })();
+        </script>
+        """
+
+    /// What the many-sources page reports over `transport`.
+    func manySources(over transport: TestTransport) async throws -> (state: JSONValue, pinged: [String]) {
+        let directory = try TestDirectory(files: [
+            "Item.json": #"{"properties": {"name": "string"}}"#,
+            "Report.json": #"{"properties": {"stage": "string", "detail": "string"}}"#,
+            "global/report.js": "{ $.create('Report', {stage: $.arguments.stage, detail: $.arguments.detail}); }",
+            "global/ping.js": "{ $.broadcastEvent('ping', 'hello', true, true); }",
+            "initial-data.json": """
+            {"ResourceAccess": [{"signature": "_eventSource", "flags": 16}, {"signature": "report", "flags": 64},
+                                {"signature": "Item", "flags": 16}]}
+            """,
+        ])
+        let publicFolder = directory.root.appendingPathComponent("public")
+        try FileManager.default.createDirectory(at: publicFolder, withIntermediateDirectories: true)
+        try Data(Self.manySourcesPage.utf8).write(to: publicFolder.appendingPathComponent("many.html"))
+        let server = try await TestServer.start(directory, transport: transport) {
+            $0.publicDirectory = publicFolder.path
+        }
+        defer { Task { try? await server.stop() } }
+        let browser = Process()
+        browser.executableURL = URL(fileURLWithPath: Self.chromium)
+        browser.arguments = [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+            "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)",
+            // The browser trusts the test server's key, and nothing else it would not trust anyway.
+            "--ignore-certificate-errors-spki-list=\(TestCertificate.shared.spkiHash)",
+            server.url("/many.html"),
+        ]
+        browser.standardOutput = FileHandle.nullDevice
+        browser.standardError = FileHandle.nullDevice
+        try browser.run()
+        defer { browser.terminate() }
+        #expect(try await eventually(40) { try await !reports(server, "state").isEmpty })
+        let state = try JSONValue(parsing: try #require(try await reports(server, "state").first))
+        var pinged: [String] = []
+        if state["opened"] == 10 {
+            _ = try await eventually(20) {
+                #expect(try await server.request(.POST, "/structr/rest/ping").status == 200)
+                pinged = try await reports(server, "pinged")
+                return !pinged.isEmpty
+            }
+        }
+        return (state, pinged)
+    }
+
+    @Test func overHTTP2TenEventSourcesAndRESTShareOneConnectionWhereHTTP11StallsTheSeventh() async throws {
+        let h2 = try await manySources(over: .http2)
+        #expect(h2.state["opened"] == 10)
+        #expect(h2.state["states"] == .array(Array(repeating: 1, count: 10)))
+        #expect(h2.state["probe"] == "answered 200")
+        #expect(h2.pinged == ["10"])
+
+        // Over HTTP/1.1 the browser holds six connections per origin: six sources open, the
+        // seventh and later stay CONNECTING (0), and the REST call waits behind them.
+        let h1 = try await manySources(over: .http1)
+        #expect(h1.state["opened"] == 6)
+        #expect(h1.state["states"] == .array(Array(repeating: 1, count: 6) + Array(repeating: 0, count: 4)))
+        #expect(h1.state["probe"] == "pending")
+    }
 }
