@@ -235,6 +235,51 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(!other.isEnded)
     }
 
+    @Test func anHTTP10ClientGetsAStreamDelimitedByClosingTheConnection() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        let socket = try loopbackClient(
+            port: server.port,
+            request: "GET /structr/EventSource HTTP/1.0\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+        )
+        async let read = readUntilClosed(socket, seconds: 10)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
+        try await Task.sleep(for: .milliseconds(300))
+        try await server.stop()
+        let (text, closed) = await read
+        // RFC 9112 has no chunks for HTTP/1.0: the body is the events themselves, and its end is
+        // the connection's.
+        #expect(text.hasPrefix("HTTP/1.0 200 OK\r\n"))
+        #expect(!text.lowercased().contains("transfer-encoding"))
+        #expect(text.lowercased().contains("\r\nconnection: close\r\n"))
+        let body = try #require(text.components(separatedBy: "\r\n\r\n").dropFirst().first)
+        #expect(body.hasPrefix("retry: 3000\n\nid: "))
+        #expect(body.contains("\nevent: greeting\ndata: hello\ndata: world\n\n"))
+        #expect(closed)
+    }
+
+    @Test func anHTTP10RequestIsAnsweredAsHTTP10AndClosedUnlessKeptAlive() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let plain = try loopbackClient(
+            port: server.port,
+            request: "GET /structr/rest/Item HTTP/1.0\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+        )
+        let (text, closed) = await readUntilClosed(plain, seconds: 5)
+        #expect(text.hasPrefix("HTTP/1.0 200 OK\r\n"))
+        #expect(text.lowercased().contains("content-length: "))
+        #expect(closed)
+        let kept = try loopbackClient(
+            port: server.port,
+            request:
+                "GET /structr/rest/Item HTTP/1.0\r\nConnection: keep-alive\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+        )
+        let (keptText, keptClosed) = await readUntilClosed(kept, seconds: 1)
+        #expect(keptText.hasPrefix("HTTP/1.0 200 OK\r\n"))
+        #expect(keptText.lowercased().contains("connection: keep-alive"))
+        #expect(!keptClosed)
+    }
+
     @Test(arguments: TestTransport.allCases) func turningTheEndpointOffChangesNothingElse(transport: TestTransport)
         async throws
     {

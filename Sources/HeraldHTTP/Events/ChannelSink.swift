@@ -9,7 +9,7 @@ import NIOHTTPTypes
 /// writes body parts into the channel itself, so a publish costs one write per stream and no
 /// task switch. Hummingbird writes the end of the response after ``finished`` completes.
 /// Over HTTP/1.1 the channel is the connection and the sink writes pre-framed chunks below the
-/// HTTP encoder; over HTTP/2 it is the stream's own channel, whose flow control NIO keeps, and
+/// HTTP encoder (to an HTTP/1.0 client, plain body parts through it); over HTTP/2 it is the stream's own channel, whose flow control NIO keeps, and
 /// the sink writes body parts that become DATA frames. Dropping a stream closes that channel:
 /// over HTTP/2 that resets the one stream, and the connection's other streams carry on.
 ///
@@ -81,8 +81,14 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         eventLoop.assertInEventLoop()
         channel.closeFuture.whenComplete { _ in self.finish(.disconnected) }
         guard isOpen else { return }
-        encoder = try? channel.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
-        if encoder == nil { http2Pending = 0 }
+        let pipeline = channel.pipeline.syncOperations
+        if let http10 = try? pipeline.handler(type: HTTP10Responses.self), http10.answersHTTP10 {
+            // HTTP/1.0 has no chunks: the body goes through the encoder as it is, ended by closing.
+            encoder = nil
+        } else {
+            encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self)
+            if encoder == nil { http2Pending = 0 }
+        }
         timer = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in self.tick() }
         var opening = ByteBuffer(string: "retry: \(settings.retry)\n\n")
         if resync, let lastEventID { opening.writeString(EventSourceController.resyncEvent(lastEventID: lastEventID)) }

@@ -8,7 +8,8 @@ import NIOHTTPTypesHTTP1
 /// Hummingbird's HTTP/1.1 child channel with two more limits on slow clients: a request head
 /// must arrive within `headerTimeout` of its first byte, and a request body may go no longer
 /// than `bodyTimeout` without a byte. Idle keep-alive connections are closed by Hummingbird's
-/// own `idleTimeout`. A connection past a limit is closed.
+/// own `idleTimeout`. A connection past a limit is closed. HTTP/1.0 requests get HTTP/1.0
+/// answers (``HTTP10Responses``).
 public struct TimedHTTP1Channel: ServerChildChannel {
     public typealias Value = HTTP1Channel.Value
 
@@ -31,6 +32,7 @@ public struct TimedHTTP1Channel: ServerChildChannel {
             let decoder = try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try pipeline.addHandler(HeadBytesHandler(timer: timer), position: .before(decoder.handler))
             let codec = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
+            try pipeline.addHandler(HTTP10Responses(), position: .before(codec))
             try pipeline.addHandler(RequestPartsHandler(timer: timer), position: .after(codec))
             return value
         }

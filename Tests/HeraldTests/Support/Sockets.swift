@@ -27,3 +27,28 @@ func loopbackClient(port: Int, request: String, receiveBuffer: Int32? = nil) thr
     _ = request.withCString { send(socket, $0, strlen($0), 0) }
     return socket
 }
+
+/// Reads `socket` on a thread of its own until the server closes it or `seconds` pass, then
+/// closes it: what arrived and whether the server closed the connection.
+func readUntilClosed(_ socket: Int32, seconds: Double) async -> (text: String, closedByServer: Bool) {
+    await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            let deadline = Date().addingTimeInterval(seconds)
+            var received = [UInt8]()
+            var closed = false
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while Date() < deadline {
+                let count = recv(socket, &buffer, buffer.count, 0)
+                if count == 0 {
+                    closed = true
+                    break
+                }
+                if count > 0 { received += buffer[0..<count] }
+            }
+            close(socket)
+            continuation.resume(returning: (String(decoding: received, as: UTF8.self), closed))
+        }
+    }
+}
