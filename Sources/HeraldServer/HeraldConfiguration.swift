@@ -73,8 +73,8 @@ public struct HeraldConfiguration: Sendable {
     /// A PEM certificate chain and its key: serve HTTPS, with ALPN offering `h2` and `http/1.1`.
     public var tlsCertificate: String?
     public var tlsKey: String?
-    /// Without TLS, speak cleartext HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1, for a
-    /// server behind a TLS-terminating proxy that talks HTTP/2 to it.
+    /// Without TLS, also speak cleartext HTTP/2 with prior knowledge (h2c) next to HTTP/1.1, for
+    /// a server behind a TLS-terminating proxy that talks HTTP/2 to it.
     public var http2Cleartext = false
     /// The most streams one HTTP/2 connection may have open at once (EventSources and requests
     /// alike); further streams are refused with `REFUSED_STREAM`.

@@ -128,12 +128,22 @@ import Testing
         }
     }
 
-    @Test func cleartextHTTP2ServesClientsWithPriorKnowledge() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.http2Cleartext = true }
+    @Test func cleartextHTTP2ServesClientsWithPriorKnowledgeNextToHTTP11() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files)) {
+            $0.http2Cleartext = true
+            $0.headerTimeout = 1
+        }
         defer { Task { try? await server.stop() } }
         let seen = try await Self.probe(["h2c", String(server.port)])
         #expect(seen["status"] == "200")
         #expect(seen["body"]?.stringValue?.contains("\"result\"") == true)
+        // The same port speaks HTTP/1.1 to everyone else.
+        let http1 = try await server.request(.GET, "/structr/rest/Item")
+        #expect(http1.status == 200)
+        #expect(http1.version == .http1_1)
+        // A connection that never says enough to tell is closed after the header timeout.
+        let (_, closed) = await readUntilClosed(try loopbackClient(port: server.port, request: "PRI * HT"), seconds: 5)
+        #expect(closed)
     }
 
     @Test func aStalledStreamHoldsBackNeitherItsNeighbourNorRESTOnTheSameConnection() async throws {

@@ -4,10 +4,11 @@ import Logging
 import NIOCore
 import NIOHTTP2
 import NIOSSL
+import NIOTLS
 
 /// How Herald speaks HTTP on its port: HTTP/1.1 by default, HTTPS with ALPN choosing `h2` or
-/// `http/1.1` when TLS files are set, or cleartext HTTP/2 with prior knowledge (h2c) for a
-/// server behind a TLS-terminating proxy.
+/// `http/1.1` when TLS files are set, or, for a server behind a TLS-terminating proxy, cleartext
+/// HTTP/2 with prior knowledge (h2c) next to HTTP/1.1.
 public struct HTTPTransport: Sendable {
     /// One transport's settings.
     public struct Configuration: Sendable {
@@ -20,7 +21,8 @@ public struct HTTPTransport: Sendable {
         public var bodyTimeout: Duration = .seconds(30)
         /// Certificate and key: HTTPS, with HTTP/2 for clients that offer it. Nil: no TLS.
         public var tls: TLSFiles?
-        /// Without TLS, speak HTTP/2 only, to clients with prior knowledge (h2c).
+        /// Without TLS, also speak HTTP/2 to clients with prior knowledge (h2c): a connection that
+        /// opens with HTTP/2's preface gets HTTP/2, any other HTTP/1.1.
         public var cleartextHTTP2 = false
         /// The most streams (EventSources and requests) one HTTP/2 connection may have open at
         /// once; a client that opens more gets its extra streams refused (`REFUSED_STREAM`).
@@ -42,26 +44,25 @@ public struct HTTPTransport: Sendable {
     /// Whether clients reach Herald over TLS.
     public var isSecure: Bool { tlsConfiguration != nil }
 
-    /// What is served, for the start-up log: `https (h2, http/1.1)`, `h2c` or `http/1.1`.
+    /// What is served, for the start-up log: `https (h2, http/1.1)`, `h2c, http/1.1` or `http/1.1`.
     public var protocols: String {
         if isSecure { return "https (h2, http/1.1)" }
-        return configuration.cleartextHTTP2 ? "h2c" : "http/1.1"
+        return configuration.cleartextHTTP2 ? "h2c, http/1.1" : "http/1.1"
     }
 
     /// The server's child channels for Hummingbird.
     public func serverBuilder() throws -> HTTPServerBuilder {
         let configuration = self.configuration
-        if let tlsConfiguration {
-            let context = try NIOSSLContext(configuration: tlsConfiguration)
+        if tlsConfiguration != nil || configuration.cleartextHTTP2 {
+            let context = try tlsConfiguration.map { try NIOSSLContext(configuration: $0) }
             return .init { responder in
-                SecureHTTPChannel(
-                    context: context,
+                NegotiatedHTTPChannel(
+                    tls: context,
                     http1: Self.http1(responder, configuration),
                     http2: Self.http2(responder, configuration)
                 )
             }
         }
-        if configuration.cleartextHTTP2 { return .init { responder in Self.http2(responder, configuration) } }
         return .init { responder in Self.http1(responder, configuration) }
     }
 
@@ -116,20 +117,26 @@ struct LimitedHTTP2Channel: ServerChildChannel {
     }
 }
 
-/// TLS, then HTTP/2 or HTTP/1.1 as ALPN decides (HTTP/1.1 when the client offers neither).
-struct SecureHTTPChannel: ServerChildChannel {
+/// HTTP/2 or HTTP/1.1 on one port: with TLS as ALPN decides (HTTP/1.1 when the client offers
+/// neither), without it as the connection's first bytes do (``PriorKnowledgeDetector``).
+struct NegotiatedHTTPChannel: ServerChildChannel {
     struct Value: ServerChildChannelValue {
         let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<TimedHTTP1Channel.Value, HTTP2Channel.Value>>
         let channel: any Channel
     }
 
-    let context: NIOSSLContext
+    /// Nil: cleartext, HTTP/2 by prior knowledge.
+    let tls: NIOSSLContext?
     let http1: TimedHTTP1Channel
     let http2: LimitedHTTP2Channel
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         do {
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+            if let tls {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+            } else {
+                try channel.pipeline.syncOperations.addHandler(PriorKnowledgeDetector(timeout: http1.headerTimeout))
+            }
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
@@ -150,5 +157,55 @@ struct SecureHTTPChannel: ServerChildChannel {
         } catch {
             logger.debug("TLS or protocol negotiation failed: \(error)")
         }
+    }
+}
+
+/// Tells HTTP/2 from HTTP/1.1 on a cleartext connection by its first bytes: HTTP/2's connection
+/// preface (RFC 9113, 3.4) means a client with prior knowledge. It reports the choice as ALPN
+/// would, so the same negotiation sets up the pipeline, then hands on what it read and goes.
+final class PriorKnowledgeDetector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    private var received: ByteBuffer?
+    /// A connection that has not said enough to decide within this is closed.
+    private let timeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if var earlier = received {
+            earlier.writeBuffer(&bytes)
+            bytes = earlier
+        }
+        let seen = bytes.readableBytesView.prefix(Self.preface.count)
+        guard seen.elementsEqual(Self.preface.prefix(seen.count)) else {
+            decide("http/1.1", bytes, context: context)
+            return
+        }
+        guard seen.count == Self.preface.count else {
+            received = bytes
+            return
+        }
+        decide("h2", bytes, context: context)
+    }
+
+    private func decide(_ protocolName: String, _ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        received = nil
+        context.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: protocolName))
+        context.fireChannelRead(wrapInboundOut(bytes))
+        context.pipeline.syncOperations.removeHandler(self, promise: nil)
     }
 }
