@@ -20,7 +20,10 @@ import Testing
         let binary = folder.appendingPathComponent("sseload")
         let status = try run(
             "/usr/bin/cc",
-            ["-O2", "-pthread", "-o", binary.path, root.appendingPathComponent("bench/loadgen/sseload.c").path]
+            [
+                "-O2", "-pthread", "-o", binary.path, root.appendingPathComponent("bench/loadgen/sseload.c").path,
+                "-lnghttp2",
+            ]
         ).status
         guard status == 0 else { throw TestFailure("cc failed") }
         return binary
@@ -120,5 +123,44 @@ import Testing
         #expect(step["expected"]?.intValue == published * 40)
         #expect((step["p50_us"]?.intValue ?? 0) > 0)
         #expect((step["server_cpu_s"]?.doubleValue ?? 0) > 0)
+    }
+
+    @Test func readsHeraldsStreamsOverHTTP2ManyPerConnection() async throws {
+        let sseload = try Self.build()
+        let files = [
+            "global/publish.js": "{ $.broadcastEvent('bench', JSON.stringify($.arguments), true, true); }",
+            "initial-data.json":
+                #"{"ResourceAccess": [{"signature": "_eventSource", "flags": 17}, {"signature": "publish", "flags": 64}]}"#,
+        ]
+        let server = try await TestServer.start(try TestDirectory(files: files)) { $0.http2Cleartext = true }
+        defer { Task { try? await server.stop() } }
+        // 40 streams as HTTP/2 streams, 16 per connection (three connections); publishing stays HTTP/1.1.
+        let result = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(
+                    with: Result {
+                        try Self.run(
+                            sseload.path,
+                            [
+                                "run", "--port", String(server.port), "--path", "/structr/EventSource", "--streams",
+                                "40",
+                                "--h2", "16", "--pub-path", "/structr/rest/publish", "--rates", "10", "--step-seconds",
+                                "1",
+                            ]
+                        )
+                    }
+                )
+            }
+        }
+        #expect(result.status == 0)
+        let report = try JSONValue(parsing: result.output)
+        #expect(report["connected"] == 40)
+        #expect(report["failed"] == 0)
+        let step = try step(result.output)
+        let published = step["published"]?.intValue ?? 0
+        #expect(published >= 3)
+        #expect(step["publish_errors"] == 0)
+        #expect(step["received"]?.intValue == published * 40)
+        #expect(step["incomplete_publishes"] == 0)
     }
 }

@@ -14,7 +14,9 @@
 //
 // Streams are read by --threads epoll threads; the publisher runs on the main thread. Chunked
 // transfer encoding is decoded; SSE is parsed per line. --slow N streams stop reading after
-// they connect (with a small receive buffer), to model clients that stall.
+// they connect (with a small receive buffer), to model clients that stall. --h2 K opens the
+// streams as HTTP/2 streams, K per cleartext connection with prior knowledge (h2c), through
+// libnghttp2 (framing, HPACK and flow control are the library's); publishing stays HTTP/1.1.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -35,6 +37,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
 
 #define MAX_STEPS 32
 #define NBUCKETS 12701
@@ -128,6 +132,7 @@ static int opt_npids = 0;
 static int opt_concurrency = 1000;
 static double opt_connect_timeout = 30;
 static long opt_expect_per_publish = -1;
+static int opt_h2 = 0;  // streams per HTTP/2 connection; 0: one HTTP/1.1 connection per stream
 
 // ---- shared measurement state ----
 static uint8_t *seq_step;              // the step each sequence number was published in
@@ -143,7 +148,10 @@ static _Atomic uint64_t bytes_received = 0;
 enum { S_CONNECTING, S_HEADERS, S_BODY, S_DONE };
 enum { C_SIZE, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF };
 
+struct h2conn;
+
 typedef struct {
+    int kind;  // 0: a stream (kind 1 is an h2conn): what an epoll event points at
     int fd;
     int state;
     int slow;
@@ -159,13 +167,29 @@ typedef struct {
     // the current event's t and s
     int64_t ev_t;
     int64_t ev_s;
+    // HTTP/2: the connection and the answer's status
+    struct h2conn *conn;
+    int h2status;
 } stream;
 
-typedef struct {
+// One HTTP/2 connection carrying --h2 streams.
+typedef struct h2conn {
+    int kind;  // 1
+    int fd;
+    int state;
+    nghttp2_session *session;
+    stream *streams;
+    int nstreams;
+    struct worker *w;
+} h2conn;
+
+typedef struct worker {
     int index;
     int epfd;
     stream *streams;
     int nstreams;
+    h2conn *conns;
+    int nconns;
     int pending_connects;
     int next_to_connect;
     histogram hist[MAX_STEPS];
@@ -365,17 +389,229 @@ static void stream_headers(worker *w, stream *s, const char *p, int n) {
     if (used < n) body_bytes(w, s, p + used, n - used);
 }
 
+// ---- HTTP/2 streams (libnghttp2) ----
+static void h2_stream_done(worker *w, stream *s, int failed) {
+    if (s->state == S_CONNECTING || s->state == S_HEADERS) {
+        w->pending_connects--;
+        if (failed) atomic_fetch_add(&failed_count, 1);
+    } else if (s->state == S_BODY) {
+        atomic_fetch_add(&closed_count, 1);
+    }
+    s->state = S_DONE;
+}
+
+static void h2_close(h2conn *c) {
+    if (c->fd >= 0) {
+        epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(c->fd);
+        c->fd = -1;
+    }
+    for (int i = 0; i < c->nstreams; i++)
+        if (c->streams[i].state != S_DONE) h2_stream_done(c->w, &c->streams[i], 1);
+    if (c->session) nghttp2_session_del(c->session);
+    c->session = NULL;
+    c->state = S_DONE;
+}
+
+static ssize_t h2_send_cb(nghttp2_session *session, const uint8_t *data, size_t length, int flags,
+                                void *user_data) {
+    (void)session;
+    (void)flags;
+    h2conn *c = user_data;
+    ssize_t r = write(c->fd, data, length);
+    if (r < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? NGHTTP2_ERR_WOULDBLOCK : NGHTTP2_ERR_CALLBACK_FAILURE;
+    return r;
+}
+
+static int h2_header_cb(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                        const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
+    (void)flags;
+    (void)user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (s && namelen == 7 && memcmp(name, ":status", 7) == 0) s->h2status = (int)strtol((const char *)value, NULL, 10);
+    (void)valuelen;
+    return 0;
+}
+
+static int h2_frame_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+    h2conn *c = user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_RESPONSE) return 0;
+    stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (!s || s->state != S_HEADERS) return 0;
+    if (s->h2status == 200) {
+        s->state = S_BODY;
+        c->w->pending_connects--;
+        atomic_fetch_add(&connected_count, 1);
+    } else {
+        fprintf(stderr, "sseload: h2 stream refused: %d\n", s->h2status);
+        h2_stream_done(c->w, s, 1);
+    }
+    return 0;
+}
+
+static int h2_data_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t len,
+                      void *user_data) {
+    (void)flags;
+    h2conn *c = user_data;
+    stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (s && s->state == S_BODY) sse_bytes(c->w, s, (const char *)data, (int)len);
+    return 0;
+}
+
+static int h2_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data) {
+    (void)error_code;
+    h2conn *c = user_data;
+    stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (s && s->state != S_DONE) h2_stream_done(c->w, s, 1);
+    return 0;
+}
+
+// Sends what the session has; listens for room only while it has more.
+static void h2_flush(h2conn *c) {
+    if (nghttp2_session_send(c->session) != 0) {
+        h2_close(c);
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | (nghttp2_session_want_write(c->session) ? EPOLLOUT : 0), .data.ptr = c};
+    epoll_ctl(c->w->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void h2_start(worker *w, h2conn *c) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) die("socket: %s", strerror(errno));
+    c->fd = fd;
+    c->w = w;
+    c->state = S_CONNECTING;
+    for (int i = 0; i < c->nstreams; i++) {
+        c->streams[i].state = S_CONNECTING;
+        c->streams[i].ev_t = c->streams[i].ev_s = -1;
+    }
+    w->pending_connects += c->nstreams;
+    int r = connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr);
+    if (r < 0 && errno != EINPROGRESS) {
+        h2_close(c);
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
+    epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+// Adds the "Name: value" lines of `headers` to `nva` as lower-case HTTP/2 fields.
+static int h2_fields(nghttp2_nv *nva, int n, char *copy, const char *headers) {
+    strcpy(copy, headers);
+    for (char *line = strtok(copy, "\r\n"); line && n < 60; line = strtok(NULL, "\r\n")) {
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        *colon = 0;
+        char *value = colon + 1;
+        while (*value == ' ') value++;
+        for (char *p = line; *p; p++)
+            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+        nva[n++] = (nghttp2_nv){(uint8_t *)line, (uint8_t *)value, strlen(line), strlen(value), NGHTTP2_NV_FLAG_NONE};
+    }
+    return n;
+}
+
+static void h2_open(h2conn *c) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err) {
+        h2_close(c);
+        return;
+    }
+    nghttp2_session_callbacks *callbacks;
+    nghttp2_session_callbacks_new(&callbacks);
+    nghttp2_session_callbacks_set_send_callback(callbacks, h2_send_cb);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, h2_header_cb);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, h2_frame_cb);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, h2_data_cb);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, h2_stream_close_cb);
+    nghttp2_session_client_new(&c->session, callbacks, c);
+    nghttp2_session_callbacks_del(callbacks);
+    nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
+    nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, 2);
+    nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, 1 << 26);
+    char authority[300];
+    snprintf(authority, sizeof authority, "%s:%d", opt_host, opt_port);
+    for (int i = 0; i < c->nstreams; i++) {
+        stream *s = &c->streams[i];
+        const char *path = s->target ? opt_target_path : opt_path;
+        nghttp2_nv nva[64] = {
+            {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)":authority", (uint8_t *)authority, 10, strlen(authority), NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), NGHTTP2_NV_FLAG_NONE},
+            {(uint8_t *)"accept", (uint8_t *)"text/event-stream", 6, 17, NGHTTP2_NV_FLAG_NONE},
+        };
+        static __thread char copy[8192];
+        int n = h2_fields(nva, 5, copy, s->target ? opt_target_headers : opt_headers);
+        if (nghttp2_submit_request(c->session, NULL, nva, (size_t)n, NULL, s) < 0) {
+            h2_stream_done(c->w, s, 1);
+            continue;
+        }
+        s->state = S_HEADERS;
+    }
+    c->state = S_BODY;
+    h2_flush(c);
+}
+
+static void h2_event(worker *w, h2conn *c, uint32_t events) {
+    static __thread uint8_t buf[65536];
+    (void)w;
+    if (c->state == S_CONNECTING) {
+        h2_open(c);
+        return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        for (;;) {
+            ssize_t r = read(c->fd, buf, sizeof buf);
+            if (r > 0) {
+                atomic_fetch_add_explicit(&bytes_received, (uint64_t)r, memory_order_relaxed);
+                if (nghttp2_session_mem_recv(c->session, buf, (size_t)r) < 0) {
+                    h2_close(c);
+                    return;
+                }
+                if (r < (ssize_t)sizeof buf) break;
+            } else if (r == 0) {
+                h2_close(c);
+                return;
+            } else {
+                if (errno != EAGAIN && errno != EINTR) {
+                    h2_close(c);
+                    return;
+                }
+                break;
+            }
+        }
+    }
+    h2_flush(c);
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     struct epoll_event events[512];
     static __thread char buf[65536];
     for (;;) {
         if (atomic_load(&stop_all)) break;
-        while (w->next_to_connect < w->nstreams && w->pending_connects < opt_concurrency / opt_threads + 1) {
-            stream_start(w, &w->streams[w->next_to_connect++]);
+        if (opt_h2) {
+            while (w->next_to_connect < w->nconns && w->pending_connects < opt_concurrency / opt_threads + 1)
+                h2_start(w, &w->conns[w->next_to_connect++]);
+        } else {
+            while (w->next_to_connect < w->nstreams && w->pending_connects < opt_concurrency / opt_threads + 1)
+                stream_start(w, &w->streams[w->next_to_connect++]);
         }
         int n = epoll_wait(w->epfd, events, 512, 50);
         for (int i = 0; i < n; i++) {
+            if (*(int *)events[i].data.ptr == 1) {
+                h2conn *c = events[i].data.ptr;
+                if (c->fd >= 0) h2_event(w, c, events[i].events);
+                continue;
+            }
             stream *s = events[i].data.ptr;
             if (s->fd < 0) continue;
             if (s->state == S_CONNECTING) {
@@ -574,7 +810,7 @@ static void usage(void) {
             "usage: sseload run --port P [--host H] [--path P] [--streams N] [--header 'K: V']...\n"
             "         [--target-path P --target-streams N --target-header 'K: V'] [--slow N] [--threads N]\n"
             "         [--pub-path P --pub-body B --pub-header 'K: V' --publishers N --rates r1,r2 --step-seconds S]\n"
-            "         [--drain-seconds S] [--hold-seconds S] [--pid PID[,PID...]] [--expect-per-publish N]\n"
+            "         [--drain-seconds S] [--hold-seconds S] [--pid PID[,PID...]] [--expect-per-publish N] [--h2 K]\n"
             "       sseload serve --port P\n");
     exit(2);
 }
@@ -634,10 +870,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--concurrency")) opt_concurrency = atoi(v);
         else if (!strcmp(a, "--connect-timeout")) opt_connect_timeout = atof(v);
         else if (!strcmp(a, "--expect-per-publish")) opt_expect_per_publish = atol(v);
+        else if (!strcmp(a, "--h2")) opt_h2 = atoi(v);
         else usage();
     }
     if (!opt_port) usage();
     if (opt_threads < 1) opt_threads = 1;
+    if (opt_h2 < 0 || (opt_h2 && opt_slow)) die("--h2 takes a positive count and does not combine with --slow");
     memset(&server_addr, 0, sizeof server_addr);
     server_addr.sin_family = AF_INET;
     server_addr.sin_port = htons((uint16_t)opt_port);
@@ -662,6 +900,24 @@ int main(int argc, char **argv) {
         int from = t * per, to = from + per > total ? total : from + per;
         workers[t].streams = all + (from < total ? from : total);
         workers[t].nstreams = to > from ? to - from : 0;
+    }
+    // Over HTTP/2, each worker's streams in connections of --h2.
+    h2conn *conns = NULL;
+    int nconns = 0;
+    if (opt_h2) {
+        conns = calloc((size_t)(total / opt_h2 + opt_threads + 1), sizeof *conns);
+        for (int t = 0; t < opt_threads; t++) {
+            workers[t].conns = conns + nconns;
+            for (int from = 0; from < workers[t].nstreams; from += opt_h2) {
+                h2conn *c = &conns[nconns++];
+                c->kind = 1;
+                c->fd = -1;
+                c->streams = workers[t].streams + from;
+                c->nstreams = workers[t].nstreams - from < opt_h2 ? workers[t].nstreams - from : opt_h2;
+                for (int i = 0; i < c->nstreams; i++) c->streams[i].conn = c;
+                workers[t].nconns++;
+            }
+        }
     }
     long rss_before = server_rss_kb();
     double cpu_before_connect = server_cpu();
@@ -797,6 +1053,12 @@ int main(int argc, char **argv) {
             struct linger lg = {1, 0};
             setsockopt(all[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
             close(all[i].fd);
+        }
+    for (int i = 0; i < nconns; i++)
+        if (conns[i].fd >= 0) {
+            struct linger lg = {1, 0};
+            setsockopt(conns[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            close(conns[i].fd);
         }
     return 0;
 }
