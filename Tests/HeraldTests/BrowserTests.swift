@@ -123,7 +123,7 @@ import Testing
             sources.push(source);
           }
           const started = Date.now();
-          while (opened.size < 10 && Date.now() - started < 5000) await sleep(50);
+          while (opened.size < 10 && Date.now() - started < 10000) await sleep(50);
           // A REST call with the sources open: answered, or still waiting after 3 s.
           const call = fetch('/structr/rest/Item').then(answer => 'answered ' + answer.status);
           const probe = await Promise.race([call, sleep(3000).then(() => 'pending')]);
