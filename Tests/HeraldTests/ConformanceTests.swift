@@ -318,4 +318,74 @@ import Testing
         )
         #expect(try await server.request(.HEAD, "/structr/rest/Note", headers: hank).status == 200)
     }
+
+    static let viewSchema: [String: String] = {
+        var files = projectSchema
+        files["Project.json"] = """
+            {
+              "properties": {
+                "name": { "type": "string", "required": true, "unique": true },
+                "priority": { "type": "integer", "default": 0 },
+                "notes": "string"
+              },
+              "relationships": { "tags": { "to": "Tag", "cardinality": "many", "inverse": "projects" } },
+              "views": { "summary": ["priority", "name", "tags"], "dated": ["name", "createdDate"] }
+            }
+            """
+        return files
+    }()
+
+    @Test func viewsShowTheirPropertiesAndBuiltInViewsShowEverything() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.viewSchema))
+        defer { Task { try? await server.stop() } }
+        let tag = try await server.create("Tag", #"{"name": "t"}"#)
+        let project = try await server.create("Project", #"{"name": "P", "notes": "n", "tags": ["\#(tag)"]}"#)
+
+        let summary = try await server.get("/structr/rest/Project/summary")
+        let item = try #require(summary.arrayValue?.first?.objectValue)
+        #expect(Array(item.keys) == ["id", "type", "priority", "name", "tags"])
+        #expect(item["tags"] == [["id": .string(tag), "type": "Tag", "name": "t"]])
+        let one = try await server.request(.GET, "/structr/rest/Project/\(project)/summary")
+        #expect(one.status == 200)
+        #expect(one.result.objectValue.map { Array($0.keys) } == ["id", "type", "priority", "name", "tags"])
+        #expect(one.json["result_count"] == 1)
+        // System properties may be listed too; filters and paging apply to a view's list.
+        let dated = try await server.get("/structr/rest/Project/dated?name=P&_pageSize=1")
+        #expect(dated.arrayValue?.first?.objectValue.map { Array($0.keys) } == ["id", "type", "name", "createdDate"])
+        #expect(try await server.get("/structr/rest/Project/dated?name=nope").arrayValue == [])
+
+        // public (the default), all and ui show every readable property.
+        let plain = try await server.get("/structr/rest/Project/\(project)")
+        for view in ["public", "all", "ui"] {
+            #expect(try await server.get("/structr/rest/Project/\(project)/\(view)") == plain, "\(view)")
+        }
+        #expect(plain["notes"] == "n")
+        // A view is read-only, and an unknown one is neither a view nor an object.
+        #expect(try await server.request(.POST, "/structr/rest/Project/summary", body: "{}").status == 405)
+        #expect(try await server.request(.PUT, "/structr/rest/Project/\(project)/summary", body: "{}").status == 405)
+        #expect(try await server.request(.GET, "/structr/rest/Project/\(project)/nosuchview").status != 200)
+    }
+
+    @Test func viewsAreCheckedWhenTheSchemaLoads() throws {
+        func error(_ views: String) -> String? {
+            var files = projectSchema
+            files["Tag.json"] = #"{ "properties": { "name": "string" }, "views": \#(views) }"#
+            do {
+                let directory = try TestDirectory(files: files)
+                _ = try SchemaLoader(directory: directory.schema).load()
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(
+            error(#"{"short": ["name", "colour"]}"#)?.contains("'colour' is not a property or relationship of Tag")
+                == true
+        )
+        #expect(error(#"{"public": ["name"]}"#)?.contains("built-in view") == true)
+        #expect(error(#"{"name": ["name"]}"#)?.contains("clashes") == true)
+        #expect(error(#"{"short": []}"#)?.contains("non-empty list") == true)
+        #expect(error(#"{"short": ["name", 3]}"#)?.contains("as strings") == true)
+        #expect(error(#"{"short": ["name", "projects"]}"#) == nil)
+    }
 }

@@ -63,6 +63,9 @@ public struct RESTController: Sendable {
         case schema
         case collection(TypeDefinition)
         case entity(TypeDefinition, id: String)
+        /// `/<Type>/<view>` and `/<Type>/<id>/<view>`: read-only.
+        case collectionView(TypeDefinition, view: String)
+        case entityView(TypeDefinition, id: String, view: String)
         /// `/<uuid>`: an object of whatever type holds that id.
         case untypedEntity(id: String)
         /// `/<Type>/<id>/<relationship>`: the objects related through it.
@@ -78,8 +81,8 @@ public struct RESTController: Sendable {
             case .token: "_token"
             case .me: "User"
             case .schema: "_schema"
-            case .collection(let t): t.name
-            case .entity(let t, _): "\(t.name)/_id"
+            case .collection(let t), .collectionView(let t, _): t.name
+            case .entity(let t, _), .entityView(let t, _, _): "\(t.name)/_id"
             case .untypedEntity: "_id"
             case .related(let t, _, let end): "\(t.name)/_id/\(end.name)"
             case .staticMethod(let t, let name): "\(t.name)/\(name)"
@@ -111,11 +114,13 @@ public struct RESTController: Sendable {
         case 1: return .collection(type)
         case 2:
             if EntityID.isValid(parts[1]) { return .entity(type, id: parts[1]) }
+            if type.hasView(parts[1]) { return .collectionView(type, view: parts[1]) }
             if Naming.isMethodName(parts[1]) { return .staticMethod(type, name: parts[1]) }
             throw RESTError.notFound("No \(type.name) with id \(parts[1])")
         case 3:
             guard EntityID.isValid(parts[1]) else { throw RESTError.notFound("No \(type.name) with id \(parts[1])") }
             if let end = type.relationships[parts[2]] { return .related(type, id: parts[1], end) }
+            if type.hasView(parts[2]) { return .entityView(type, id: parts[1], view: parts[2]) }
             return .instanceMethod(type, id: parts[1], name: parts[2])
         default:
             throw RESTError.notFound("Not found")
@@ -176,6 +181,12 @@ public struct RESTController: Sendable {
             return try await delete(type, id: id, context: context)
         case (.entity, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get, .put, .delete])
+        case (.collectionView(let type, let view), .get):
+            return try await list(type, view: type.views[view], request: request, context: context)
+        case (.entityView(let type, let id, let view), .get):
+            return try await get(type, id: id, view: type.views[view], request: request, context: context)
+        case (.collectionView, _), (.entityView, _):
+            throw RESTError.methodNotAllowed(method, allowed: [.get])
         case (.untypedEntity, _):
             throw RESTError.notFound("Not found")
         case (.related(let type, let id, let end), .get):
@@ -299,6 +310,7 @@ public struct RESTController: Sendable {
     /// of a relationship), read in the same transaction.
     func list(
         _ type: TypeDefinition,
+        view: [String]? = nil,
         request: Request,
         context: HeraldRequestContext,
         within: (@Sendable (UnitOfWork) throws -> [String])? = nil
@@ -320,7 +332,9 @@ public struct RESTController: Sendable {
             let t1 = clock.now
             let total = query.limit == nil ? entities.count : try tx.count(query)
             let t2 = clock.now
-            let rendered = try entities.map { try model.render($0, depth: parsed.nestingDepth, as: scope, in: tx) }
+            let rendered = try entities.map {
+                try model.render($0, depth: parsed.nestingDepth, view: view, as: scope, in: tx)
+            }
             return (rendered, total, t1 - t0, t2 - t1)
         }
         let serialization = ContinuousClock.now - started - queryTime - countTime
@@ -423,9 +437,13 @@ public struct RESTController: Sendable {
         return type
     }
 
-    func get(_ type: TypeDefinition, id: String, request: Request, context: HeraldRequestContext) async throws
-        -> Response
-    {
+    func get(
+        _ type: TypeDefinition,
+        id: String,
+        view: [String]? = nil,
+        request: Request,
+        context: HeraldRequestContext
+    ) async throws -> Response {
         let depth: Int
         if let value = request.uri.queryParameters["_outputNestingDepth"] {
             guard let n = Int(value), (0...DataModel.maximumNestingDepth).contains(n) else {
@@ -445,7 +463,7 @@ public struct RESTController: Sendable {
             let scope = try work.scope
             let entity = try work.model.get(type.name, id: id, as: scope, in: work.tx)
             let queried = clock.now - t0
-            return (try work.model.render(entity, depth: depth, as: scope, in: work.tx), queried)
+            return (try work.model.render(entity, depth: depth, view: view, as: scope, in: work.tx), queried)
         }
         return .json(Self.envelope(rendered, count: 1, queryTime: queryTime, started: started))
     }

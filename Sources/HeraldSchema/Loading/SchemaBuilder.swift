@@ -6,6 +6,8 @@ struct SchemaBuilder {
     /// Where each name on each type came from, to report clashes with both places.
     private var origins: [String: [String: String]] = [:]
     private var pendingRelationships: [(file: String, field: String, relationship: Relationship)] = []
+    /// Views are checked once every relationship end is known.
+    private var pendingViews: [(type: String, file: String, name: String, entries: [String])] = []
 
     init() {
         for name in BuiltInType.all {
@@ -32,11 +34,11 @@ struct SchemaBuilder {
     }
 
     private mutating func addType(_ name: String, file: String, json: JSONObject) throws(SchemaError) {
-        for key in json.keys where !["$schema", "description", "properties", "relationships"].contains(key) {
+        for key in json.keys where !["$schema", "description", "properties", "relationships", "views"].contains(key) {
             throw SchemaError(
                 file: file,
                 field: key,
-                "unknown key; a type file has \"properties\" and \"relationships\""
+                "unknown key; a type file has \"properties\", \"relationships\" and \"views\""
             )
         }
         types[name]!.file = file
@@ -60,6 +62,30 @@ struct SchemaBuilder {
                 try claim(relationshipName, on: name, file: file, field: field)
                 let relationship = try parseRelationship(relationshipName, of: name, spec, file: file, field: field)
                 pendingRelationships.append((file, field, relationship))
+            }
+        }
+        if let views = json["views"] {
+            guard case .object(let object) = views else {
+                throw SchemaError(file: file, field: "views", "must be an object of view names to lists of properties")
+            }
+            for (viewName, spec) in object {
+                let field = "views.\(viewName)"
+                if TypeDefinition.builtInViews.contains(viewName) {
+                    throw SchemaError(file: file, field: field, "'\(viewName)' is a built-in view and shows everything")
+                }
+                // A view's name shares /<Type>/<id>/<name> with relationships and methods.
+                try claim(viewName, on: name, file: file, field: field)
+                guard case .array(let items) = spec, !items.isEmpty else {
+                    throw SchemaError(file: file, field: field, "must be a non-empty list of property names")
+                }
+                var entries: [String] = []
+                for item in items {
+                    guard case .string(let entry) = item else {
+                        throw SchemaError(file: file, field: field, "must list property names as strings")
+                    }
+                    entries.append(entry)
+                }
+                pendingViews.append((name, file, viewName, entries))
             }
         }
     }
@@ -258,6 +284,20 @@ struct SchemaBuilder {
                     throw SchemaError(file: method.path, "method '\(method.name)' clashes with \(clash)")
                 }
             }
+        }
+        for view in pendingViews {
+            let type = types[view.type]!
+            for entry in view.entries
+            where type.properties[entry] == nil && type.relationships[entry] == nil
+                && !SystemProperty.names.contains(entry)
+            {
+                throw SchemaError(
+                    file: view.file,
+                    field: "views.\(view.name)",
+                    "'\(entry)' is not a property or relationship of \(view.type)"
+                )
+            }
+            types[view.type]!.views[view.name] = view.entries
         }
         if let initialData, initialData.objectValue == nil {
             throw SchemaError(file: SchemaLoader.initialDataFile, "must be an object of type names to lists of objects")

@@ -11,6 +11,18 @@ public struct TypeDefinition: Sendable, Hashable {
     public var isBuiltIn: Bool
     /// The type file, if there is one.
     public var file: String?
+    /// Custom views from the type file: each a name and the properties and relationships it
+    /// shows, besides `id` and `type`.
+    public var views: OrderedDictionary<String, [String]> = [:]
+
+    /// The built-in views: `public` (the default) and `all` (with `ui` as Structr's other name for
+    /// it) show every readable property.
+    public static let builtInViews: Set<String> = ["public", "all", "ui"]
+
+    /// Whether `name` is a view of this type, built-in or custom.
+    public func hasView(_ name: String) -> Bool {
+        Self.builtInViews.contains(name) || views[name] != nil
+    }
 
     public init(
         name: String,
