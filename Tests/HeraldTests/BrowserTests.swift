@@ -54,17 +54,16 @@ import Testing
         var server = try await TestServer.start(directory, configure: configure)
         _ = try await server.create("ResourceAccess", #"{"signature": "report", "flags": 4}"#)
 
-        let browser = Process()
-        browser.executableURL = URL(fileURLWithPath: Self.chromium)
-        browser.arguments = [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-            "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)",
-            "http://127.0.0.1:\(server.port)/test.html",
-        ]
-        browser.standardOutput = FileHandle.nullDevice
-        browser.standardError = FileHandle.nullDevice
-        try browser.run()
-        defer { browser.terminate() }
+        let browser = try ChildProcess(
+            Self.chromium,
+            [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+                "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)",
+                "http://127.0.0.1:\(server.port)/test.html",
+            ],
+            captureOutput: false
+        )
+        defer { browser.stop() }
 
         #expect(try await eventually(30) { try await reports(server, "open").count >= 1 })
         #expect(try await reports(server, "login") == ["200"])
@@ -161,19 +160,18 @@ import Testing
             $0.publicDirectory = publicFolder.path
         }
         defer { Task { try? await server.stop() } }
-        let browser = Process()
-        browser.executableURL = URL(fileURLWithPath: Self.chromium)
-        browser.arguments = [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-            "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)",
-            // The browser trusts the test server's key, and nothing else it would not trust anyway.
-            "--ignore-certificate-errors-spki-list=\(TestCertificate.shared.spkiHash)",
-            server.url("/many.html"),
-        ]
-        browser.standardOutput = FileHandle.nullDevice
-        browser.standardError = FileHandle.nullDevice
-        try browser.run()
-        defer { browser.terminate() }
+        let browser = try ChildProcess(
+            Self.chromium,
+            [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+                "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)",
+                // The browser trusts the test server's key, and nothing else it would not trust anyway.
+                "--ignore-certificate-errors-spki-list=\(TestCertificate.shared.spkiHash)",
+                server.url("/many.html"),
+            ],
+            captureOutput: false
+        )
+        defer { browser.stop() }
         #expect(try await eventually(40) { try await !reports(server, "state").isEmpty })
         let state = try JSONValue(parsing: try #require(try await reports(server, "state").first))
         var pinged: [String] = []

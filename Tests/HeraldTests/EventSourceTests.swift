@@ -200,17 +200,14 @@ func eventIDs(_ text: String) -> [UInt64] {
                 if line.startswith(': heartbeat'):
                     print(int((time.monotonic() - opened) * 1000)); break
             """
-        let python = Process()
-        python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        python.arguments = ["-c", client]
-        let output = Pipe()
-        python.standardOutput = output
-        try python.run()
-        let milliseconds = await Task.detached {
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            python.waitUntilExit()
-            return Int(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-        }.value
+        let python = try ChildProcess("/usr/bin/python3", ["-c", client])
+        let milliseconds = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                python.waitUntilExit()
+                let text = String(decoding: python.output, as: UTF8.self)
+                continuation.resume(returning: Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+            }
+        }
         running.process.terminate()
         _ = try await running.exitStatus()
         let after = try #require(milliseconds)

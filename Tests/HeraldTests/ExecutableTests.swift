@@ -15,29 +15,23 @@ import Testing
 
     /// A running `herald` process and what it printed.
     final class Running: @unchecked Sendable {
-        let process = Process()
-        let output = Pipe()
-        private let lock = NSLock()
-        private var text = ""
+        let process: ChildProcess
+        private let text: NSLockedText
 
         init(arguments: [String], environment: [String: String], directory: URL, executable: URL? = nil) throws {
-            process.executableURL = executable ?? ExecutableTests.binary
-            process.arguments = arguments
             var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
             env.merge(environment) { _, new in new }
-            process.environment = env
-            process.currentDirectoryURL = directory
-            process.standardOutput = output
-            process.standardError = output
-            output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-                let data = handle.availableData
-                guard let self, !data.isEmpty else { return }
-                self.lock.withLock { self.text += String(decoding: data, as: UTF8.self) }
-            }
-            try process.run()
+            let text = NSLockedText()
+            self.text = text
+            process = try ChildProcess(
+                (executable ?? ExecutableTests.binary).path,
+                arguments,
+                environment: env,
+                directory: directory.path
+            ) { text.append(String(decoding: $0, as: UTF8.self)) }
         }
 
-        var log: String { lock.withLock { text } }
+        var log: String { text.value }
 
         /// The port from the "Herald listening" line, once it appears.
         func port(timeout: Duration = .seconds(60)) async throws -> Int {
@@ -67,6 +61,14 @@ import Testing
             }
             return process.terminationStatus
         }
+    }
+
+    /// Text appended from one thread and read from others.
+    final class NSLockedText: @unchecked Sendable {
+        private let lock = NSLock()
+        private var text = ""
+        var value: String { lock.withLock { text } }
+        func append(_ more: String) { lock.withLock { text += more } }
     }
 
     func send(_ method: HTTPMethod, port: Int, _ path: String, body: String? = nil, password: String) async throws -> (

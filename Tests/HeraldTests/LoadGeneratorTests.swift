@@ -31,15 +31,9 @@ import Testing
 
     @discardableResult
     static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let process = try ChildProcess(executable, arguments)
+        let status = process.waitUntilExit()
+        return (status, String(decoding: process.output, as: UTF8.self))
     }
 
     static func freePort() throws -> Int {
@@ -70,11 +64,11 @@ import Testing
     @Test func countsEveryDeliveryOfItsOwnTrivialServer() async throws {
         let sseload = try Self.build()
         let port = try Self.freePort()
-        let server = Process()
-        server.executableURL = sseload
-        server.arguments = ["serve", "--port", String(port)]
-        try server.run()
-        defer { kill(server.processIdentifier, SIGKILL) }
+        let server = try ChildProcess(sseload.path, ["serve", "--port", String(port)], captureOutput: false)
+        defer {
+            server.kill9()
+            server.waitUntilExit()
+        }
         try await Task.sleep(for: .milliseconds(200))
         let output = try Self.run(
             sseload.path,
