@@ -238,12 +238,14 @@ func eventIDs(_ text: String) -> [UInt64] {
             port: server.port,
             request: "GET /structr/EventSource HTTP/1.0\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
         )
-        async let read = readUntilClosed(socket, seconds: 10)
-        try await Task.sleep(for: .milliseconds(300))
+        let reader = SocketReader(socket)
+        defer { reader.stop() }
+        #expect(try await eventually(10) { reader.text.contains("retry: 3000\n\n") })
         #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await eventually(10) { reader.text.contains("event: greeting") })
         try await server.stop()
-        let (text, closed) = await read
+        #expect(try await eventually(10) { reader.closed })
+        let (text, closed) = (reader.text, reader.closed)
         // RFC 9112 has no chunks for HTTP/1.0: the body is the events themselves, and its end is
         // the connection's.
         #expect(text.hasPrefix("HTTP/1.0 200 OK\r\n"))
@@ -262,7 +264,7 @@ func eventIDs(_ text: String) -> [UInt64] {
             port: server.port,
             request: "GET /structr/rest/Item HTTP/1.0\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
         )
-        let (text, closed) = await readUntilClosed(plain, seconds: 5)
+        let (text, closed) = await readUntilClosed(plain, seconds: 15)
         #expect(text.hasPrefix("HTTP/1.0 200 OK\r\n"))
         #expect(text.lowercased().contains("content-length: "))
         #expect(closed)
@@ -271,10 +273,13 @@ func eventIDs(_ text: String) -> [UInt64] {
             request:
                 "GET /structr/rest/Item HTTP/1.0\r\nConnection: keep-alive\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
         )
-        let (keptText, keptClosed) = await readUntilClosed(kept, seconds: 1)
-        #expect(keptText.hasPrefix("HTTP/1.0 200 OK\r\n"))
-        #expect(keptText.lowercased().contains("connection: keep-alive"))
-        #expect(!keptClosed)
+        let reader = SocketReader(kept)
+        defer { reader.stop() }
+        #expect(try await eventually(10) { reader.text.contains("serialization_time") })
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(reader.text.hasPrefix("HTTP/1.0 200 OK\r\n"))
+        #expect(reader.text.lowercased().contains("connection: keep-alive"))
+        #expect(!reader.closed)
     }
 
     @Test(arguments: TestTransport.allCases) func turningTheEndpointOffChangesNothingElse(transport: TestTransport)

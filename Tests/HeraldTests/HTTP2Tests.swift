@@ -142,7 +142,7 @@ import Testing
         #expect(http1.status == 200)
         #expect(http1.version == .http1_1)
         // A connection that never says enough to tell is closed after the header timeout.
-        let (_, closed) = await readUntilClosed(try loopbackClient(port: server.port, request: "PRI * HT"), seconds: 5)
+        let (_, closed) = await readUntilClosed(try loopbackClient(port: server.port, request: "PRI * HT"), seconds: 15)
         #expect(closed)
     }
 

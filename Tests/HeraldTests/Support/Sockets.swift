@@ -52,3 +52,37 @@ func readUntilClosed(_ socket: Int32, seconds: Double) async -> (text: String, c
         }
     }
 }
+
+/// Reads a socket on a thread of its own until the server closes it or ``stop()`` is called,
+/// so a test can wait for what it expects instead of for a fixed time.
+final class SocketReader: @unchecked Sendable {
+    private let lock = NSLock()
+    private var received: [UInt8] = []
+    private var closedByServer = false
+    private var stopping = false
+
+    init(_ socket: Int32) {
+        Thread.detachNewThread { [self] in
+            var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+            setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while !lock.withLock({ stopping }) {
+                let count = recv(socket, &buffer, buffer.count, 0)
+                if count == 0 {
+                    lock.withLock { closedByServer = true }
+                    break
+                }
+                if count > 0 { lock.withLock { received += buffer[0..<count] } }
+            }
+            close(socket)
+        }
+    }
+
+    /// What arrived so far.
+    var text: String { lock.withLock { String(decoding: received, as: UTF8.self) } }
+    /// Whether the server closed the connection.
+    var closed: Bool { lock.withLock { closedByServer } }
+
+    /// Stops reading and closes the socket.
+    func stop() { lock.withLock { stopping = true } }
+}
