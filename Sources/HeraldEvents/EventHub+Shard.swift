@@ -185,13 +185,18 @@ final class LoopShard: Sendable {
         let encoded = EncodedEvents(events, bytes: encoded)
         var written = 0
         var slow: [Int] = []
+        // Streams whose readers are behind go last: healthy streams get their bytes first.
+        var backedUp: [Stream] = []
+        func write(_ stream: Stream) {
+            if stream.sink.write(encoded, flush: true) {
+                written += 1
+            } else {
+                slow.append(stream.id)
+            }
+        }
         func write(_ set: StreamSet) {
             for stream in set.streams {
-                if stream.sink.write(encoded, flush: true) {
-                    written += 1
-                } else {
-                    slow.append(stream.id)
-                }
+                if stream.sink.isBackedUp { backedUp.append(stream) } else { write(stream) }
             }
         }
         switch audience {
@@ -202,6 +207,7 @@ final class LoopShard: Sendable {
             if authenticated { write(streams.value.authenticated) }
             if anonymous { write(streams.value.anonymous) }
         }
+        for stream in backedUp { write(stream) }
         metrics.deliveries.increment(by: written * events.count)
         if !slow.isEmpty { drop(slow) }
     }

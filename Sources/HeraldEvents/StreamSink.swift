@@ -19,6 +19,16 @@ public protocol StreamSink: AnyObject, Sendable {
 
     /// The hub ends the stream: the server shuts down or the session that opened it ended.
     func end()
+
+    /// Whether the transport holds bytes the reader has not taken (its socket's buffers are
+    /// filling): the fan-out writes such streams after the others, so a slow reader never
+    /// delays a healthy one's write. Read on the sink's loop.
+    var isBackedUp: Bool { get }
+}
+
+extension StreamSink {
+    /// A sink that cannot tell is never backed up.
+    public var isBackedUp: Bool { false }
 }
 
 /// How a transport frames the bytes of an event stream: as one HTTP/1.1 chunk now, as HTTP/2

@@ -20,12 +20,27 @@ final class RecordingSink: StreamSink, @unchecked Sendable {
     private var opened: [Bool] = []
     private var recordedTimes: [ContinuousClock.Instant] = []
     private let afterFirstWrite: (@Sendable () -> Void)?
+    /// What ``isBackedUp`` answers, and a log the sink adds its name to at every write.
+    let backedUp: Bool
+    let name: String
+    let order: WriteOrder?
 
     /// A sink on `eventLoop`; `afterFirstWrite` runs on the loop right after the first write.
-    init(eventLoop: any EventLoop, afterFirstWrite: (@Sendable () -> Void)? = nil) {
+    init(
+        eventLoop: any EventLoop,
+        name: String = "",
+        backedUp: Bool = false,
+        order: WriteOrder? = nil,
+        afterFirstWrite: (@Sendable () -> Void)? = nil
+    ) {
         self.eventLoop = eventLoop
         self.afterFirstWrite = afterFirstWrite
+        self.backedUp = backedUp
+        self.name = name
+        self.order = order
     }
+
+    var isBackedUp: Bool { backedUp }
 
     var writes: [[ServerEvent]] { lock.withLock { recorded } }
     var bytes: [String] { lock.withLock { recordedBytes } }
@@ -42,11 +57,20 @@ final class RecordingSink: StreamSink, @unchecked Sendable {
             recordedBytes.append(String(buffer: events.bytes))
             return recorded.count == 1
         }
+        order?.append(name)
         if first { afterFirstWrite?() }
         return true
     }
 
     func end() {}
+}
+
+/// The order sinks were written in, across sinks.
+final class WriteOrder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names: [String] = []
+    var value: [String] { lock.withLock { names } }
+    func append(_ name: String) { lock.withLock { names.append(name) } }
 }
 
 @Suite struct FanOutTests {
@@ -84,6 +108,23 @@ final class RecordingSink: StreamSink, @unchecked Sendable {
         // Encoded once: the bytes of a write are its events' wire format, back to back.
         #expect(ben.bytes == [a.wireFormat + b.wireFormat, d.wireFormat + e.wireFormat])
         #expect(ann.opens == [false])
+        try await group.shutdownGracefully()
+    }
+
+    @Test func streamsWhoseReadersAreBehindAreWrittenAfterTheOthers() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let hub = EventHub(limits: Self.unbatched)
+        let order = WriteOrder()
+        for (name, backedUp) in [("slow1", true), ("a", false), ("slow2", true), ("b", false)] {
+            hub.subscribe(
+                .anonymous,
+                sink: RecordingSink(eventLoop: loop, name: name, backedUp: backedUp, order: order)
+            )
+        }
+        _ = hub.publish(type: "t", data: "x", to: .broadcast(authenticated: false, anonymous: true))
+        #expect(try await eventually(5) { order.value.count == 4 })
+        #expect(order.value == ["a", "b", "slow1", "slow2"])
         try await group.shutdownGracefully()
     }
 

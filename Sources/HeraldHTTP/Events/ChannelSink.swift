@@ -120,6 +120,9 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
 
     func end() { finish(.ended) }
 
+    /// NIO holds more than its high watermark for this client.
+    var isBackedUp: Bool { !channel.isWritable }
+
     /// Ends the stream from outside the loop (graceful shutdown).
     func endSoon() { eventLoop.execute { self.finish(.ended) } }
 
