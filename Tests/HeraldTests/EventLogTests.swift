@@ -199,7 +199,9 @@ import Testing
                 created.withLock { $0.append("n\(n)") }
             }
         }
-        #expect(try await eventually(20) { created.withLock { $0.count } >= 150 })
+        // Fifty acknowledged creates are enough to kill it mid-flow; a loaded machine (a build next
+        // to the suite) makes a debug server slow.
+        #expect(try await eventually(60) { created.withLock { $0.count } >= 50 })
         kill(first.process.processIdentifier, SIGKILL)
         _ = await writer.result
         _ = try await first.exitStatus()
