@@ -201,12 +201,9 @@ func eventIDs(_ text: String) -> [UInt64] {
                     print(int((time.monotonic() - opened) * 1000)); break
             """
         let python = try ChildProcess("/usr/bin/python3", ["-c", client])
-        let milliseconds = await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                python.waitUntilExit()
-                let text = String(decoding: python.output, as: UTF8.self)
-                continuation.resume(returning: Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
-            }
+        let milliseconds = try await offPool {
+            python.waitUntilExit()
+            return Int(String(decoding: python.output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
         }
         running.process.terminate()
         _ = try await running.exitStatus()

@@ -25,13 +25,7 @@ import Testing
     /// thread of Swift's small shared pool, blocked, would hold up the in-process server.
     static func probe(_ arguments: [String]) async throws -> JSONValue {
         let script = repositoryRoot.appendingPathComponent("Tests/Scripts/h2probe.py").path
-        let output = try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(
-                    with: Result { try LoadGeneratorTests.run("/usr/bin/python3", [script] + arguments) }
-                )
-            }
-        }
+        let output = try await offPool { try LoadGeneratorTests.run("/usr/bin/python3", [script] + arguments) }
         guard output.status == 0 else { throw TestFailure("h2probe \(arguments) exited \(output.status)") }
         return try JSONValue(parsing: output.output)
     }

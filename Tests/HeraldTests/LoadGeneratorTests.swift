@@ -70,13 +70,15 @@ import Testing
             server.waitUntilExit()
         }
         try await Task.sleep(for: .milliseconds(200))
-        let output = try Self.run(
-            sseload.path,
-            [
-                "run", "--port", String(port), "--path", "/sub/all", "--streams", "50", "--pub-path", "/pub/all",
-                "--rates", "20", "--step-seconds", "1", "--pid", String(server.processIdentifier),
-            ]
-        ).output
+        let output = try await offPool {
+            try Self.run(
+                sseload.path,
+                [
+                    "run", "--port", String(port), "--path", "/sub/all", "--streams", "50", "--pub-path", "/pub/all",
+                    "--rates", "20", "--step-seconds", "1", "--pid", String(server.processIdentifier),
+                ]
+            ).output
+        }
         let report = try JSONValue(parsing: output)
         #expect(report["connected"] == 50)
         let step = try step(output)
@@ -96,7 +98,7 @@ import Testing
         ]
         let server = try await TestServer.start(try TestDirectory(files: files))
         defer { Task { try? await server.stop() } }
-        let result = try await Task.detached {
+        let result = try await offPool {
             try Self.run(
                 sseload.path,
                 [
@@ -105,7 +107,7 @@ import Testing
                     "--pid", String(ProcessInfo.processInfo.processIdentifier),
                 ]
             )
-        }.value
+        }
         #expect(result.status == 0)
         let step = try step(result.output)
         #expect(step["publish_errors"] == 0)
@@ -129,22 +131,14 @@ import Testing
         let server = try await TestServer.start(try TestDirectory(files: files)) { $0.http2Cleartext = true }
         defer { Task { try? await server.stop() } }
         // 40 streams as HTTP/2 streams, 16 per connection (three connections); publishing stays HTTP/1.1.
-        let result = try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(
-                    with: Result {
-                        try Self.run(
-                            sseload.path,
-                            [
-                                "run", "--port", String(server.port), "--path", "/structr/EventSource", "--streams",
-                                "40",
-                                "--h2", "16", "--pub-path", "/structr/rest/publish", "--rates", "10", "--step-seconds",
-                                "1",
-                            ]
-                        )
-                    }
-                )
-            }
+        let result = try await offPool {
+            try Self.run(
+                sseload.path,
+                [
+                    "run", "--port", String(server.port), "--path", "/structr/EventSource", "--streams", "40",
+                    "--h2", "16", "--pub-path", "/structr/rest/publish", "--rates", "10", "--step-seconds", "1",
+                ]
+            )
         }
         #expect(result.status == 0)
         let report = try JSONValue(parsing: result.output)

@@ -139,7 +139,7 @@ import Testing
                 )
             }
         }
-        await Task.detached { began.wait() }.value
+        try await offPool { began.wait() }
         let next = try await storage.migrate(to: second, allowDestructive: false)
         work.install(DataModel(schema: second, hasher: BcryptPasswordHasher(cost: 4)), generation: next.generation)
         migrated.signal()

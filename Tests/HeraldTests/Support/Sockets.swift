@@ -86,3 +86,12 @@ final class SocketReader: @unchecked Sendable {
     /// Stops reading and closes the socket.
     func stop() { lock.withLock { stopping = true } }
 }
+
+/// Runs blocking work (a `poll`, a child's exit) on a thread of its own. Swift's shared pool
+/// has one thread per core, two here: a test that blocks one of them stalls every in-process
+/// server and client of the tests running beside it.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
+    }
+}
