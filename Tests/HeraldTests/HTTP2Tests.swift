@@ -44,6 +44,47 @@ import Testing
         }
     }
 
+    /// The `Set-Cookie` header of joe's login.
+    static func sessionCookie(_ server: TestServer) async throws -> String {
+        let login = try await server.request(
+            .POST,
+            "/structr/rest/login",
+            body: #"{"name": "joe", "password": "joe-pw"}"#,
+            headers: [:]
+        )
+        return try #require(login.headers["Set-Cookie"].first { $0.hasPrefix("JSESSIONID=") })
+    }
+
+    @Test func theTLSFlagsReachTheServerAndABadFileEndsItWithItsName() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let missing = directory.root.appendingPathComponent("nope.pem").path
+        let refused = try ExecutableTests.Running(
+            arguments: ["serve", "--port", "0", "--tls-cert", missing, "--tls-key", TestCertificate.shared.keyFile],
+            environment: ["HERALD_SUPERUSER_PASSWORD": "pw"],
+            directory: directory.root
+        )
+        #expect(try await refused.exitStatus() == 1)
+        #expect(refused.log.contains("\(missing) does not exist"), "\(refused.log)")
+        // The environment's names work the same; the server then speaks TLS.
+        let serving = try ExecutableTests.Running(
+            arguments: ["serve", "--port", "0"],
+            environment: [
+                "HERALD_SUPERUSER_PASSWORD": "pw", "HERALD_TLS_CERT": TestCertificate.shared.certificateFile,
+                "HERALD_TLS_KEY": TestCertificate.shared.keyFile,
+            ],
+            directory: directory.root
+        )
+        let port = try await serving.port()
+        #expect(serving.log.contains("protocols=https (h2, http/1.1)"))
+        let answer = try await TestCertificate.client.execute(
+            HTTPClientRequest(url: "https://127.0.0.1:\(port)/structr/rest/login"),
+            timeout: .seconds(10)
+        )
+        #expect(answer.version == .http2)
+        serving.process.terminate()
+        #expect(try await serving.exitStatus() == 0)
+    }
+
     @Test func aBadCertificateOrKeyStopsStartUpNamingTheFile() async throws {
         let certificate = TestCertificate.shared
         let folder = try TestDirectory(files: [:])
@@ -90,14 +131,7 @@ import Testing
         #expect(answer.status == .ok)
         #expect(answer.version == .http1_1)
 
-        let login = try await server.request(
-            .POST,
-            "/structr/rest/login",
-            body: #"{"name": "joe", "password": "joe-pw"}"#,
-            headers: [:]
-        )
-        let cookie = try #require(login.headers["Set-Cookie"].first { $0.hasPrefix("JSESSIONID=") })
-        #expect(cookie.contains("; Secure"))
+        #expect(try await Self.sessionCookie(server).contains("; Secure"))
         // Cleartext HTTP to the TLS port gets no answer.
         await #expect(throws: (any Error).self) {
             _ = try await HTTPClient.shared.execute(
@@ -110,14 +144,7 @@ import Testing
     @Test func cookiesAreNotSecureWithoutTLSUnlessConfigured() async throws {
         for (secure, expected) in [(nil, false), (true, true)] as [(Bool?, Bool)] {
             let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.secureCookies = secure }
-            let login = try await server.request(
-                .POST,
-                "/structr/rest/login",
-                body: #"{"name": "joe", "password": "joe-pw"}"#,
-                headers: [:]
-            )
-            let cookie = try #require(login.headers["Set-Cookie"].first { $0.hasPrefix("JSESSIONID=") })
-            #expect(cookie.contains("; Secure") == expected)
+            #expect(try await Self.sessionCookie(server).contains("; Secure") == expected)
             try await server.stop()
         }
     }

@@ -224,7 +224,7 @@ typealias HeraldServerConfiguration = HeraldConfiguration
         {
             let start = Date.now();
             let n = 0;
-            while (Date.now() - start < 400) { n++; }
+            while (Date.now() - start < 2000) { n++; }
             return { start: start, end: Date.now(), items: $.size($.find('Item')) };
         }
         """,

@@ -306,12 +306,17 @@ static void body_bytes(worker *w, stream *s, const char *p, int n) {
     }
 }
 
+// Closes with a reset: no TIME_WAIT left behind across scenarios.
+static void close_reset(int fd) {
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
 static void stream_close(worker *w, stream *s, int failed) {
     if (s->fd >= 0) {
         epoll_ctl(w->epfd, EPOLL_CTL_DEL, s->fd, NULL);
-        struct linger lg = {1, 0};  // reset: no TIME_WAIT left behind across scenarios
-        setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(s->fd);
+        close_reset(s->fd);
         s->fd = -1;
     }
     if (s->state == S_CONNECTING || s->state == S_HEADERS) {
@@ -403,9 +408,7 @@ static void h2_stream_done(worker *w, stream *s, int failed) {
 static void h2_close(h2conn *c) {
     if (c->fd >= 0) {
         epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        struct linger lg = {1, 0};
-        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(c->fd);
+        close_reset(c->fd);
         c->fd = -1;
     }
     for (int i = 0; i < c->nstreams; i++)
@@ -1049,17 +1052,9 @@ int main(int argc, char **argv) {
     atomic_store(&stop_all, 1);
     for (int t = 0; t < opt_threads; t++) pthread_join(workers[t].thread, NULL);
     for (int i = 0; i < total; i++)
-        if (all[i].fd >= 0) {
-            struct linger lg = {1, 0};
-            setsockopt(all[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-            close(all[i].fd);
-        }
+        if (all[i].fd >= 0) close_reset(all[i].fd);
     for (int i = 0; i < nconns; i++)
-        if (conns[i].fd >= 0) {
-            struct linger lg = {1, 0};
-            setsockopt(conns[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-            close(conns[i].fd);
-        }
+        if (conns[i].fd >= 0) close_reset(conns[i].fd);
     return 0;
 }
 

@@ -9,8 +9,9 @@ import NIOHTTPTypes
 /// writes body parts into the channel itself, so a publish costs one write per stream and no
 /// task switch. Hummingbird writes the end of the response after ``finished`` completes.
 /// Over HTTP/1.1 the channel is the connection and the sink writes pre-framed chunks below the
-/// HTTP encoder (to an HTTP/1.0 client, plain body parts through it); over HTTP/2 it is the stream's own channel, whose flow control NIO keeps, and
-/// the sink writes body parts that become DATA frames. Dropping a stream closes that channel:
+/// HTTP encoder (to an HTTP/1.0 client, plain body parts through it); over HTTP/2 it is the
+/// stream's own channel, whose flow control NIO keeps, and the sink writes body parts that
+/// become DATA frames. Dropping a stream closes that channel:
 /// over HTTP/2 that resets the one stream, and the connection's other streams carry on.
 ///
 /// A reader that falls behind is bounded: when the bytes NIO holds for the connection would pass
