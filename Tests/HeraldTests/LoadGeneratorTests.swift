@@ -13,8 +13,14 @@ import Testing
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
+    /// sseload, compiled once for all tests on a thread of its own: `cc -O2` takes seconds, and
+    /// blocking one of Swift's two pool threads that long stalls every in-process server.
+    static let compiled = Task { try await offPool { try compile() } }
+
+    static func build() async throws -> URL { try await compiled.value }
+
     /// Builds sseload into a temporary folder.
-    static func build() throws -> URL {
+    static func compile() throws -> URL {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sseload-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let binary = folder.appendingPathComponent("sseload")
@@ -62,7 +68,7 @@ import Testing
     }
 
     @Test func countsEveryDeliveryOfItsOwnTrivialServer() async throws {
-        let sseload = try Self.build()
+        let sseload = try await Self.build()
         let port = try Self.freePort()
         let server = try ChildProcess(sseload.path, ["serve", "--port", String(port)], captureOutput: false)
         defer {
@@ -90,7 +96,7 @@ import Testing
     }
 
     @Test func decodesHeraldsChunkedStreamsAndMeasuresPublishToReceive() async throws {
-        let sseload = try Self.build()
+        let sseload = try await Self.build()
         let files = [
             "global/publish.js": "{ $.broadcastEvent('bench', JSON.stringify($.arguments), true, true); }",
             "initial-data.json":
@@ -122,7 +128,7 @@ import Testing
     }
 
     @Test func readsHeraldsStreamsOverHTTP2ManyPerConnection() async throws {
-        let sseload = try Self.build()
+        let sseload = try await Self.build()
         let files = [
             "global/publish.js": "{ $.broadcastEvent('bench', JSON.stringify($.arguments), true, true); }",
             "initial-data.json":

@@ -111,19 +111,19 @@ def stall(port, cafile):
     stalled = c.request("GET", "/structr/EventSource")
     c.stalled.add(stalled)
     healthy = c.request("GET", "/structr/EventSource")
-    c.pump(5, lambda: "retry:" in c.text(stalled) and "retry:" in c.text(healthy))
+    c.pump(20, lambda: "retry:" in c.text(stalled) and "retry:" in c.text(healthy))
     published = 0
     rest = []
     # Each call broadcasts 20 events of 4 KB: the stalled stream's 64 KB window is gone after
     # the first, and the server's queue bound after a few.
     for _ in range(10):
         call = c.request("POST", "/structr/rest/flood", body="{}")
-        c.pump(10, lambda: call in c.ended or call in c.reset)
+        c.pump(20, lambda: call in c.ended or call in c.reset)
         rest.append(c.status.get(call))
         published += 20
-    c.pump(10, lambda: c.text(healthy).count("event: flood") >= published and stalled in c.reset)
+    c.pump(20, lambda: c.text(healthy).count("event: flood") >= published and stalled in c.reset)
     probe = c.request("GET", "/structr/rest/Item")
-    c.pump(5, lambda: probe in c.ended)
+    c.pump(20, lambda: probe in c.ended)
     return {
         "published": published,
         "healthy": c.text(healthy).count("event: flood"),
@@ -137,18 +137,18 @@ def stall(port, cafile):
 
 def limit(port, cafile):
     c = Client(port, cafile)
-    c.pump(5, lambda: c.remote_max_streams is not None and c.remote_max_streams < 100)
+    c.pump(20, lambda: c.remote_max_streams is not None and c.remote_max_streams < 100)
     allowed = c.remote_max_streams
     streams = [c.request("GET", "/structr/EventSource") for _ in range(allowed)]
-    c.pump(5, lambda: all("retry:" in c.text(s) for s in streams))
+    c.pump(20, lambda: all("retry:" in c.text(s) for s in streams))
     # Past the limit the server announced: a misbehaving client that ignores it.
     c.conn.remote_settings._settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = collections.deque([1000])
     extra = c.request("GET", "/structr/EventSource")
-    c.pump(5, lambda: extra in c.reset or c.goaway is not None)
+    c.pump(20, lambda: extra in c.reset or c.goaway is not None)
     # A new connection is served as before.
     again = Client(port, cafile)
     call = again.request("GET", "/structr/rest/Item")
-    again.pump(5, lambda: call in again.ended)
+    again.pump(20, lambda: call in again.ended)
     return {
         "allowed": allowed,
         "opened": sum(1 for s in streams if "retry:" in c.text(s) and s not in c.reset),
@@ -162,7 +162,7 @@ def limit(port, cafile):
 def h2c(port):
     c = Client(port)
     call = c.request("GET", "/structr/rest/Item")
-    c.pump(5, lambda: call in c.ended)
+    c.pump(20, lambda: call in c.ended)
     return {"status": c.status.get(call), "body": c.text(call)}
 
 
