@@ -354,10 +354,15 @@ import Testing
         #expect(dated.arrayValue?.first?.objectValue.map { Array($0.keys) } == ["id", "type", "name", "createdDate"])
         #expect(try await server.get("/structr/rest/Project/dated?name=nope").arrayValue == [])
 
-        // public (the default), all and ui show every readable property.
+        // public (the default), all and ui show every readable property; all and ui show
+        // linked objects as {id, type, name}, as Structr does.
         let plain = try await server.get("/structr/rest/Project/\(project)")
-        for view in ["public", "all", "ui"] {
-            #expect(try await server.get("/structr/rest/Project/\(project)/\(view)") == plain, "\(view)")
+        #expect(try await server.get("/structr/rest/Project/\(project)/public") == plain)
+        #expect(plain["tags"]?.arrayValue?.first?["projects"] != nil)
+        for view in ["all", "ui"] {
+            let shown = try await server.get("/structr/rest/Project/\(project)/\(view)")
+            #expect(shown.objectValue.map { Array($0.keys) } == plain.objectValue.map { Array($0.keys) }, "\(view)")
+            #expect(shown["tags"] == [["id": .string(tag), "type": "Tag", "name": "t"]], "\(view)")
         }
         #expect(plain["notes"] == "n")
         // A view is read-only, and an unknown one is neither a view nor an object.

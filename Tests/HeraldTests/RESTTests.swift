@@ -168,7 +168,10 @@ import Testing
             #"{"name": "P", "lead": {"id": "\#(lead)"}, "tags": ["\#(t1)", {"id": "\#(t2)", "type": "Tag"}]}"#
         )
         let project = try await server.get("/structr/rest/Project/\(p)")
-        #expect(project["lead"] == ["id": .string(lead), "type": "User", "name": "lena"])
+        #expect(project["lead"]?["id"] == .string(lead))
+        #expect(project["lead"]?["name"] == "lena")
+        // The link back to the project being rendered is cut short.
+        #expect(project["lead"]?["leads"] == [["id": .string(p), "type": "Project", "name": "P"]])
         #expect(project["tags"]?.ids == [t1, t2])
         let user = try await server.get("/structr/rest/User/\(lead)")
         #expect(user["leads"]?.ids == [p])
@@ -215,19 +218,56 @@ import Testing
         #expect(try await server.get("/structr/rest/Project/\(p)")["name"] == "P")
     }
 
+    /// Structr's `_outputNestingDepth`: three levels by default, `{}` and `[]` below, links
+    /// back cut to `{id, type, name}`, and the non-public views compact.
     @Test func outputNestingDepth() async throws {
         let server = try await TestServer.start(try TestDirectory(files: projectSchema))
         defer { Task { try? await server.stop() } }
-        let p = try await server.create("Project", #"{"name": "P"}"#)
+        let lead = try await server.create("User", #"{"name": "lena", "password": "pw-lena"}"#)
+        let p = try await server.create("Project", #"{"name": "P", "lead": "\#(lead)"}"#)
+        let p2 = try await server.create("Project", #"{"name": "P2", "priority": 2, "lead": "\#(lead)"}"#)
         let task = try await server.create("Task", #"{"title": "T", "project": "\#(p)"}"#)
-        let depth1 = try await server.get("/structr/rest/Task/\(task)")
-        #expect(depth1["project"] == ["id": .string(p), "type": "Project", "name": "P"])
-        let depth2 = try await server.get("/structr/rest/Task/\(task)?_outputNestingDepth=2")
-        #expect(depth2["project"]?["priority"] == 0)
-        #expect(depth2["project"]?["tasks"] == [["id": .string(task), "type": "Task", "name": .null]])
-        let depth0 = try await server.get("/structr/rest/Task?_outputNestingDepth=0")
-        #expect(depth0.arrayValue?.first?["project"] == .string(p))
-        #expect(try await server.request(.GET, "/structr/rest/Task/\(task)?_outputNestingDepth=99").status == 400)
+        _ = try await server.create("Task", #"{"title": "T2", "project": "\#(p2)"}"#)
+        let compactTask: JSONValue = ["id": .string(task), "type": "Task", "name": .null]
+
+        // Task (0) → project P (1) → lead (2) → P2 (3) → P2's task and lead (4).
+        let deep = try await server.get("/structr/rest/Task/\(task)")
+        #expect(deep["project"]?["priority"] == 0)
+        #expect(deep["project"]?["tasks"] == [compactTask])
+        let leads = try #require(deep["project"]?["lead"]?["leads"]?.arrayValue)
+        #expect(leads.first == ["id": .string(p), "type": "Project", "name": "P"])
+        #expect(leads.last?["priority"] == 2)
+        #expect(leads.last?["tasks"] == [])
+        #expect(leads.last?["lead"] == [:])
+        let list = try await server.get("/structr/rest/Task?title=T")
+        #expect(list.arrayValue?.first == deep)
+
+        let one = try await server.get("/structr/rest/Task/\(task)?_outputNestingDepth=1")
+        #expect(one["project"]?["priority"] == 0)
+        #expect(one["project"]?["lead"] == [:])
+        #expect(one["project"]?["tasks"] == [])
+        let two = try await server.get("/structr/rest/Task/\(task)?_outputNestingDepth=2")
+        #expect(two["project"]?["lead"]?["name"] == "lena")
+        #expect(two["project"]?["lead"]?["leads"] == [])
+        let zero = try await server.get("/structr/rest/Task?title=T&_outputNestingDepth=0")
+        #expect(zero.arrayValue?.first?["project"] == [:])
+        #expect(zero.arrayValue?.first?["title"] == "T")
+        let noProject = try await server.create("Task", #"{"title": "alone"}"#)
+        #expect(try await server.get("/structr/rest/Task/\(noProject)?_outputNestingDepth=0")["project"] == .null)
+
+        // all, ui and custom views render linked objects as {id, type, name}.
+        for view in ["all", "ui"] {
+            let shown = try await server.get("/structr/rest/Task/\(task)/\(view)")
+            #expect(shown["project"] == ["id": .string(p), "type": "Project", "name": "P"], "\(view)")
+        }
+        #expect(try await server.get("/structr/rest/Task/\(task)/public") == deep)
+
+        #expect(try await server.request(.GET, "/structr/rest/Task/\(task)?_outputNestingDepth=5").status == 200)
+        for bad in ["6", "-1", "x"] {
+            let refused = try await server.request(.GET, "/structr/rest/Task/\(task)?_outputNestingDepth=\(bad)")
+            #expect(refused.status == 400)
+            #expect(refused.json["message"]?.stringValue?.contains("_outputNestingDepth") == true)
+        }
     }
 
     @Test func validationTokens() async throws {

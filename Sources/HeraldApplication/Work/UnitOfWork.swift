@@ -208,7 +208,7 @@ public final class UnitOfWork {
         let type = try model.type(reference.type)
         let entity = try model.get(reference.type, id: reference.id, as: try scope, in: tx)
         try model.require(.delete, on: entity, try scope, in: tx)
-        let data = type.hasHooks(for: .onDelete) ? try model.render(entity, depth: 0, as: try scope, in: tx) : nil
+        let data = type.hasHooks(for: .onDelete) ? try model.render(entity, nesting: .ids, as: try scope, in: tx) : nil
         try runHooks(.onDelete, of: type, reference, HookInput(data: data))
         try tx.delete(type: reference.type, id: reference.id)  // checked above, before the hooks
         changedTypes.insert(reference.type)

@@ -182,9 +182,9 @@ public struct RESTController: Sendable {
         case (.entity, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get, .put, .delete])
         case (.collectionView(let type, let view), .get):
-            return try await list(type, view: type.views[view], request: request, context: context)
+            return try await list(type, view: view, request: request, context: context)
         case (.entityView(let type, let id, let view), .get):
-            return try await get(type, id: id, view: type.views[view], request: request, context: context)
+            return try await get(type, id: id, view: view, request: request, context: context)
         case (.collectionView, _), (.entityView, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get])
         case (.untypedEntity, _):
@@ -310,13 +310,15 @@ public struct RESTController: Sendable {
     /// of a relationship), read in the same transaction.
     func list(
         _ type: TypeDefinition,
-        view: [String]? = nil,
+        view: String? = nil,
         request: Request,
         context: HeraldRequestContext,
         within: (@Sendable (UnitOfWork) throws -> [String])? = nil
     ) async throws -> Response {
         let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
         let parsed = try RESTQuery(type: type, parameters: parameters)
+        let nesting = Nesting.forView(view, depth: parsed.nestingDepth)
+        let shown = view.flatMap { type.views[$0] }
         let started = ContinuousClock.now
         let (rendered, total, queryTime, countTime) = try await workRunner.read(context.caller) { work in
             let (model, tx) = (work.model, work.tx)
@@ -333,7 +335,7 @@ public struct RESTController: Sendable {
             let total = query.limit == nil ? entities.count : try tx.count(query)
             let t2 = clock.now
             let rendered = try entities.map {
-                try model.render($0, depth: parsed.nestingDepth, view: view, as: scope, in: tx)
+                try model.render($0, nesting: nesting, view: shown, as: scope, in: tx)
             }
             return (rendered, total, t1 - t0, t2 - t1)
         }
@@ -440,22 +442,15 @@ public struct RESTController: Sendable {
     func get(
         _ type: TypeDefinition,
         id: String,
-        view: [String]? = nil,
+        view: String? = nil,
         request: Request,
         context: HeraldRequestContext
     ) async throws -> Response {
-        let depth: Int
-        if let value = request.uri.queryParameters["_outputNestingDepth"] {
-            guard let n = Int(value), (0...DataModel.maximumNestingDepth).contains(n) else {
-                throw RESTError(
-                    .badRequest,
-                    "Query parameter _outputNestingDepth must be an integer in 0...\(DataModel.maximumNestingDepth)"
-                )
-            }
-            depth = n
-        } else {
-            depth = 1
+        let depth = try request.uri.queryParameters["_outputNestingDepth"].map {
+            try RESTQuery.nestingDepth(String($0))
         }
+        let nesting = Nesting.forView(view, depth: depth ?? Nesting.defaultDepth)
+        let shown = view.flatMap { type.views[$0] }
         let started = ContinuousClock.now
         let (rendered, queryTime) = try await workRunner.read(context.caller) { work in
             let clock = ContinuousClock()
@@ -463,7 +458,7 @@ public struct RESTController: Sendable {
             let scope = try work.scope
             let entity = try work.model.get(type.name, id: id, as: scope, in: work.tx)
             let queried = clock.now - t0
-            return (try work.model.render(entity, depth: depth, view: view, as: scope, in: work.tx), queried)
+            return (try work.model.render(entity, nesting: nesting, view: shown, as: scope, in: work.tx), queried)
         }
         return .json(Self.envelope(rendered, count: 1, queryTime: queryTime, started: started))
     }

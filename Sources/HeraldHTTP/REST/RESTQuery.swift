@@ -25,7 +25,7 @@ package struct RESTQuery {
         var inexact = false
         var page: Int?
         var pageSize: Int?
-        var depth = 1
+        var depth = Nesting.defaultDepth
         func integer(_ name: String, _ value: String, _ range: ClosedRange<Int>) throws -> Int {
             guard let n = Int(value), range.contains(n) else {
                 throw RESTError(
@@ -59,7 +59,7 @@ package struct RESTQuery {
             case "_sort": sortKeys.append(value)
             case "_order": orders.append(value.lowercased())
             case "_inexact", "_loose": inexact = ["1", "true"].contains(value.lowercased())
-            case "_outputNestingDepth": depth = try integer(given, value, 0...DataModel.maximumNestingDepth)
+            case "_outputNestingDepth": depth = try Self.nestingDepth(value)
             default:
                 if name.hasPrefix("_") { continue }  // other Structr options are accepted and ignored
                 propertyParameters.append((name, value))
@@ -92,6 +92,17 @@ package struct RESTQuery {
         self.page = pageSize == nil ? nil : (page ?? 1)
         self.pageSize = pageSize
         self.nestingDepth = depth
+    }
+
+    /// The value of `_outputNestingDepth`, checked.
+    static func nestingDepth(_ value: String) throws -> Int {
+        guard let depth = Int(value), (0...Nesting.maximumDepth).contains(depth) else {
+            throw RESTError(
+                .badRequest,
+                "Query parameter _outputNestingDepth must be an integer in 0...\(Nesting.maximumDepth)"
+            )
+        }
+        return depth
     }
 
     /// Structr's legacy parameter names and the ones they stand for.
