@@ -206,6 +206,7 @@ final class LoopShard: Sendable {
             // A stream is in one of the two sets, so nothing is delivered twice.
             if authenticated { write(streams.value.authenticated) }
             if anonymous { write(streams.value.anonymous) }
+        case .changes: break
         }
         for stream in backedUp { write(stream) }
         metrics.deliveries.increment(by: written * events.count)

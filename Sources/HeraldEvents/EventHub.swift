@@ -69,6 +69,7 @@ public final class EventHub: Sendable {
 
     public let limits: Limits
     private let state = Mutex(State())
+    private let changeObservers = Mutex<[@Sendable ([Entry]) -> Void]>([])
     let metrics: HubMetrics
 
     /// - Parameter metrics: where the hub's counters go (Prometheus in the server).
@@ -227,6 +228,7 @@ public final class EventHub: Sendable {
         switch audience {
         case .users(let users): caller.userID.map { users.contains($0) } ?? false
         case .broadcast(let authenticated, let anonymous): caller.isAuthenticated ? authenticated : anonymous
+        case .changes: false
         }
     }
 
@@ -287,12 +289,22 @@ public final class EventHub: Sendable {
     /// already delivered are ignored.
     public func deliver(_ entries: [Entry]) {
         let now = Timestamp.now
-        let delivered = state.withLock { state in
-            let count = entries.count { entry in add(entry, &state) }
+        let (delivered, changes) = state.withLock { state in
+            let taken = entries.filter { entry in add(entry, &state) }
             prune(&state, now: now)
-            return count
+            return (taken.count, taken.filter { $0.audience == .changes })
         }
-        metrics.published.increment(by: delivered)
+        metrics.published.increment(by: delivered - changes.count)
+        if !changes.isEmpty {
+            for observer in changeObservers.withLock({ $0 }) { observer(changes) }
+        }
+    }
+
+    /// Calls `observer` with every batch of committed change records (audience
+    /// ``Audience/changes``), in log order, right after the commit that wrote them; it must
+    /// return quickly (it runs on the committing thread).
+    public func onChanges(_ observer: @escaping @Sendable ([Entry]) -> Void) {
+        changeObservers.withLock { $0.append(observer) }
     }
 
     /// Delivers an event that no log numbered (the fan-out on its own, in tests and
@@ -319,6 +331,7 @@ public final class EventHub: Sendable {
         if case .users(let users) = entry.audience, !users.contains(where: { state.userStreams[$0] != nil }) {
             return true
         }
+        if entry.audience == .changes { return true }
         let encoded = ByteBuffer(string: entry.event.wireFormat)
         // Handed over inside the lock, so every loop sees the events in log order.
         for (shard, streams) in state.shards.values where streams > 0 {

@@ -106,6 +106,7 @@ extension Audience {
         case .users(let users): JSONValue.object(["users": .array(users.sorted().map(JSONValue.string))]).jsonString
         case .broadcast(let authenticated, let anonymous):
             JSONValue.object(["authenticated": .bool(authenticated), "anonymous": .bool(anonymous)]).jsonString
+        case .changes: #"{"changes":true}"#
         }
     }
 
@@ -113,6 +114,8 @@ extension Audience {
         guard case .object(let object) = try? JSONValue(parsing: stored) else { return nil }
         if case .array(let users)? = object["users"] {
             self = .users(Set(users.compactMap(\.stringValue)))
+        } else if object["changes"] == .bool(true) {
+            self = .changes
         } else if case .bool(let authenticated)? = object["authenticated"],
             case .bool(let anonymous)? = object["anonymous"]
         {

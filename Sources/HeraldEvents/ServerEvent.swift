@@ -53,4 +53,6 @@ public enum Audience: Sendable, Hashable {
     case broadcast(authenticated: Bool, anonymous: Bool)
     /// Every stream of these users.
     case users(Set<String>)
+    /// No stream: a record of a data change, which live queries read (``EventHub/onChanges(_:)``).
+    case changes
 }

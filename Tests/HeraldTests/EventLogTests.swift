@@ -27,14 +27,16 @@ import Testing
         text.split(separator: "\n").filter { $0.hasPrefix("data: ") }.map { String($0.dropFirst(6)) }
     }
 
-    /// The rows of the event log, read from the database file.
+    /// The rows of the event log that are events for streams (not the change records live
+    /// queries read), read from the database file.
     static func logRows(_ directory: TestDirectory) throws -> [(id: Int64, type: String, data: String)] {
         let queue = try DatabaseQueue(path: directory.data.appendingPathComponent("herald.sqlite").path)
         defer { try? queue.close() }
         return try queue.inDatabase { db in
-            try Row.fetchAll(db, sql: "SELECT id, type, data FROM _herald_events ORDER BY id").map {
-                (id: $0["id"], type: $0["type"], data: $0["data"])
-            }
+            try Row.fetchAll(db, sql: "SELECT id, type, data FROM _herald_events WHERE type <> 'change' ORDER BY id")
+                .map {
+                    (id: $0["id"], type: $0["type"], data: $0["data"])
+                }
         }
     }
 

@@ -80,10 +80,16 @@ final class WriteOrder: @unchecked Sendable {
         return limits
     }
 
-    /// Holds `loop` busy until the returned closure is called.
+    /// Holds `loop` busy until the returned closure is called; returns once the loop is held, so
+    /// nothing submitted after it can run before the release.
     func block(_ loop: any EventLoop) -> @Sendable () -> Void {
         let gate = DispatchSemaphore(value: 0)
-        loop.execute { gate.wait() }
+        let held = DispatchSemaphore(value: 0)
+        loop.execute {
+            held.signal()
+            gate.wait()
+        }
+        held.wait()
         return { gate.signal() }
     }
 

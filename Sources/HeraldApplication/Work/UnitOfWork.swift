@@ -141,10 +141,19 @@ public final class UnitOfWork {
         }
     }
 
-    /// Fails the transaction with the errors `$.error` recorded.
+    /// Fails the transaction with the errors `$.error` recorded; otherwise records every object
+    /// the transaction changed in the event log, for live queries (``LiveQueries``).
     func finish() throws {
         if !validationErrors.isEmpty { throw DataError.validation(validationErrors) }
+        for change in tx.changes {
+            events.append(
+                try EventLog.append(type: Self.changeEventType, data: change.logData, audience: .changes, in: tx)
+            )
+        }
     }
+
+    /// The type of the log's change records.
+    static let changeEventType = "change"
 
     /// Hands the transaction's events to the fan-out once it commits. Called last in the
     /// transaction; commit hooks run in commit order, so events leave in log order.

@@ -145,6 +145,12 @@ public protocol StorageTransaction: AnyObject {
 
     /// Runs `action` once this transaction has committed; never if it rolls back.
     func afterCommit(_ action: @escaping @Sendable () -> Void)
+
+    /// The objects this transaction changed so far, each once, in the order first changed.
+    var changes: [ObjectChange] { get }
+
+    /// The newest id in the event log as this transaction sees it (0 when it is empty).
+    func newestEventID() throws -> Int64
 }
 
 /// A login session: which user it belongs to and when it was last used.

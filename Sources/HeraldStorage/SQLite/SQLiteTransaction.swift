@@ -6,6 +6,8 @@ final class SQLiteTransaction: StorageTransaction {
     let db: Database
     let schema: Schema
     let schemaGeneration: Int64
+    private var journal = ChangeJournal()
+    var changes: [ObjectChange] { journal.changes }
 
     /// Reads the migration generation first, so it belongs to the transaction's snapshot.
     init(db: Database, layout: Layout) throws {
@@ -108,6 +110,7 @@ final class SQLiteTransaction: StorageTransaction {
                 "INSERT INTO \(Layout.table(entity.type)) (\(columns.joined(separator: ", "))) VALUES (\(placeholders))",
             arguments: arguments
         )
+        journal.record(type: entity.type, id: entity.id, .created, keys: entity.values.keys)
     }
 
     func update(type: String, id: String, values: [String: JSONValue]) throws {
@@ -127,11 +130,27 @@ final class SQLiteTransaction: StorageTransaction {
             sql: "UPDATE \(Layout.table(type)) SET \(assignments.joined(separator: ", ")) WHERE id = ?",
             arguments: arguments
         )
+        journal.record(type: type, id: id, .updated, keys: values.keys)
     }
 
     func delete(type: String, id: String) throws {
-        _ = try typeDefinition(type)
+        let definition = try typeDefinition(type)
+        // The links go with the object: the objects at their other ends change too.
+        for (_, end) in definition.relationships {
+            for other in try related(end, of: id) {
+                journal.record(type: other.type, id: other.id, .updated, keys: otherName(of: end))
+            }
+        }
         try execute(sql: "DELETE FROM \(Layout.table(type)) WHERE id = ?", arguments: [id])
+        journal.record(type: type, id: id, .deleted, keys: [])
+    }
+
+    /// The name the object at the other end of `end` knows the link by, if it has one.
+    private func otherName(of end: RelationshipEnd) -> [String] {
+        switch end.direction {
+        case .outgoing: end.relationship.inverseName.map { [$0] } ?? []
+        case .incoming: [end.relationship.name]
+        }
     }
 
     func related(_ end: RelationshipEnd, of id: String) throws -> [EntityReference] {
@@ -158,6 +177,14 @@ final class SQLiteTransaction: StorageTransaction {
                 """,
             arguments: [source, target.id, target.type]
         )
+        guard db.changesCount > 0 else { return }
+        recordLink(relationship, source: source, target: target)
+    }
+
+    /// Both objects of a link that came or went changed.
+    private func recordLink(_ relationship: Relationship, source: String, target: EntityReference) {
+        journal.record(type: relationship.sourceType, id: source, .updated, keys: [relationship.name])
+        journal.record(type: target.type, id: target.id, .updated, keys: relationship.inverseName.map { [$0] } ?? [])
     }
 
     func unlink(_ relationship: Relationship, source: String?, target: String?) throws {
@@ -172,10 +199,22 @@ final class SQLiteTransaction: StorageTransaction {
             arguments += [target]
         }
         guard !conditions.isEmpty else { return }
-        try execute(
-            sql: "DELETE FROM \(Layout.linkTable(relationship)) WHERE \(conditions.joined(separator: " AND "))",
+        let removed = try Row.fetchAll(
+            try db.cachedStatement(
+                sql: """
+                    DELETE FROM \(Layout.linkTable(relationship)) WHERE \(conditions.joined(separator: " AND "))
+                    RETURNING source, target, targetType
+                    """
+            ),
             arguments: arguments
         )
+        for row in removed {
+            recordLink(
+                relationship,
+                source: row["source"],
+                target: EntityReference(type: row["targetType"], id: row["target"])
+            )
+        }
     }
 
     func permissions(on node: String, for principals: [String]) throws -> Set<Permission> {
@@ -206,6 +245,7 @@ final class SQLiteTransaction: StorageTransaction {
             arguments: [principal, node]
                 + StatementArguments(Permission.allCases.map { permissions.contains($0) ? 1 : 0 })
         )
+        journal.record(type: "", id: node, .updated, keys: [ObjectChange.grantsKey])
     }
 
     func revoke(_ permissions: Set<Permission>, from principal: String, on node: String) throws {
@@ -222,6 +262,11 @@ final class SQLiteTransaction: StorageTransaction {
                 "DELETE FROM _herald_security WHERE principal = ? AND node = ? AND read = 0 AND write = 0 AND \"delete\" = 0 AND accessControl = 0",
             arguments: [principal, node]
         )
+        journal.record(type: "", id: node, .updated, keys: [ObjectChange.grantsKey])
+    }
+
+    func newestEventID() throws -> Int64 {
+        try Int64.fetchOne(try db.cachedStatement(sql: "SELECT MAX(id) FROM _herald_events")) ?? 0
     }
 
     func appendEvent(type: String, data: String, audience: String, created: Timestamp) throws -> Int64 {
