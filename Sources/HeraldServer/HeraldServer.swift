@@ -94,6 +94,10 @@ public enum HeraldServer {
             logger: Logger(label: "herald.application", level: configuration.logLevel)
         )
         let methods = MethodRunner(workRunner: workRunner, pool: pool)
+        let live = LiveQueries(
+            workRunner: workRunner,
+            logger: Logger(label: "herald.live", level: configuration.logLevel)
+        )
 
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ErrorMiddleware())
@@ -120,7 +124,10 @@ public enum HeraldServer {
             storage: storage,
             idleTimeout: .seconds(configuration.sessionIdleTimeout),
             secureCookies: configuration.cookiesAreSecure,
-            onEnd: { key in hub.close(origin: key) }
+            onEnd: { key in
+                hub.close(origin: key)
+                live.close(origin: key)
+            }
         )
         let tokens = await Tokens.make(
             secret: try Tokens.secret(
@@ -150,6 +157,13 @@ public enum HeraldServer {
             if types.contains(BuiltInType.resourceAccess) { policy.invalidate() }
             if types.contains(BuiltInType.user) { sessions.forgetCallers() }
         }
+        var eventSource = EventSourceSettings()
+        eventSource.enabled = configuration.eventSourceEnabled
+        eventSource.path = configuration.eventSourcePath
+        eventSource.retry = configuration.eventSourceRetry
+        eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
+        eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
+        let eventSourceController = EventSourceController(hub: hub, log: log, policy: policy, settings: eventSource)
         RESTController(
             methods: methods,
             policy: policy,
@@ -157,22 +171,19 @@ public enum HeraldServer {
             tokens: tokens,
             credentials: credentials,
             maxBodySize: configuration.maxBodySize,
-            maxBatchSize: configuration.maxBatchSize
+            maxBatchSize: configuration.maxBatchSize,
+            live: LiveQueryController(live: live, eventSource: eventSourceController)
         )
         .register(on: router)
-        var eventSource = EventSourceSettings()
-        eventSource.enabled = configuration.eventSourceEnabled
-        eventSource.path = configuration.eventSourcePath
-        eventSource.retry = configuration.eventSourceRetry
-        eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
-        eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
-        EventSourceController(hub: hub, log: log, policy: policy, settings: eventSource).register(on: router)
+        eventSourceController.register(on: router)
         if !configuration.metricsPath.isEmpty {
             MetricsController(registry: metrics, path: configuration.metricsPath, token: configuration.metricsToken)
                 .register(on: router)
         }
 
-        var services: [any Service] = [StorageService(storage: storage, pool: pool, hub: hub, log: log, logger: logger)]
+        var services: [any Service] = [
+            StorageService(storage: storage, pool: pool, hub: hub, log: log, logger: logger), live,
+        ]
         if configuration.schemaReloadInterval > 0 {
             services.append(
                 SchemaReloader(

@@ -155,6 +155,23 @@ public final class UnitOfWork {
     /// The type of the log's change records.
     static let changeEventType = "change"
 
+    /// The objects of `query` that `scope` may read, narrowed to `within` when given: what a
+    /// REST list and a live query show.
+    public func list(_ query: EntityQuery, within ids: [String]? = nil, as scope: AccessScope) throws -> [StoredEntity]
+    {
+        try tx.fetch(Self.narrowed(query, within: ids, as: scope))
+    }
+
+    /// `query` narrowed to the objects `scope` may read and, when given, to `ids`.
+    public static func narrowed(_ query: EntityQuery, within ids: [String]?, as scope: AccessScope) -> EntityQuery {
+        var query = query
+        var narrowing: [Filter] = []
+        if let ids { narrowing.append(.anyOf(SystemProperty.id, ids.map(JSONValue.string))) }
+        if let visibility = scope.visibilityFilter { narrowing.append(visibility) }
+        if !narrowing.isEmpty { query.filter = .and((query.filter.map { [$0] } ?? []) + narrowing) }
+        return query
+    }
+
     /// Hands the transaction's events to the fan-out once it commits. Called last in the
     /// transaction; commit hooks run in commit order, so events leave in log order.
     func deliverEventsAfterCommit() {

@@ -24,6 +24,8 @@ public struct RESTController: Sendable {
     let maxBodySize: Int
     /// Objects one POST may create; a batch holds the single writer while it runs.
     let maxBatchSize: Int
+    /// Lists asked for as `text/event-stream` go here; nil answers them as JSON.
+    let live: LiveQueryController?
 
     public init(
         methods: MethodRunner,
@@ -32,8 +34,10 @@ public struct RESTController: Sendable {
         tokens: Tokens,
         credentials: UserCredentials,
         maxBodySize: Int,
-        maxBatchSize: Int = 1000
+        maxBatchSize: Int = 1000,
+        live: LiveQueryController? = nil
     ) {
+        self.live = live
         self.maxBatchSize = maxBatchSize
         self.tokens = tokens
         self.workRunner = methods.workRunner
@@ -166,6 +170,9 @@ public struct RESTController: Sendable {
         case (.schema, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get])
         case (.collection(let type), .get):
+            if let live, LiveQueryController.asksForEvents(request.headers[.accept]) {
+                return try await live.stream(type, view: nil, request: request, context: context)
+            }
             return try await list(type, request: request, context: context)
         case (.collection(let type), .post):
             return try await create(type, request: request, context: context)
@@ -182,6 +189,9 @@ public struct RESTController: Sendable {
         case (.entity, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get, .put, .delete])
         case (.collectionView(let type, let view), .get):
+            if let live, LiveQueryController.asksForEvents(request.headers[.accept]) {
+                return try await live.stream(type, view: view, request: request, context: context)
+            }
             return try await list(type, view: view, request: request, context: context)
         case (.entityView(let type, let id, let view), .get):
             return try await get(type, id: id, view: view, request: request, context: context)
@@ -325,11 +335,7 @@ public struct RESTController: Sendable {
             let clock = ContinuousClock()
             let t0 = clock.now
             let scope = try work.scope
-            var query = parsed.query
-            var narrowing: [Filter] = []
-            if let within { narrowing.append(.anyOf(SystemProperty.id, try within(work).map(JSONValue.string))) }
-            if let visibility = scope.visibilityFilter { narrowing.append(visibility) }
-            if !narrowing.isEmpty { query.filter = .and((query.filter.map { [$0] } ?? []) + narrowing) }
+            let query = UnitOfWork.narrowed(parsed.query, within: try within.map { try $0(work) }, as: scope)
             let entities = try tx.fetch(query)
             let t1 = clock.now
             let total = query.limit == nil ? entities.count : try tx.count(query)

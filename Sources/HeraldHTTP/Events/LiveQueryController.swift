@@ -1,0 +1,83 @@
+import Foundation
+import HTTPTypes
+import HeraldApplication
+import HeraldSchema
+import HeraldStorage
+import Hummingbird
+import NIOCore
+import ServiceLifecycle
+
+/// `GET /structr/rest/<Type>?<filters>` asked for `text/event-stream`: the list as a live query
+/// (``LiveQueries``), under the same grant as the list itself.
+public struct LiveQueryController: Sendable {
+    let live: LiveQueries
+    let sinkSettings: ChannelSink.Settings
+
+    public init(live: LiveQueries, eventSource: EventSourceController) {
+        self.live = live
+        self.sinkSettings = eventSource.sinkSettings
+    }
+
+    /// Whether `Accept` asks for an event stream rather than JSON: it names
+    /// `text/event-stream` with a quality above zero and at least that of `application/json`.
+    static func asksForEvents(_ accept: String?) -> Bool {
+        guard let accept else { return false }
+        var events = 0.0
+        var json = 0.0
+        for range in accept.split(separator: ",") {
+            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            var quality = 1.0
+            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
+                quality = Double(parameter.dropFirst(2)) ?? 1
+            }
+            switch parts.first ?? "" {
+            case "text/event-stream": events = max(events, quality)
+            case "application/json": json = max(json, quality)
+            default: break
+            }
+        }
+        return events > 0 && events >= json
+    }
+
+    /// The stream of `type`'s list with the request's filters and sort, rendered as `view`.
+    func stream(
+        _ type: TypeDefinition,
+        view: String?,
+        request: Request,
+        context: HeraldRequestContext
+    ) async throws -> Response {
+        let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+        let parsed = try RESTQuery(type: type, parameters: parameters)
+        guard parsed.pageSize == nil else {
+            throw RESTError(
+                .badRequest,
+                "A live query does not page: drop _page and _pageSize (its result is the whole filtered list)"
+            )
+        }
+        let query = LiveQueries.Query(
+            query: parsed.query,
+            nesting: Nesting.forView(view, depth: parsed.nestingDepth),
+            view: view.flatMap { type.views[$0] }
+        )
+        guard let channel = context.channel else {
+            throw RESTError(.internalServerError, "The connection is not available for streaming")
+        }
+        let origin = request.cookies[Sessions.cookieName].map { Sessions.key($0.value) }
+        let (live, settings, caller) = (self.live, sinkSettings, context.caller)
+        return Response(
+            status: .ok,
+            headers: EventSourceController.streamHeaders,
+            body: ResponseBody { writer in
+                let sink = ChannelSink(channel: channel, settings: settings, lastEventID: nil)
+                let id = try await live.subscribe(query, caller: caller, origin: origin, sink: sink)
+                let ending = try await withGracefulShutdownHandler {
+                    try await sink.finished.get()
+                } onGracefulShutdown: {
+                    sink.endSoon()
+                }
+                live.unsubscribe(id)
+                if ending == .ended { try await writer.finish(nil) } else { throw CancellationError() }
+            }
+        )
+    }
+}

@@ -1,0 +1,248 @@
+import Foundation
+import HeraldSchema
+import NIOHTTP1
+import Testing
+
+/// One event of a stream, parsed.
+struct StreamEvent: Equatable, CustomStringConvertible {
+    var id: UInt64?
+    var type: String
+    var data: JSONValue
+
+    var description: String { "\(id.map(String.init) ?? "-") \(type) \(data.jsonString)" }
+
+    /// The events in a stream's text (comments and `retry:` skipped).
+    static func parse(_ text: String) -> [StreamEvent] {
+        text.components(separatedBy: "\n\n").compactMap { block in
+            var id: UInt64?
+            var type: String?
+            var data: [String] = []
+            for line in block.split(separator: "\n") {
+                if line.hasPrefix("id: ") { id = UInt64(line.dropFirst(4)) }
+                if line.hasPrefix("event: ") { type = String(line.dropFirst(7)) }
+                if line.hasPrefix("data: ") { data.append(String(line.dropFirst(6))) }
+            }
+            guard let type, let value = try? JSONValue(parsing: data.joined(separator: "\n")) else { return nil }
+            return StreamEvent(id: id, type: type, data: value)
+        }
+    }
+
+    /// The object id an event is about.
+    var objectID: String? {
+        switch type {
+        case "enter": data["id"]?.stringValue
+        case "update": data["object"]?["id"]?.stringValue
+        case "leave": data["id"]?.stringValue
+        default: nil
+        }
+    }
+}
+
+/// Live queries: a list asked for as `text/event-stream` gives its snapshot, then `enter`,
+/// `update` and `leave` for every committed change to it, under the caller's rights.
+@Suite struct LiveQueryTests {
+    static let files: [String: String] = [
+        "Post.json": #"{"properties": {"title": "string"}}"#,
+        "Comment.json": """
+        {"properties": {"text": "string", "stars": {"type": "integer", "default": 0}},
+         "relationships": {"post": {"to": "Post", "cardinality": "one", "inverse": "comments"}}}
+        """,
+        "global/failingComment.js":
+            "{ $.create('Comment', {text: 'doomed', post: $.arguments.post}); throw new Error('no'); }",
+        "global/share.js":
+            "{ $.grant($.find('Group', $.arguments.group), $.find('Comment', $.arguments.comment), 'read'); }",
+        "global/unshare.js":
+            "{ $.revoke($.find('Group', $.arguments.group), $.find('Comment', $.arguments.comment), 'read'); }",
+        "initial-data.json": """
+        {"User": [{"name": "mia", "password": "mia-pw"}, {"name": "otto", "password": "otto-pw"}],
+         "ResourceAccess": [{"signature": "Comment", "flags": 1}]}
+        """,
+    ]
+
+    static let live = ["Accept": "text/event-stream"]
+
+    static func user(_ name: String) -> [String: String] {
+        ["X-User": name, "X-Password": "\(name)-pw"] + live
+    }
+
+    func events(_ stream: EventStream) -> [StreamEvent] { StreamEvent.parse(stream.text) }
+
+    /// Waits until the stream has an event of `type` about `id`.
+    func waitFor(_ stream: EventStream, _ type: String, _ id: String) async throws -> Bool {
+        try await eventually(10) { events(stream).contains { $0.type == type && $0.objectID == id } }
+    }
+
+    @Test(arguments: TestTransport.allCases) func aSnapshotThenEveryChangeToTheFilteredListInLogOrder(
+        transport: TestTransport
+    ) async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files), transport: transport)
+        defer { Task { try? await server.stop() } }
+        let p1 = try await server.create("Post", #"{"title": "one"}"#)
+        let p2 = try await server.create("Post", #"{"title": "two"}"#)
+        let c1 = try await server.create("Comment", #"{"text": "first", "post": "\#(p1)"}"#)
+        let stream = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live,
+            path: "/structr/rest/Comment?post=\(p1)&_sort=text"
+        )
+        defer { stream.close() }
+        #expect(stream.status == 200)
+        #expect(stream.headers["Content-Type"].first?.hasPrefix("text/event-stream") == true)
+        #expect(try await eventually { events(stream).first?.type == "snapshot" })
+        let snapshot = try #require(events(stream).first)
+        // The snapshot is what the same GET answers as JSON.
+        let json = try await server.request(.GET, "/structr/rest/Comment?post=\(p1)&_sort=text")
+        #expect(snapshot.data["result"] == json.json["result"])
+        #expect(snapshot.data["result_count"] == 1)
+
+        let c2 = try await server.create("Comment", #"{"text": "second", "post": "\#(p1)"}"#)
+        #expect(try await waitFor(stream, "enter", c2))
+        _ = try await server.create("Comment", #"{"text": "elsewhere", "post": "\#(p2)"}"#)
+        let c3 = try await server.create("Comment", #"{"text": "third", "post": "\#(p2)"}"#)
+        #expect(try await server.request(.PUT, "/structr/rest/Comment/\(c2)", body: #"{"stars": 5}"#).status == 200)
+        #expect(try await waitFor(stream, "update", c2))
+        // Linked into the filter, then out of it; deleted.
+        #expect(
+            try await server.request(.PUT, "/structr/rest/Comment/\(c3)", body: #"{"post": "\#(p1)"}"#).status == 200
+        )
+        #expect(
+            try await server.request(.PUT, "/structr/rest/Post/\(p2)", body: #"{"comments": ["\#(c1)"]}"#).status == 200
+        )
+        #expect(try await server.request(.DELETE, "/structr/rest/Comment/\(c2)").status == 200)
+        // A rolled-back write sends nothing.
+        let failed = try await server.request(.POST, "/structr/rest/failingComment", body: #"{"post": "\#(p1)"}"#)
+        #expect(failed.status == 422)
+        let c4 = try await server.create("Comment", #"{"text": "fourth", "post": "\#(p1)"}"#)
+        #expect(try await waitFor(stream, "enter", c4))
+
+        let seen = events(stream)
+        #expect(
+            seen.map { "\($0.type) \($0.objectID ?? "-")" } == [
+                "snapshot -", "enter \(c2)", "update \(c2)", "enter \(c3)", "leave \(c1)", "leave \(c2)", "enter \(c4)",
+            ],
+            "\(seen)"
+        )
+        #expect(!stream.text.contains("doomed"))
+        let update = try #require(seen.first { $0.type == "update" })
+        #expect(update.data["object"]?["stars"] == 5)
+        #expect(update.data["changed"]?.arrayValue?.contains("stars") == true)
+        #expect(seen.first { $0.type == "enter" }?.data["text"] == "second")
+        #expect(seen.first { $0.type == "leave" }?.data == ["id": .string(c1)])
+        // Every event has an id from the log, increasing.
+        let ids = seen.compactMap(\.id)
+        #expect(ids.count == seen.count)
+        #expect(ids == ids.sorted() && Set(ids).count == ids.count)
+    }
+
+    @Test func visibilityDecidesWhatEntersAndLeavesAndHiddenIdsNeverShow() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let mia = try #require(
+            try await server.get("/structr/rest/User?name=mia").arrayValue?.first?["id"]?.stringValue
+        )
+        let team = try await server.create("Group", #"{"name": "team"}"#)
+        let hidden = try await server.create("Comment", #"{"text": "hidden"}"#)
+        let stream = try await EventStream(server, headers: Self.user("mia"), path: "/structr/rest/Comment")
+        defer { stream.close() }
+        let otto = try await EventStream(server, headers: Self.user("otto"), path: "/structr/rest/Comment")
+        defer { otto.close() }
+        #expect(try await eventually { events(stream).first?.type == "snapshot" })
+        #expect(events(stream).first?.data["result"] == [])
+
+        // Shared with a group mia is not in yet: nothing. Then mia joins: it enters.
+        let share = #"{"group": "\#(team)", "comment": "\#(hidden)"}"#
+        #expect(try await server.request(.POST, "/structr/rest/share", body: share).status == 200)
+        _ = try await server.create("Comment", #"{"text": "marker"}"#)
+        #expect(
+            try await server.request(.PUT, "/structr/rest/Group/\(team)", body: #"{"members": ["\#(mia)"]}"#).status
+                == 200
+        )
+        #expect(try await waitFor(stream, "enter", hidden))
+        #expect(try await server.request(.PUT, "/structr/rest/Comment/\(hidden)", body: #"{"stars": 2}"#).status == 200)
+        #expect(try await waitFor(stream, "update", hidden))
+        // Revoked: it leaves, and a later change sends no update.
+        #expect(try await server.request(.POST, "/structr/rest/unshare", body: share).status == 200)
+        #expect(try await waitFor(stream, "leave", hidden))
+        #expect(try await server.request(.PUT, "/structr/rest/Comment/\(hidden)", body: #"{"stars": 3}"#).status == 200)
+        // A flag makes an object visible to every user.
+        let open = try await server.create("Comment", #"{"text": "open", "visibleToAuthenticatedUsers": true}"#)
+        #expect(try await waitFor(stream, "enter", open))
+        #expect(try await waitFor(otto, "enter", open))
+        // Shared again, then mia leaves the group: it leaves her stream.
+        #expect(try await server.request(.POST, "/structr/rest/share", body: share).status == 200)
+        #expect(try await waitFor(stream, "enter", hidden))
+        #expect(try await server.request(.PUT, "/structr/rest/Group/\(team)", body: #"{"members": []}"#).status == 200)
+        try await Task.sleep(for: .milliseconds(300))
+
+        let seen = events(stream).map { "\($0.type) \($0.objectID ?? "-")" }
+        #expect(
+            seen == [
+                "snapshot -", "enter \(hidden)", "update \(hidden)", "leave \(hidden)", "enter \(open)",
+                "enter \(hidden)", "leave \(hidden)",
+            ],
+            "\(seen)"
+        )
+        #expect(!stream.text.contains("marker"))
+        // otto never had the hidden comment: not even its id.
+        #expect(!otto.text.contains(hidden), "\(otto.text)")
+        #expect(events(otto).map(\.type) == ["snapshot", "enter"])
+    }
+
+    @Test func liveQueriesNeedTheListsGrantAndDoNotPage() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let anonymous = try await server.request(.GET, "/structr/rest/Comment", headers: Self.live)
+        #expect(anonymous.status == 401)
+        let paged = try await server.request(
+            .GET,
+            "/structr/rest/Comment?_pageSize=10",
+            headers: TestServer.superuser + Self.live
+        )
+        #expect(paged.status == 400)
+        #expect(paged.json["message"]?.stringValue?.contains("does not page") == true)
+        let badFilter = try await server.request(
+            .GET,
+            "/structr/rest/Comment?stars=many",
+            headers: TestServer.superuser + Self.live
+        )
+        #expect(badFilter.status == 400)
+        // JSON clients get JSON, whatever else they accept.
+        let json = try await server.request(
+            .GET,
+            "/structr/rest/Comment",
+            headers: TestServer.superuser.merging(["Accept": "application/json, text/event-stream;q=0.5"]) { $1 }
+        )
+        #expect(json.status == 200)
+        #expect(json.json["result"] == [])
+    }
+
+    @Test func aReconnectStartsFromAFreshSnapshot() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let first = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live,
+            path: "/structr/rest/Comment"
+        )
+        #expect(try await eventually { events(first).first?.type == "snapshot" })
+        let c1 = try await server.create("Comment", #"{"text": "one"}"#)
+        #expect(try await waitFor(first, "enter", c1))
+        let last = try #require(events(first).last?.id)
+        first.close()
+        let c2 = try await server.create("Comment", #"{"text": "two"}"#)
+        let again = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last)],
+            path: "/structr/rest/Comment"
+        )
+        defer { again.close() }
+        #expect(try await eventually { events(again).first?.type == "snapshot" })
+        let snapshot = try #require(events(again).first)
+        #expect(Set(snapshot.data["result"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []) == [c1, c2])
+        #expect(try #require(snapshot.id) > last)
+    }
+}
+
+extension Dictionary where Key == String, Value == String {
+    static func + (lhs: Self, rhs: Self) -> Self { lhs.merging(rhs) { $1 } }
+}
