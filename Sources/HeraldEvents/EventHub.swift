@@ -89,6 +89,9 @@ public final class EventHub: Sendable {
         }
     }
 
+    /// The newest id replay can no longer reach (0: nothing was dropped).
+    public var droppedThrough: UInt64 { state.withLock { $0.droppedThrough } }
+
     /// The log pruned everything up to `id`.
     public func markDropped(through id: UInt64) {
         state.withLock { $0.droppedThrough = max($0.droppedThrough, id) }

@@ -216,9 +216,65 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(json.json["result"] == [])
     }
 
-    @Test func aReconnectStartsFromAFreshSnapshot() async throws {
+    @Test func aReconnectGetsWhatItMissedOnceAndInOrder() async throws {
         let server = try await TestServer.start(try TestDirectory(files: Self.files))
         defer { Task { try? await server.stop() } }
+        let p1 = try await server.create("Post", #"{"title": "one"}"#)
+        let c1 = try await server.create("Comment", #"{"text": "one", "post": "\#(p1)"}"#)
+        let path = "/structr/rest/Comment?post=\(p1)"
+        let first = try await EventStream(server, headers: TestServer.superuser + Self.live, path: path)
+        #expect(try await eventually { events(first).first?.type == "snapshot" })
+        let c2 = try await server.create("Comment", #"{"text": "two", "post": "\#(p1)"}"#)
+        #expect(try await waitFor(first, "enter", c2))
+        let last = try #require(events(first).last?.id)
+        first.close()
+
+        // Missed while away: an update, an enter, a leave; an object that came and went sends
+        // nothing, and neither does a change outside the filter.
+        #expect(try await server.request(.PUT, "/structr/rest/Comment/\(c2)", body: #"{"stars": 4}"#).status == 200)
+        let c3 = try await server.create("Comment", #"{"text": "three", "post": "\#(p1)"}"#)
+        #expect(try await server.request(.DELETE, "/structr/rest/Comment/\(c1)").status == 200)
+        let brief = try await server.create("Comment", #"{"text": "brief", "post": "\#(p1)"}"#)
+        #expect(try await server.request(.DELETE, "/structr/rest/Comment/\(brief)").status == 200)
+        _ = try await server.create("Comment", #"{"text": "elsewhere"}"#)
+
+        let again = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last)],
+            path: path
+        )
+        defer { again.close() }
+        #expect(try await waitFor(again, "leave", c1))
+        // Changes after the reconnect follow as usual.
+        let c4 = try await server.create("Comment", #"{"text": "four", "post": "\#(p1)"}"#)
+        #expect(try await waitFor(again, "enter", c4))
+        let seen = events(again)
+        #expect(
+            seen.map { "\($0.type) \($0.objectID ?? "-")" } == [
+                "update \(c2)", "enter \(c3)", "leave \(c1)", "enter \(c4)",
+            ],
+            "\(seen)"
+        )
+        #expect(seen.first?.data["object"]?["stars"] == 4)
+        let ids = seen.compactMap(\.id)
+        #expect(ids.count == seen.count && ids == ids.sorted() && ids.first.map { $0 > last } == true)
+        #expect(!again.text.contains(brief))
+
+        // An id this query's streams never sent (an older one) gets a fresh snapshot.
+        let stale = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live + ["Last-Event-ID": "1"],
+            path: path
+        )
+        defer { stale.close() }
+        #expect(try await eventually { events(stale).first?.type == "snapshot" })
+        let snapshot = try #require(events(stale).first)
+        #expect(Set(snapshot.data["result"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []) == [c2, c3, c4])
+    }
+
+    @Test func afterARestartAReconnectStartsFromAFreshSnapshot() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let server = try await TestServer.start(directory)
         let first = try await EventStream(
             server,
             headers: TestServer.superuser + Self.live,
@@ -229,9 +285,13 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(try await waitFor(first, "enter", c1))
         let last = try #require(events(first).last?.id)
         first.close()
-        let c2 = try await server.create("Comment", #"{"text": "two"}"#)
+        try await server.stop()
+
+        let restarted = try await TestServer.start(directory)
+        defer { Task { try? await restarted.stop() } }
+        let c2 = try await restarted.create("Comment", #"{"text": "two"}"#)
         let again = try await EventStream(
-            server,
+            restarted,
             headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last)],
             path: "/structr/rest/Comment"
         )

@@ -35,22 +35,35 @@ public final class LiveQueries: Service, Sendable {
     }
 
     enum Message: Sendable {
-        case subscribe(Subscriber, CheckedContinuation<Void, any Error>)
+        case subscribe(Subscriber, lastEventID: UInt64?, CheckedContinuation<Void, any Error>)
         case unsubscribe(Int)
         case changes([EventHub.Entry])
         case close(origin: String)
     }
 
+    /// How long an ended stream's state is kept so a reconnect can resume it, and for how
+    /// many streams.
+    public struct Limits: Sendable {
+        public var retention: Duration = .seconds(300)
+        public var retainedStreams = 10_000
+        /// Transitions (enters and leaves) a stream remembers for resuming.
+        public var journalLength = 10_000
+
+        public init() {}
+    }
+
     let workRunner: WorkRunner
     let logger: Logger
+    let limits: Limits
     private let inbox: AsyncStream<Message>
     private let send: AsyncStream<Message>.Continuation
     private let nextID = Atomic<Int>(0)
     /// Streams open, so commits with none skip the queue.
     private let open = Atomic<Int>(0)
 
-    public init(workRunner: WorkRunner, logger: Logger) {
+    public init(workRunner: WorkRunner, limits: Limits = Limits(), logger: Logger) {
         self.workRunner = workRunner
+        self.limits = limits
         self.logger = logger
         (inbox, send) = AsyncStream.makeStream(of: Message.self)
         workRunner.events.onChanges { [weak self] entries in
@@ -60,19 +73,30 @@ public final class LiveQueries: Service, Sendable {
     }
 
     /// Starts a stream of `query` for `caller` on `sink`: writes its snapshot, then its changes,
-    /// until ``unsubscribe(_:)``. Returns the stream's id once the snapshot is on its way.
+    /// until ``unsubscribe(_:)``. With the `lastEventID` of a stream of the same query and
+    /// caller that ended a short while ago (``Limits/retention``), it writes what that stream
+    /// missed instead of a snapshot. Returns the stream's id once its first events are on
+    /// their way.
     public func subscribe(
         _ query: Query,
         caller: Caller,
         origin: String?,
+        lastEventID: UInt64? = nil,
         sink: any StreamSink
     ) async throws -> Int {
         let id = nextID.add(1, ordering: .relaxed).newValue
-        let subscriber = Subscriber(id: id, query: query, caller: caller, origin: origin, sink: sink)
+        let subscriber = Subscriber(
+            id: id,
+            query: query,
+            caller: caller,
+            origin: origin,
+            sink: sink,
+            journalLength: limits.journalLength
+        )
         open.add(1, ordering: .relaxed)
         do {
             try await withCheckedThrowingContinuation { continuation in
-                send.yield(.subscribe(subscriber, continuation))
+                send.yield(.subscribe(subscriber, lastEventID: lastEventID, continuation))
             }
         } catch {
             open.subtract(1, ordering: .relaxed)
@@ -108,6 +132,8 @@ public final class LiveQueries: Service, Sendable {
         var subscribers: [Int: Subscriber] = [:]
         /// Streams by query and visibility class: one evaluation serves them all.
         var groups: [GroupKey: Set<Int>] = [:]
+        /// Streams that ended lately, by query and caller, oldest first, for resuming.
+        var retained: [Subscriber] = []
     }
 
     /// A query as seen by one visibility class: admins all see the same.
@@ -127,121 +153,144 @@ public final class LiveQueries: Service, Sendable {
 
     private func handle(_ message: Message, _ state: inout State) async {
         switch message {
-        case .subscribe(let subscriber, let continuation):
+        case .subscribe(let subscriber, let lastEventID, let continuation):
             do {
-                try await start(subscriber)
+                let resumed = lastEventID.flatMap { resumable(subscriber, after: $0, &state) }
+                try await start(subscriber, resuming: resumed)
                 state.subscribers[subscriber.id] = subscriber
-                state.groups[GroupKey(subscriber.query, subscriber.caller), default: []].insert(subscriber.id)
+                state.groups[subscriber.key, default: []].insert(subscriber.id)
                 continuation.resume()
             } catch {
                 continuation.resume(throwing: error)
             }
         case .unsubscribe(let id):
-            remove(id, &state)
+            if let subscriber = remove(id, &state) { retain(subscriber, &state) }
         case .close(let origin):
             for subscriber in state.subscribers.values where subscriber.origin == origin {
                 subscriber.end()
                 remove(subscriber.id, &state)
             }
+            state.retained.removeAll { $0.origin == origin }
         case .changes(let entries):
             guard !state.groups.isEmpty else { return }
             do {
-                try await apply(entries, &state)
+                try await apply(ChangeBatch(entries), &state)
             } catch {
                 // The streams can no longer be kept exact: end them, their clients reconnect
                 // and start from a new snapshot.
                 logger.error("live queries could not follow a change; their streams end: \(error)")
                 for subscriber in state.subscribers.values { subscriber.end() }
                 for id in Array(state.subscribers.keys) { remove(id, &state) }
+                state.retained.removeAll()
             }
         }
     }
 
-    private func remove(_ id: Int, _ state: inout State) {
-        guard let subscriber = state.subscribers.removeValue(forKey: id) else { return }
+    @discardableResult
+    private func remove(_ id: Int, _ state: inout State) -> Subscriber? {
+        guard let subscriber = state.subscribers.removeValue(forKey: id) else { return nil }
         open.subtract(1, ordering: .relaxed)
-        let key = GroupKey(subscriber.query, subscriber.caller)
-        state.groups[key]?.remove(id)
-        if state.groups[key]?.isEmpty == true { state.groups[key] = nil }
+        state.groups[subscriber.key]?.remove(id)
+        if state.groups[subscriber.key]?.isEmpty == true { state.groups[subscriber.key] = nil }
+        return subscriber
     }
 
-    /// Reads the snapshot and the log position it was read at, and writes it.
-    private func start(_ subscriber: Subscriber) async throws {
-        let query = subscriber.query
-        let (rendered, ids, position) = try await workRunner.read(subscriber.caller) { work in
+    /// Keeps an ended stream's state for a reconnect, within the limits.
+    private func retain(_ subscriber: Subscriber, _ state: inout State) {
+        subscriber.endedAt = .now
+        state.retained.append(subscriber)
+        expire(&state)
+    }
+
+    private func expire(_ state: inout State) {
+        let oldest = ContinuousClock.now - limits.retention
+        state.retained.removeAll { ($0.endedAt ?? .now) < oldest }
+        if state.retained.count > limits.retainedStreams {
+            state.retained.removeFirst(state.retained.count - limits.retainedStreams)
+        }
+    }
+
+    /// What a client held at `lastEventID`, from the streams of its query and caller that
+    /// reached it: those that ended lately and those still open (the server may not have seen
+    /// the old connection go yet). Used only when they all agree (one user's two tabs may
+    /// not); the ended ones are taken.
+    private func resumable(_ subscriber: Subscriber, after lastEventID: UInt64, _ state: inout State) -> Resume? {
+        expire(&state)
+        guard lastEventID >= workRunner.events.droppedThrough else { return nil }
+        func same(_ other: Subscriber) -> Bool { other.key == subscriber.key && other.caller == subscriber.caller }
+        let ended = state.retained.indices.filter { same(state.retained[$0]) }
+        let open = (state.groups[subscriber.key] ?? []).compactMap { state.subscribers[$0] }.filter(same)
+        // A stream that never sent that id cannot be the one the client had.
+        let candidates = (ended.map { state.retained[$0] } + open).filter { $0.reached(lastEventID) }
+        let held = candidates.compactMap { $0.held(at: lastEventID) }
+        guard !held.isEmpty, held.count == candidates.count, Set(held).count == 1 else { return nil }
+        for index in ended.reversed() { state.retained.remove(at: index) }
+        return Resume(after: lastEventID, known: held[0])
+    }
+
+    /// A stream taken up again: the client's last id and what it held then.
+    struct Resume: Sendable {
+        var after: UInt64
+        var known: Set<String>
+    }
+
+    /// Writes a new stream's first events: its snapshot, or, resuming, what it missed after the
+    /// client's last id, read with the change records since then in one transaction.
+    private func start(_ subscriber: Subscriber, resuming resume: Resume?) async throws {
+        let (query, key) = (subscriber.query, subscriber.key)
+        let first = try await workRunner.read(subscriber.caller) { work -> First in
             let scope = try work.scope
+            let position = UInt64(max(0, try work.tx.newestEventID()))
+            if let resume {
+                let stored = try work.tx.events(
+                    after: Int64(clamping: resume.after),
+                    through: Int64(clamping: position),
+                    limit: Int.max
+                )
+                let batch = ChangeBatch(stored)
+                let evaluation = try Self.evaluate(key, batch, scope: scope, in: work)
+                return .missed(position, batch, evaluation)
+            }
             let entities = try work.list(query.query, as: scope)
             let rendered = try entities.map {
                 try work.model.render($0, nesting: query.nesting, view: query.view, as: scope, in: work.tx)
             }
-            return (rendered, entities.map(\.id), UInt64(max(0, try work.tx.newestEventID())))
+            return .snapshot(position, rendered, entities.map(\.id))
         }
-        subscriber.position = position
-        subscriber.known = Set(ids)
-        let snapshot: JSONValue = [
-            "result": .array(rendered), "result_count": .int(Int64(rendered.count)),
-            "page_count": .int(rendered.isEmpty ? 0 : 1),
-        ]
-        subscriber.open(with: ServerEvent(id: position, type: "snapshot", data: snapshot.jsonString))
+        switch first {
+        case .snapshot(let position, let rendered, let ids):
+            subscriber.reset(known: Set(ids), position: position)
+            let snapshot: JSONValue = [
+                "result": .array(rendered), "result_count": .int(Int64(rendered.count)),
+                "page_count": .int(rendered.isEmpty ? 0 : 1),
+            ]
+            subscriber.open(with: [ServerEvent(id: position, type: "snapshot", data: snapshot.jsonString)])
+        case .missed(let position, let batch, let evaluation):
+            subscriber.reset(known: resume?.known ?? [], position: resume?.after ?? position)
+            let events = subscriber.follow(evaluation, batch)
+            subscriber.position = position
+            subscriber.open(with: events)
+        }
     }
 
-    /// One object's change as a stream sees it.
-    struct Touched {
-        var logID: UInt64 = 0
-        var keys: Set<String> = []
-        var types: Set<String> = []
+    /// A new stream's first events, as read.
+    enum First: Sendable {
+        case snapshot(UInt64, [JSONValue], [String])
+        case missed(UInt64, ChangeBatch, Evaluation)
     }
 
     /// Follows a batch of change records for every group with streams.
-    private func apply(_ entries: [EventHub.Entry], _ state: inout State) async throws {
-        var touched: [String: Touched] = [:]
-        var order: [String] = []
-        var rightsChanged: UInt64?
-        for entry in entries {
-            guard let change = ObjectChange(logData: entry.event.data) else { continue }
-            if Self.movesRights(change) { rightsChanged = entry.event.id }
-            if touched[change.id] == nil { order.append(change.id) }
-            touched[change.id, default: Touched()].logID = entry.event.id
-            touched[change.id]?.keys.formUnion(change.keys)
-            touched[change.id]?.types.formUnion([change.type])
-        }
-        let groups = state.groups.keys.filter { key in
-            rightsChanged != nil
-                || order.contains {
-                    touched[$0]!.types.contains(key.query.query.type) || touched[$0]!.types.contains("")
-                }
-        }
+    private func apply(_ batch: ChangeBatch, _ state: inout State) async throws {
+        let groups = state.groups.keys.filter { batch.concerns($0.query.query.type) }
         guard !groups.isEmpty else { return }
-        let wholly = rightsChanged != nil
-        let changedIDs = order
         // One read for every group: which changed objects match now, rendered once per group.
         let results = try await workRunner.read(.superuser) { work in
             var results: [GroupKey: Evaluation] = [:]
             var scopes: [Caller: AccessScope] = [:]
             for key in groups {
-                let scope: AccessScope
-                if let known = scopes[key.viewer] {
-                    scope = known
-                } else {
-                    scope = try AccessScope.of(key.viewer, schema: work.model.schema, in: work.tx)
-                    scopes[key.viewer] = scope
-                }
-                guard work.model.schema.types[key.query.query.type] != nil else {
-                    results[key] = Evaluation(rendered: [:], all: wholly ? [] : nil)
-                    continue
-                }
-                let matching = try work.list(key.query.query, within: wholly ? nil : changedIDs, as: scope)
-                var rendered: [String: JSONValue] = [:]
-                for entity in matching {
-                    rendered[entity.id] = try work.model.render(
-                        entity,
-                        nesting: key.query.nesting,
-                        view: key.query.view,
-                        as: scope,
-                        in: work.tx
-                    )
-                }
-                results[key] = Evaluation(rendered: rendered, all: wholly ? matching.map(\.id) : nil)
+                let scope = try scopes[key.viewer] ?? AccessScope.of(key.viewer, schema: work.model.schema, in: work.tx)
+                scopes[key.viewer] = scope
+                results[key] = try Self.evaluate(key, batch, scope: scope, in: work)
             }
             return results
         }
@@ -249,30 +298,40 @@ public final class LiveQueries: Service, Sendable {
             guard let evaluation = results[key] else { continue }
             for id in state.groups[key] ?? [] {
                 guard let subscriber = state.subscribers[id] else { continue }
-                let events = subscriber.follow(
-                    evaluation,
-                    order: order,
-                    touched: touched,
-                    rightsChanged: rightsChanged
-                )
-                if !events.isEmpty, !subscriber.write(events) { remove(id, &state) }
+                let events = subscriber.follow(evaluation, batch)
+                if !events.isEmpty { subscriber.write(events) }
             }
         }
     }
 
-    /// Whether a change can move objects in or out of sight without changing them: group
-    /// membership, a user's admin flag or groups, a user deleted (their objects lose their owner).
-    static func movesRights(_ change: ObjectChange) -> Bool {
-        switch change.type {
-        case BuiltInType.group: change.keys.contains("members") || change.kind == .deleted
-        case BuiltInType.user:
-            change.kind == .deleted || change.keys.contains("groups") || change.keys.contains("isAdmin")
-        default: false
+    /// Which of a batch's changed objects match `key`'s query now, rendered, and, when rights
+    /// moved, the ids of everything that matches.
+    static func evaluate(
+        _ key: GroupKey,
+        _ batch: ChangeBatch,
+        scope: AccessScope,
+        in work: UnitOfWork
+    ) throws -> Evaluation {
+        let query = key.query
+        guard work.model.schema.types[query.query.type] != nil else {
+            return Evaluation(rendered: [:], all: batch.rightsChanged == nil ? nil : [])
         }
+        let wholly = batch.rightsChanged != nil
+        let matching = try work.list(query.query, within: wholly ? nil : batch.order, as: scope)
+        var rendered: [String: JSONValue] = [:]
+        for entity in matching {
+            rendered[entity.id] = try work.model.render(
+                entity,
+                nesting: query.nesting,
+                view: query.view,
+                as: scope,
+                in: work.tx
+            )
+        }
+        return Evaluation(rendered: rendered, all: wholly ? matching.map(\.id) : nil)
     }
 
-    /// What one group's query matches after a batch: the changed objects that match, rendered,
-    /// and, when rights moved, the ids of everything that matches.
+    /// What one group's query matches after a batch.
     struct Evaluation: Sendable {
         var rendered: [String: JSONValue]
         var all: [String]?

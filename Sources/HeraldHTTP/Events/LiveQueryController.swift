@@ -39,14 +39,21 @@ public struct LiveQueryController: Sendable {
         return events > 0 && events >= json
     }
 
-    /// The stream of `type`'s list with the request's filters and sort, rendered as `view`.
+    /// The stream of `type`'s list with the request's filters and sort, rendered as `view`;
+    /// with `Last-Event-ID` (or `lastEventId`), what the client missed when that can be told.
     func stream(
         _ type: TypeDefinition,
         view: String?,
         request: Request,
         context: HeraldRequestContext
     ) async throws -> Response {
-        let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+        // `lastEventId` is how EventSource polyfills send the last id, not a filter.
+        let parameters = request.uri.queryParameters.filter { $0.key != "lastEventId" }
+            .map { (String($0.key), String($0.value)) }
+        let lastEventID =
+            (request.headers[EventSourceController.lastEventIDHeader]
+            ?? request.uri.queryParameters["lastEventId"].map(String.init))
+            .flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
         let parsed = try RESTQuery(type: type, parameters: parameters)
         guard parsed.pageSize == nil else {
             throw RESTError(
@@ -69,7 +76,13 @@ public struct LiveQueryController: Sendable {
             headers: EventSourceController.streamHeaders,
             body: ResponseBody { writer in
                 let sink = ChannelSink(channel: channel, settings: settings, lastEventID: nil)
-                let id = try await live.subscribe(query, caller: caller, origin: origin, sink: sink)
+                let id = try await live.subscribe(
+                    query,
+                    caller: caller,
+                    origin: origin,
+                    lastEventID: lastEventID,
+                    sink: sink
+                )
                 let ending = try await withGracefulShutdownHandler {
                     try await sink.finished.get()
                 } onGracefulShutdown: {
