@@ -164,6 +164,7 @@ public enum HeraldServer {
         eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
         eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
         let eventSourceController = EventSourceController(hub: hub, log: log, policy: policy, settings: eventSource)
+        let liveController = LiveQueryController(live: live, eventSource: eventSourceController)
         RESTController(
             methods: methods,
             policy: policy,
@@ -172,9 +173,10 @@ public enum HeraldServer {
             credentials: credentials,
             maxBodySize: configuration.maxBodySize,
             maxBatchSize: configuration.maxBatchSize,
-            live: LiveQueryController(live: live, eventSource: eventSourceController)
+            live: liveController
         )
         .register(on: router)
+        liveController.register(on: router)
         eventSourceController.register(on: router)
         if !configuration.metricsPath.isEmpty {
             MetricsController(registry: metrics, path: configuration.metricsPath, token: configuration.metricsToken)

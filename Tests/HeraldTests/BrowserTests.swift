@@ -103,6 +103,84 @@ import Testing
         #expect(try await reports(server, "open").count >= 2)
     }
 
+    /// The example app's live comment list (`public/live-comments.js`, on `/structr/live.js`),
+    /// reporting what the list shows after every change.
+    static let livePage = """
+        <!doctype html>
+        <meta charset="utf-8">
+        <ul id="comments"></ul>
+        <script type="module">
+        import { showLiveComments } from '/live-comments.js';
+        function report(stage, detail) {
+          return fetch('/structr/rest/report', { method: 'POST', credentials: 'include',
+            headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ stage, detail }) });
+        }
+        const login = await fetch('/structr/rest/login', { method: 'POST', credentials: 'include',
+          headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'alice', password: 'herald-demo' }) });
+        await report('login', String(login.status));
+        let seen = 0;
+        showLiveComments(document.getElementById('comments'), '9057000000000000000000000000a001', (change) => {
+          const shown = [...document.querySelectorAll('#comments li')].map((item) => item.textContent);
+          report('live', JSON.stringify({ seen: ++seen, kind: change.kind, shown }));
+        });
+        </script>
+        """
+
+    @Test func theExamplePageKeepsAPostsCommentsLiveFromOneStream() async throws {
+        let directory = try TestDirectory()
+        try directory.write([
+            "Report.json": #"{"properties": {"stage": "string", "detail": "string"}}"#,
+            "global/report.js": "{ $.create('Report', {stage: $.arguments.stage, detail: $.arguments.detail}); }",
+        ])
+        let publicFolder = directory.root.appendingPathComponent("public")
+        try FileManager.default.createDirectory(at: publicFolder, withIntermediateDirectories: true)
+        try Data(Self.livePage.utf8).write(to: publicFolder.appendingPathComponent("live.html"))
+        try FileManager.default.copyItem(
+            at: repositoryRoot.appendingPathComponent("public/live-comments.js"),
+            to: publicFolder.appendingPathComponent("live-comments.js")
+        )
+        let server = try await TestServer.start(directory) { $0.publicDirectory = publicFolder.path }
+        defer { Task { try? await server.stop() } }
+        _ = try await server.create("ResourceAccess", #"{"signature": "report", "flags": 4}"#)
+        let browser = try ChildProcess(
+            Self.chromium,
+            [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+                "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)",
+                server.url("/live.html"),
+            ],
+            captureOutput: false
+        )
+        defer { browser.stop() }
+        /// What the list showed after each change, in the order the page saw them.
+        func shown() async throws -> [(kind: String, shown: [String])] {
+            try await reports(server, "live").map { try JSONValue(parsing: $0) }
+                .sorted { ($0["seen"]?.intValue ?? 0) < ($1["seen"]?.intValue ?? 0) }
+                .map { ($0["kind"]?.stringValue ?? "", ($0["shown"]?.arrayValue ?? []).compactMap(\.stringValue)) }
+        }
+        #expect(try await eventually(30) { try await shown().first?.kind == "snapshot" })
+        #expect(try await reports(server, "login") == ["200"])
+        #expect(try await shown().first?.shown == [])
+
+        // bob comments, the comment is edited, then deleted: alice's list follows each step.
+        let bob = ["X-User": "bob", "X-Password": "herald-demo"]
+        let post = "9057000000000000000000000000a001"
+        let bobID = try #require(try await server.get("/structr/rest/User?name=bob").ids.first)
+        let body = #"{"text": "First!", "post": "\#(post)", "author": "\#(bobID)"}"#
+        let created = try await server.request(.POST, "/structr/rest/Comment", body: body, headers: bob)
+        #expect(created.status == 201)
+        let comment = try #require(created.result.arrayValue?.first?.stringValue)
+        #expect(try await eventually(10) { try await shown().last?.shown == ["First! (bob)"] })
+        #expect(
+            try await server.request(.PUT, "/structr/rest/Comment/\(comment)", body: #"{"text": "Edited"}"#).status
+                == 200
+        )
+        #expect(try await eventually(10) { try await shown().last?.shown == ["Edited (bob)"] })
+        #expect(try await server.request(.DELETE, "/structr/rest/Comment/\(comment)").status == 200)
+        #expect(try await eventually(10) { try await shown().last?.shown == [] })
+        #expect(try await shown().map(\.kind) == ["snapshot", "enter", "update", "leave"])
+    }
+
     /// Ten EventSources and a REST call from one page.
     static let manySourcesPage = """
         <!doctype html>

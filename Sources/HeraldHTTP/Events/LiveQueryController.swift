@@ -18,6 +18,11 @@ public struct LiveQueryController: Sendable {
         self.sinkSettings = eventSource.sinkSettings
     }
 
+    /// Serves the browser helper, ``LiveClientScript``.
+    public func register(on router: Router<HeraldRequestContext>) {
+        LiveClientScript.register(on: router)
+    }
+
     /// Whether `Accept` asks for an event stream rather than JSON: it names
     /// `text/event-stream` with a quality above zero and at least that of `application/json`.
     static func asksForEvents(_ accept: String?) -> Bool {
