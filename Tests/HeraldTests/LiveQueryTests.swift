@@ -188,7 +188,7 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(events(otto).map(\.type) == ["snapshot", "enter"])
     }
 
-    @Test func liveQueriesNeedTheListsGrantAndDoNotPage() async throws {
+    @Test func liveQueriesNeedTheListsGrantWhileTheyLastAndDoNotPage() async throws {
         let server = try await TestServer.start(try TestDirectory(files: Self.files))
         defer { Task { try? await server.stop() } }
         let anonymous = try await server.request(.GET, "/structr/rest/Comment", headers: Self.live)
@@ -214,6 +214,18 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         )
         #expect(json.status == 200)
         #expect(json.json["result"] == [])
+
+        // A stream lasts as long as its grant: revoked, the stream ends.
+        let stream = try await EventStream(server, headers: Self.user("mia"), path: "/structr/rest/Comment")
+        defer { stream.close() }
+        #expect(try await eventually { events(stream).first?.type == "snapshot" })
+        let grant = try #require(try await server.get("/structr/rest/ResourceAccess?signature=Comment").ids.first)
+        _ = try await server.create("Comment", #"{"text": "still", "visibleToAuthenticatedUsers": true}"#)
+        #expect(try await eventually { events(stream).count == 2 })
+        #expect(!stream.isEnded)
+        #expect(try await server.request(.DELETE, "/structr/rest/ResourceAccess/\(grant)").status == 200)
+        #expect(try await eventually { stream.isEnded })
+        #expect(try await server.request(.GET, "/structr/rest/Comment", headers: Self.user("mia")).status == 401)
     }
 
     @Test func aReconnectGetsWhatItMissedOnceAndInOrder() async throws {

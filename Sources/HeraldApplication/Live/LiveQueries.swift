@@ -55,13 +55,21 @@ public final class LiveQueries: Service, Sendable {
     let workRunner: WorkRunner
     let logger: Logger
     let limits: Limits
+    /// Whether a caller still has the grant a list of a type needs (checked when grants change).
+    let authorize: (@Sendable (Caller, String) async -> Bool)?
     private let inbox: AsyncStream<Message>
     private let send: AsyncStream<Message>.Continuation
     private let nextID = Atomic<Int>(0)
     /// Streams open, so commits with none skip the queue.
     private let open = Atomic<Int>(0)
 
-    public init(workRunner: WorkRunner, limits: Limits = Limits(), logger: Logger) {
+    public init(
+        workRunner: WorkRunner,
+        limits: Limits = Limits(),
+        logger: Logger,
+        authorize: (@Sendable (Caller, String) async -> Bool)? = nil
+    ) {
+        self.authorize = authorize
         self.workRunner = workRunner
         self.limits = limits
         self.logger = logger
@@ -281,6 +289,14 @@ public final class LiveQueries: Service, Sendable {
 
     /// Follows a batch of change records for every group with streams.
     private func apply(_ batch: ChangeBatch, _ state: inout State) async throws {
+        if let authorize, batch.touched.values.contains(where: { $0.types.contains(BuiltInType.resourceAccess) }) {
+            // A revoked grant ends the streams that needed it.
+            for subscriber in Array(state.subscribers.values)
+            where await !authorize(subscriber.caller, subscriber.query.query.type) {
+                subscriber.end()
+                remove(subscriber.id, &state)
+            }
+        }
         let groups = state.groups.keys.filter { batch.concerns($0.query.query.type) }
         guard !groups.isEmpty else { return }
         // One read for every group: which changed objects match now, rendered once per group.
