@@ -213,7 +213,7 @@ class Trivial(Server):
 
 def sseload(args, server, streams, path=None, headers=(), target_path=None, target_headers=(), target_streams=0,
             pub_path=None, pub_headers=(), pub_body=None, rates=(), step=2.0, drain=2.0, hold=0.0, slow=0,
-            publishers=4, expect_per_publish=None):
+            publishers=4, expect_per_publish=None, variants=0):
     cmd = [args.sseload, "run", "--port", str(server.port), "--path", path or server.stream_path,
            "--streams", str(streams), "--pid", ",".join(str(p) for p in server.pids()),
            "--step-seconds", str(step), "--drain-seconds", str(drain), "--hold-seconds", str(hold),
@@ -235,6 +235,8 @@ def sseload(args, server, streams, path=None, headers=(), target_path=None, targ
         cmd += ["--expect-per-publish", str(expect_per_publish)]
     if server.h2:
         cmd += ["--h2", str(server.h2)]
+    if variants:
+        cmd += ["--variants", str(variants)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"sseload failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -382,6 +384,44 @@ def scenario_slow(args, cls, size):
             "slow_streams_closed": mixed["streams_closed"]}
 
 
+def scenario_live(args, cls, size):
+    """Live queries against a plain broadcast of the same payloads to the same number of streams,
+    at the same rate of writes: one query followed by every stream, then the streams spread over
+    many distinct queries (each write matches one of them). The three alternate, `live_rounds`
+    times; the median of each is reported."""
+    streams, queries, rate = size["live_streams"], size["live_queries"], size["live_rate"]
+
+    def once(path, pub_path, body, variants, expect):
+        def run(server):
+            r = sseload(args, server, streams, path=path, headers=server.stream_headers(), pub_path=pub_path,
+                        pub_headers=server.user_publish_headers(), pub_body=body, rates=[rate], step=size["step"] * 2,
+                        drain=2, expect_per_publish=expect, variants=variants)
+            s = r["steps"][0]
+            return {"streams": r["connected"], "changes": s["published"], "received": s["received"],
+                    "expected": s["expected"], "p50_ms": s["p50_us"] / 1000, "p99_ms": s["p99_us"] / 1000,
+                    "server_cpu_us_per_change": round(s["server_cpu_s"] * 1e6 / max(1, s["published"]), 1)}
+        return with_server(cls, args, run)
+
+    kinds = {
+        "broadcast": lambda: once(cls.stream_path, "/structr/rest/benchPublish", '{"t":%T,"s":%S}', 0, streams),
+        "one_query": lambda: once("/structr/rest/LiveItem?q=0", "/structr/rest/LiveItem",
+                                  '{"t":%T,"s":%S,"q":0,"visibleToPublicUsers":true}', 0, streams),
+        "many_queries": lambda: once("/structr/rest/LiveItem?q=%K", "/structr/rest/LiveItem",
+                                     '{"t":%T,"s":%S,"q":%K,"visibleToPublicUsers":true}', queries, streams // queries),
+    }
+    runs = {kind: [] for kind in kinds}
+    for _ in range(size["live_rounds"]):
+        for kind, fn in kinds.items():
+            runs[kind].append(fn())
+    out = {"streams": streams, "queries": queries, "writes_per_s": rate, "rounds": size["live_rounds"]}
+    for kind, results in runs.items():
+        ordered = sorted(results, key=lambda r: r["p99_ms"])
+        out[kind] = dict(ordered[len(ordered) // 2], p99_range_ms=[ordered[0]["p99_ms"], ordered[-1]["p99_ms"]])
+    out["one_query_p99_ratio"] = round(out["one_query"]["p99_ms"] / max(0.001, out["broadcast"]["p99_ms"]), 2)
+    out["many_queries_p99_ratio"] = round(out["many_queries"]["p99_ms"] / max(0.001, out["broadcast"]["p99_ms"]), 2)
+    return out
+
+
 def generator_ceiling(args, size):
     """How fast sseload parses: the trivial server writes 100 events at a time, as fast as it can."""
     def run(server):
@@ -399,11 +439,13 @@ SIZES = {
                  fanout_deliveries=[50000, 100000, 150000, 200000, 250000, 300000], reference_load=50000,
                  step=2.0, burst_subscribers=10000, burst_count=100, burst_rate=5, targeted_streams=[100, 10000],
                  targeted_rate=200, full_subscribers=1000, slow_streams=1000, slow_rate=50, slow_rounds=3,
-                 ceiling_streams=1000, ceiling_rate=10),
+                 ceiling_streams=1000, ceiling_rate=10, live_streams=1000, live_queries=100, live_rate=200,
+                 live_rounds=3),
     "quick": dict(idle=1000, fanout_subscribers=[200, 1000], fanout_deliveries=[20000, 50000],
                   reference_load=20000, step=1.0, burst_subscribers=1000, burst_count=20, burst_rate=10,
                   targeted_streams=[10, 1000], targeted_rate=100, full_subscribers=100, slow_streams=100,
-                  slow_rate=20, slow_rounds=1, ceiling_streams=100, ceiling_rate=5),
+                  slow_rate=20, slow_rounds=1, ceiling_streams=100, ceiling_rate=5, live_streams=200,
+                  live_queries=20, live_rate=50, live_rounds=1),
 }
 
 SERVERS = {"herald": Herald, "herald-h2": HeraldH2, "nchan": Nchan, "node": Node, "trivial": Trivial}
@@ -428,7 +470,7 @@ def main():
     parser.add_argument("--sseload", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="herald,herald-h2,nchan,node,trivial")
-    parser.add_argument("--scenarios", default="ceiling,idle,fanout,burst,targeted,full-stack,creates-1,slow")
+    parser.add_argument("--scenarios", default="ceiling,idle,fanout,burst,targeted,full-stack,creates-1,slow,live")
     parser.add_argument("--output", default=RESULTS)
     args = parser.parse_args()
     args.herald = os.path.abspath(args.herald)
@@ -462,6 +504,8 @@ def main():
         record("full-stack", "herald", lambda: scenario_full_stack(args, Herald, size))
     if "creates-1" in scenarios and "herald" in servers:
         record("creates-1", "herald", lambda: scenario_full_stack(args, Herald, size, subscribers=1))
+    if "live" in scenarios and "herald" in servers:
+        record("live", "herald", lambda: scenario_live(args, Herald, size))
 
     os.makedirs(args.output, exist_ok=True)
     prefix = "quick" if args.quick else "latest"
@@ -545,6 +589,17 @@ def report(results, size):
         lines += ["", f"The same creates with one subscriber: **{fmt(round(c1['max_creates_per_s']))} creates/s**; "
                   f"at half that rate POST-to-event p50 {fmt(c1['post_to_event_p50_ms'])} ms, "
                   f"p99 {fmt(c1['post_to_event_p99_ms'])} ms; {c1['create_errors']} errors."]
+    lq = s.get("live", {}).get("herald")
+    if lq and "error" not in lq:
+        b, one, many = lq["broadcast"], lq["one_query"], lq["many_queries"]
+        lines += ["", f"Live queries (Herald only), {lq['streams']:,} streams, {lq['writes_per_s']} writes/s, median of "
+                  f"{lq['rounds']} alternating rounds: a plain broadcast of the same payloads p99 {fmt(b['p99_ms'])} ms "
+                  f"({fmt(b['server_cpu_us_per_change'])} µs CPU per write); one live query followed by every stream "
+                  f"p99 **{fmt(one['p99_ms'])} ms** ({fmt(one['server_cpu_us_per_change'])} µs per change, ratio "
+                  f"{fmt(lq['one_query_p99_ratio'], 2)}, target ≤ 1.5); {lq['queries']} distinct queries, each write "
+                  f"matching one, p99 {fmt(many['p99_ms'])} ms ({fmt(many['server_cpu_us_per_change'])} µs per change, "
+                  f"ratio {fmt(lq['many_queries_p99_ratio'], 2)}); deliveries {one['received']:,}/{one['expected']:,} "
+                  f"and {many['received']:,}/{many['expected']:,}."]
     gc = s.get("generator-ceiling", {}).get("trivial")
     if gc and "error" not in gc:
         lines += ["", f"Generator ceiling: sseload parsed {fmt(round(gc['events_per_s']))} events/s from "

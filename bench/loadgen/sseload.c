@@ -17,6 +17,9 @@
 // they connect (with a small receive buffer), to model clients that stall. --h2 K opens the
 // streams as HTTP/2 streams, K per cleartext connection with prior knowledge (h2c), through
 // libnghttp2 (framing, HPACK and flow control are the library's); publishing stays HTTP/1.1.
+// --variants K spreads streams over K paths and publishes over K bodies: %K in --path is the
+// stream's number modulo K, %K in --pub-body the sequence number modulo K (live queries with K
+// distinct filters, each publish matching one of them).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -132,6 +135,7 @@ static int opt_npids = 0;
 static int opt_concurrency = 1000;
 static double opt_connect_timeout = 30;
 static long opt_expect_per_publish = -1;
+static long opt_variants = 0;
 static int opt_h2 = 0;  // streams per HTTP/2 connection; 0: one HTTP/1.1 connection per stream
 
 // ---- shared measurement state ----
@@ -156,6 +160,7 @@ typedef struct {
     int state;
     int slow;
     int target;
+    int variant;
     int chunked;
     int cstate;
     uint64_t chunk_left;
@@ -348,11 +353,28 @@ static void stream_start(worker *w, stream *s) {
     epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+// The stream's path, with %K replaced by its variant.
+static const char *stream_path(const stream *s, char *buf, size_t size) {
+    const char *path = s->target ? opt_target_path : opt_path;
+    size_t n = 0;
+    for (const char *c = path; *c && n + 24 < size; c++) {
+        if (c[0] == '%' && c[1] == 'K') {
+            n += (size_t)snprintf(buf + n, size - n, "%d", s->variant);
+            c++;
+        } else {
+            buf[n++] = *c;
+        }
+    }
+    buf[n] = 0;
+    return buf;
+}
+
 static void stream_send_request(worker *w, stream *s) {
     char req[16384];
+    char path[4096];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n%s\r\n",
-                     s->target ? opt_target_path : opt_path, opt_host, opt_port,
+                     stream_path(s, path, sizeof path), opt_host, opt_port,
                      s->target ? opt_target_headers : opt_headers);
     if (write(s->fd, req, (size_t)n) != n) {
         stream_close(w, s, 1);
@@ -543,7 +565,8 @@ static void h2_open(h2conn *c) {
     snprintf(authority, sizeof authority, "%s:%d", opt_host, opt_port);
     for (int i = 0; i < c->nstreams; i++) {
         stream *s = &c->streams[i];
-        const char *path = s->target ? opt_target_path : opt_path;
+        static __thread char path_buf[4096];
+        const char *path = stream_path(s, path_buf, sizeof path_buf);
         nghttp2_nv nva[64] = {
             {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, NGHTTP2_NV_FLAG_NONE},
             {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, NGHTTP2_NV_FLAG_NONE},
@@ -689,6 +712,9 @@ static void pub_send(publisher *p, int step) {
         } else if (c[0] == '%' && c[1] == 'S') {
             bl += snprintf(body + bl, sizeof body - (size_t)bl, "%lld", (long long)seq);
             c++;
+        } else if (c[0] == '%' && c[1] == 'K') {
+            bl += snprintf(body + bl, sizeof body - (size_t)bl, "%lld", (long long)(opt_variants > 0 ? seq % opt_variants : 0));
+            c++;
         } else {
             body[bl++] = *c;
         }
@@ -813,7 +839,7 @@ static void usage(void) {
             "usage: sseload run --port P [--host H] [--path P] [--streams N] [--header 'K: V']...\n"
             "         [--target-path P --target-streams N --target-header 'K: V'] [--slow N] [--threads N]\n"
             "         [--pub-path P --pub-body B --pub-header 'K: V' --publishers N --rates r1,r2 --step-seconds S]\n"
-            "         [--drain-seconds S] [--hold-seconds S] [--pid PID[,PID...]] [--expect-per-publish N] [--h2 K]\n"
+            "         [--drain-seconds S] [--hold-seconds S] [--pid PID[,PID...]] [--expect-per-publish N] [--h2 K] [--variants K]\n"
             "       sseload serve --port P\n");
     exit(2);
 }
@@ -873,6 +899,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--concurrency")) opt_concurrency = atoi(v);
         else if (!strcmp(a, "--connect-timeout")) opt_connect_timeout = atof(v);
         else if (!strcmp(a, "--expect-per-publish")) opt_expect_per_publish = atol(v);
+        else if (!strcmp(a, "--variants")) opt_variants = atol(v);
         else if (!strcmp(a, "--h2")) opt_h2 = atoi(v);
         else usage();
     }
@@ -894,6 +921,7 @@ int main(int argc, char **argv) {
         all[i].fd = -1;
         all[i].target = i >= opt_streams;
         all[i].slow = i < opt_slow;
+        all[i].variant = opt_variants > 0 ? (int)(i % opt_variants) : 0;
     }
     // Shard streams over the workers (slow ones spread evenly too).
     int per = (total + opt_threads - 1) / opt_threads;

@@ -68,14 +68,6 @@ extension LiveQueries {
             }
         }
 
-        /// Writes `events`. A sink that gives up on a reader that fell behind closes its
-        /// connection itself, and the stream ends as if its client had gone.
-        func write(_ events: [ServerEvent]) {
-            let sink = self.sink
-            let encoded = Self.encode(events)
-            sink.eventLoop.execute { _ = sink.write(encoded, flush: true) }
-        }
-
         static func encode(_ events: [ServerEvent]) -> EncodedEvents {
             var bytes = ByteBuffer()
             for event in events { bytes.writeString(event.wireFormat) }
@@ -94,12 +86,14 @@ extension LiveQueries {
                 guard let change = batch.touched[id], change.logID > position else { continue }
                 if let rendering = evaluation.rendered[id] {
                     if known.insert(id).inserted {
-                        events.append(ServerEvent(id: change.logID, type: "enter", data: rendering.jsonString))
+                        events.append(ServerEvent(id: change.logID, type: "enter", data: rendering))
                         note(change.logID, id, entered: true)
                     } else {
-                        let changed = change.keys.subtracting([ObjectChange.grantsKey]).sorted()
-                        let data: JSONValue = ["object": rendering, "changed": .array(changed.map(JSONValue.string))]
-                        events.append(ServerEvent(id: change.logID, type: "update", data: data.jsonString))
+                        let changed = JSONValue.array(
+                            change.keys.subtracting([ObjectChange.grantsKey]).sorted().map(JSONValue.string)
+                        )
+                        let data = #"{"object":"# + rendering + #","changed":"# + changed.jsonString + "}"
+                        events.append(ServerEvent(id: change.logID, type: "update", data: data))
                     }
                 } else if known.remove(id) != nil {
                     events.append(ServerEvent(id: change.logID, type: "leave", data: Self.leave(id)))
@@ -110,7 +104,7 @@ extension LiveQueries {
                 for id in all where !known.contains(id) {
                     guard let rendering = evaluation.rendered[id] else { continue }
                     known.insert(id)
-                    events.append(ServerEvent(id: moved, type: "enter", data: rendering.jsonString))
+                    events.append(ServerEvent(id: moved, type: "enter", data: rendering))
                     note(moved, id, entered: true)
                 }
                 for id in known.subtracting(all).sorted() {

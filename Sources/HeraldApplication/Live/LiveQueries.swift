@@ -310,13 +310,25 @@ public final class LiveQueries: Service, Sendable {
             }
             return results
         }
+        // Streams that get the same events share one encoding; each loop gets one hop.
+        var encodings: [[ServerEvent]: EncodedEvents] = [:]
+        var writes: [ObjectIdentifier: (loop: any EventLoop, writes: [(any StreamSink, EncodedEvents)])] = [:]
         for key in groups {
             guard let evaluation = results[key] else { continue }
             for id in state.groups[key] ?? [] {
                 guard let subscriber = state.subscribers[id] else { continue }
                 let events = subscriber.follow(evaluation, batch)
-                if !events.isEmpty { subscriber.write(events) }
+                guard !events.isEmpty else { continue }
+                let encoded = encodings[events] ?? Subscriber.encode(events)
+                encodings[events] = encoded
+                let loop = subscriber.sink.eventLoop
+                writes[ObjectIdentifier(loop), default: (loop, [])].writes.append((subscriber.sink, encoded))
             }
+        }
+        for (loop, pending) in writes.values {
+            // A sink that gives up on a reader that fell behind closes its connection itself, and
+            // the stream ends as if its client had gone.
+            loop.execute { for (sink, events) in pending { _ = sink.write(events, flush: true) } }
         }
     }
 
@@ -334,7 +346,7 @@ public final class LiveQueries: Service, Sendable {
         }
         let wholly = batch.rightsChanged != nil
         let matching = try work.list(query.query, within: wholly ? nil : batch.order, as: scope)
-        var rendered: [String: JSONValue] = [:]
+        var rendered: [String: String] = [:]
         for entity in matching {
             rendered[entity.id] = try work.model.render(
                 entity,
@@ -342,14 +354,15 @@ public final class LiveQueries: Service, Sendable {
                 view: query.view,
                 as: scope,
                 in: work.tx
-            )
+            ).jsonString
         }
         return Evaluation(rendered: rendered, all: wholly ? matching.map(\.id) : nil)
     }
 
     /// What one group's query matches after a batch.
     struct Evaluation: Sendable {
-        var rendered: [String: JSONValue]
+        /// The matching changed objects (all matching ones when rights moved), as JSON text.
+        var rendered: [String: String]
         var all: [String]?
     }
 }
