@@ -213,7 +213,7 @@ class Trivial(Server):
 
 def sseload(args, server, streams, path=None, headers=(), target_path=None, target_headers=(), target_streams=0,
             pub_path=None, pub_headers=(), pub_body=None, rates=(), step=2.0, drain=2.0, hold=0.0, slow=0,
-            publishers=4, expect_per_publish=None, variants=0):
+            publishers=4, expect_per_publish=None, variants=0, ready_event=None):
     cmd = [args.sseload, "run", "--port", str(server.port), "--path", path or server.stream_path,
            "--streams", str(streams), "--pid", ",".join(str(p) for p in server.pids()),
            "--step-seconds", str(step), "--drain-seconds", str(drain), "--hold-seconds", str(hold),
@@ -237,6 +237,8 @@ def sseload(args, server, streams, path=None, headers=(), target_path=None, targ
         cmd += ["--h2", str(server.h2)]
     if variants:
         cmd += ["--variants", str(variants)]
+    if ready_event:
+        cmd += ["--ready-event", ready_event]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"sseload failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -391,11 +393,11 @@ def scenario_live(args, cls, size):
     times; the median of each is reported."""
     streams, queries, rate = size["live_streams"], size["live_queries"], size["live_rate"]
 
-    def once(path, pub_path, body, variants, expect):
+    def once(path, pub_path, body, variants, expect, ready=None):
         def run(server):
             r = sseload(args, server, streams, path=path, headers=server.stream_headers(), pub_path=pub_path,
                         pub_headers=server.user_publish_headers(), pub_body=body, rates=[rate], step=size["step"] * 2,
-                        drain=2, expect_per_publish=expect, variants=variants)
+                        drain=2, expect_per_publish=expect, variants=variants, ready_event=ready)
             s = r["steps"][0]
             return {"streams": r["connected"], "changes": s["published"], "received": s["received"],
                     "expected": s["expected"], "p50_ms": s["p50_us"] / 1000, "p99_ms": s["p99_us"] / 1000,
@@ -405,9 +407,10 @@ def scenario_live(args, cls, size):
     kinds = {
         "broadcast": lambda: once(cls.stream_path, "/structr/rest/benchPublish", '{"t":%T,"s":%S}', 0, streams),
         "one_query": lambda: once("/structr/rest/LiveItem?q=0", "/structr/rest/LiveItem",
-                                  '{"t":%T,"s":%S,"q":0,"visibleToPublicUsers":true}', 0, streams),
+                                  '{"t":%T,"s":%S,"q":0,"visibleToPublicUsers":true}', 0, streams, "snapshot"),
         "many_queries": lambda: once("/structr/rest/LiveItem?q=%K", "/structr/rest/LiveItem",
-                                     '{"t":%T,"s":%S,"q":%K,"visibleToPublicUsers":true}', queries, streams // queries),
+                                     '{"t":%T,"s":%S,"q":%K,"visibleToPublicUsers":true}', queries, streams // queries,
+                                     "snapshot"),
     }
     runs = {kind: [] for kind in kinds}
     for _ in range(size["live_rounds"]):

@@ -19,7 +19,9 @@
 // libnghttp2 (framing, HPACK and flow control are the library's); publishing stays HTTP/1.1.
 // --variants K spreads streams over K paths and publishes over K bodies: %K in --path is the
 // stream's number modulo K, %K in --pub-body the sequence number modulo K (live queries with K
-// distinct filters, each publish matching one of them).
+// distinct filters, each publish matching one of them). --ready-event NAME waits, before
+// publishing, until every connected stream has had an event of that type (a live query's
+// `snapshot`: its head comes before the snapshot is read).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -143,6 +145,8 @@ static uint8_t *seq_step;              // the step each sequence number was publ
 static _Atomic uint32_t *seq_count;    // deliveries per sequence number
 static _Atomic uint64_t *seq_max;      // latest delivery per sequence number (µs after publish)
 static _Atomic int connected_count = 0;
+static _Atomic int ready_count = 0;
+static const char *opt_ready_event = NULL;
 static _Atomic int failed_count = 0;
 static _Atomic int closed_count = 0;
 static _Atomic int stop_all = 0;
@@ -161,6 +165,7 @@ typedef struct {
     int slow;
     int target;
     int variant;
+    int ready;
     int chunked;
     int cstate;
     uint64_t chunk_left;
@@ -244,6 +249,11 @@ static void sse_line(worker *w, stream *s, const char *line, int len) {
         s->ev_t = -1;
         s->ev_s = -1;
         return;
+    }
+    if (opt_ready_event && !s->ready && len > 7 && memcmp(line, "event: ", 7) == 0 &&
+        (size_t)(len - 7) == strlen(opt_ready_event) && memcmp(line + 7, opt_ready_event, (size_t)(len - 7)) == 0) {
+        s->ready = 1;
+        atomic_fetch_add(&ready_count, 1);
     }
     if (len >= 5 && memcmp(line, "data:", 5) == 0) {
         int64_t t = parse_int_after(line, len, "\"t\":");
@@ -840,6 +850,7 @@ static void usage(void) {
             "         [--target-path P --target-streams N --target-header 'K: V'] [--slow N] [--threads N]\n"
             "         [--pub-path P --pub-body B --pub-header 'K: V' --publishers N --rates r1,r2 --step-seconds S]\n"
             "         [--drain-seconds S] [--hold-seconds S] [--pid PID[,PID...]] [--expect-per-publish N] [--h2 K] [--variants K]\n"
+            "         [--ready-event NAME]\n"
             "       sseload serve --port P\n");
     exit(2);
 }
@@ -900,6 +911,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--connect-timeout")) opt_connect_timeout = atof(v);
         else if (!strcmp(a, "--expect-per-publish")) opt_expect_per_publish = atol(v);
         else if (!strcmp(a, "--variants")) opt_variants = atol(v);
+        else if (!strcmp(a, "--ready-event")) opt_ready_event = v;
         else if (!strcmp(a, "--h2")) opt_h2 = atoi(v);
         else usage();
     }
@@ -968,6 +980,9 @@ int main(int argc, char **argv) {
         usleep(1000);
     }
     double connect_ms = all_done ? (double)(all_done - start) / 1000.0 : -1;
+    while (opt_ready_event && atomic_load(&ready_count) < atomic_load(&connected_count) &&
+           now_us() - start < (uint64_t)(opt_connect_timeout * 1e6))
+        usleep(1000);
     double cpu_connect = server_cpu() - cpu_before_connect;
     if (opt_hold_seconds > 0) usleep((useconds_t)(opt_hold_seconds * 1e6));
     long rss_held = server_rss_kb();

@@ -18,9 +18,12 @@ extension LiveQueries {
         var order: [String] = []
         /// The newest record that can move objects in or out of sight without changing them.
         var rightsChanged: UInt64?
+        /// The newest record in the batch.
+        var newest: UInt64 = 0
 
         init(_ changes: some Sequence<(UInt64, ObjectChange)>) {
             for (logID, change) in changes {
+                newest = max(newest, logID)
                 if Self.movesRights(change) { rightsChanged = logID }
                 if touched[change.id] == nil { order.append(change.id) }
                 touched[change.id, default: Touched()].logID = logID

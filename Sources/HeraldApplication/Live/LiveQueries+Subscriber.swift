@@ -79,6 +79,67 @@ extension LiveQueries {
             sink.eventLoop.execute { sink.end() }
         }
 
+        /// What a batch without a rights move means for a stream, which depends only on which
+        /// changed objects it holds (``signature(of:)``): shared by every stream with the same
+        /// signature, so the events are built and encoded once.
+        struct Outcome {
+            var encoded: EncodedEvents?
+            var entered: [(logID: UInt64, object: String)] = []
+            var left: [(logID: UInt64, object: String)] = []
+        }
+
+        /// For each changed object of `batch`, in order: 0 when the stream is past its change
+        /// already, 2 when it holds the object, 1 when not.
+        func signature(of batch: ChangeBatch) -> [UInt8] {
+            batch.order.map { id in
+                guard let change = batch.touched[id], change.logID > position else { return 0 }
+                return known.contains(id) ? 2 : 1
+            }
+        }
+
+        /// The outcome of `batch` for streams with `signature` (the batch moved no rights).
+        static func outcome(_ evaluation: Evaluation, _ batch: ChangeBatch, signature: [UInt8]) -> Outcome {
+            var outcome = Outcome()
+            var events: [ServerEvent] = []
+            for (index, id) in batch.order.enumerated() where signature[index] != 0 {
+                guard let change = batch.touched[id] else { continue }
+                if let rendering = evaluation.rendered[id] {
+                    if signature[index] == 1 {
+                        events.append(ServerEvent(id: change.logID, type: "enter", data: rendering))
+                        outcome.entered.append((change.logID, id))
+                    } else {
+                        events.append(
+                            ServerEvent(id: change.logID, type: "update", data: update(rendering, change.keys))
+                        )
+                    }
+                } else if signature[index] == 2 {
+                    events.append(ServerEvent(id: change.logID, type: "leave", data: leave(id)))
+                    outcome.left.append((change.logID, id))
+                }
+            }
+            events.sort { $0.id < $1.id }
+            outcome.encoded = events.isEmpty ? nil : encode(events)
+            return outcome
+        }
+
+        /// Takes an outcome of `batch`: what the stream holds and how far it is.
+        func take(_ outcome: Outcome, of batch: ChangeBatch) {
+            for (logID, id) in outcome.entered {
+                known.insert(id)
+                note(logID, id, entered: true)
+            }
+            for (logID, id) in outcome.left {
+                known.remove(id)
+                note(logID, id, entered: false)
+            }
+            position = max(position, batch.newest)
+        }
+
+        static func update(_ rendering: String, _ keys: Set<String>) -> String {
+            let changed = JSONValue.array(keys.subtracting([ObjectChange.grantsKey]).sorted().map(JSONValue.string))
+            return #"{"object":"# + rendering + #","changed":"# + changed.jsonString + "}"
+        }
+
         /// The events a batch means for this stream, in log order; updates what it holds.
         func follow(_ evaluation: Evaluation, _ batch: ChangeBatch) -> [ServerEvent] {
             var events: [ServerEvent] = []
@@ -89,11 +150,9 @@ extension LiveQueries {
                         events.append(ServerEvent(id: change.logID, type: "enter", data: rendering))
                         note(change.logID, id, entered: true)
                     } else {
-                        let changed = JSONValue.array(
-                            change.keys.subtracting([ObjectChange.grantsKey]).sorted().map(JSONValue.string)
+                        events.append(
+                            ServerEvent(id: change.logID, type: "update", data: Self.update(rendering, change.keys))
                         )
-                        let data = #"{"object":"# + rendering + #","changed":"# + changed.jsonString + "}"
-                        events.append(ServerEvent(id: change.logID, type: "update", data: data))
                     }
                 } else if known.remove(id) != nil {
                     events.append(ServerEvent(id: change.logID, type: "leave", data: Self.leave(id)))
@@ -113,8 +172,7 @@ extension LiveQueries {
                     note(moved, id, entered: false)
                 }
             }
-            if let newest = events.map(\.id).max() { position = max(position, newest) }
-            position = max(position, batch.touched.values.map(\.logID).max() ?? position)
+            position = max(position, batch.newest)
             return events.sorted { $0.id < $1.id }
         }
 

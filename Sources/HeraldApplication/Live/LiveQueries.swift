@@ -57,8 +57,11 @@ public final class LiveQueries: Service, Sendable {
     let limits: Limits
     /// Whether a caller still has the grant a list of a type needs (checked when grants change).
     let authorize: (@Sendable (Caller, String) async -> Bool)?
-    private let inbox: AsyncStream<Message>
-    private let send: AsyncStream<Message>.Continuation
+    /// Messages in arrival order; the task takes all that wait at once, so under load the
+    /// change records of many commits are followed in one batch (one read, one write a stream).
+    private let inbox = Mutex<[Message]>([])
+    private let wakeUps: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
     private let nextID = Atomic<Int>(0)
     /// Streams open, so commits with none skip the queue.
     private let open = Atomic<Int>(0)
@@ -73,10 +76,10 @@ public final class LiveQueries: Service, Sendable {
         self.workRunner = workRunner
         self.limits = limits
         self.logger = logger
-        (inbox, send) = AsyncStream.makeStream(of: Message.self)
+        (wakeUps, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         workRunner.events.onChanges { [weak self] entries in
             guard let self, self.open.load(ordering: .relaxed) > 0 else { return }
-            self.send.yield(.changes(entries))
+            self.send(.changes(entries))
         }
     }
 
@@ -104,7 +107,7 @@ public final class LiveQueries: Service, Sendable {
         open.add(1, ordering: .relaxed)
         do {
             try await withCheckedThrowingContinuation { continuation in
-                send.yield(.subscribe(subscriber, lastEventID: lastEventID, continuation))
+                send(.subscribe(subscriber, lastEventID: lastEventID, continuation))
             }
         } catch {
             open.subtract(1, ordering: .relaxed)
@@ -115,23 +118,48 @@ public final class LiveQueries: Service, Sendable {
 
     /// Ends the stream `id` (its client went away).
     public func unsubscribe(_ id: Int) {
-        send.yield(.unsubscribe(id))
+        send(.unsubscribe(id))
     }
 
     /// Ends every stream opened from `origin` (a login session that ended).
     public func close(origin: String) {
-        send.yield(.close(origin: origin))
+        send(.close(origin: origin))
     }
 
     /// Works through subscriptions and changes in order until shutdown, then ends every stream.
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var state = State()
-            for await message in self.inbox {
-                await self.handle(message, &state)
+            for await _ in self.wakeUps {
+                for message in Self.merged(
+                    self.inbox.withLock { inbox in
+                        defer { inbox = [] }
+                        return inbox
+                    }
+                ) {
+                    await self.handle(message, &state)
+                }
             }
             for subscriber in state.subscribers.values { subscriber.end() }
         }
+    }
+
+    private func send(_ message: Message) {
+        inbox.withLock { $0.append(message) }
+        wake.yield()
+    }
+
+    /// `messages` with each run of change records made one.
+    static func merged(_ messages: [Message]) -> [Message] {
+        var out: [Message] = []
+        for message in messages {
+            if case .changes(let more) = message, case .changes(let earlier)? = out.last {
+                out[out.count - 1] = .changes(earlier + more)
+            } else {
+                out.append(message)
+            }
+        }
+        return out
     }
 
     // MARK: Processing
@@ -310,17 +338,26 @@ public final class LiveQueries: Service, Sendable {
             }
             return results
         }
-        // Streams that get the same events share one encoding; each loop gets one hop.
-        var encodings: [[ServerEvent]: EncodedEvents] = [:]
+        // Streams that hold the same of the changed objects get the same events, built and
+        // encoded once; each loop gets one hop.
         var writes: [ObjectIdentifier: (loop: any EventLoop, writes: [(any StreamSink, EncodedEvents)])] = [:]
         for key in groups {
             guard let evaluation = results[key] else { continue }
+            var outcomes: [[UInt8]: Subscriber.Outcome] = [:]
             for id in state.groups[key] ?? [] {
                 guard let subscriber = state.subscribers[id] else { continue }
-                let events = subscriber.follow(evaluation, batch)
-                guard !events.isEmpty else { continue }
-                let encoded = encodings[events] ?? Subscriber.encode(events)
-                encodings[events] = encoded
+                let encoded: EncodedEvents?
+                if batch.rightsChanged == nil {
+                    let signature = subscriber.signature(of: batch)
+                    let outcome = outcomes[signature] ?? Subscriber.outcome(evaluation, batch, signature: signature)
+                    outcomes[signature] = outcome
+                    subscriber.take(outcome, of: batch)
+                    encoded = outcome.encoded
+                } else {
+                    let events = subscriber.follow(evaluation, batch)
+                    encoded = events.isEmpty ? nil : Subscriber.encode(events)
+                }
+                guard let encoded else { continue }
                 let loop = subscriber.sink.eventLoop
                 writes[ObjectIdentifier(loop), default: (loop, [])].writes.append((subscriber.sink, encoded))
             }
