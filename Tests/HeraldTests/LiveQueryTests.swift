@@ -284,6 +284,57 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(Set(snapshot.data["result"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []) == [c2, c3, c4])
     }
 
+    @Test func aPropertyFilterSeesObjectsUpdatedIntoAndOutOfIt() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let low = try await server.create("Comment", #"{"text": "low", "stars": 1}"#)
+        let high = try await server.create("Comment", #"{"text": "high", "stars": 4}"#)
+        let stream = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live,
+            path: "/structr/rest/Comment?stars=%5B3%20TO%205%5D"
+        )
+        defer { stream.close() }
+        #expect(try await eventually { events(stream).first?.type == "snapshot" })
+        #expect(events(stream).first?.data["result"]?.ids == [high])
+        #expect(try await server.request(.PUT, "/structr/rest/Comment/\(low)", body: #"{"stars": 3}"#).status == 200)
+        #expect(try await waitFor(stream, "enter", low))
+        #expect(try await server.request(.PUT, "/structr/rest/Comment/\(high)", body: #"{"stars": 2}"#).status == 200)
+        #expect(try await waitFor(stream, "leave", high))
+        #expect(try await server.request(.PUT, "/structr/rest/Comment/\(high)", body: #"{"stars": 1}"#).status == 200)
+        #expect(
+            try await server.request(.PUT, "/structr/rest/Comment/\(low)", body: #"{"text": "still in"}"#).status == 200
+        )
+        #expect(try await waitFor(stream, "update", low))
+        let seen = events(stream).map { "\($0.type) \($0.objectID ?? "-")" }
+        #expect(seen == ["snapshot -", "enter \(low)", "leave \(high)", "update \(low)"], "\(seen)")
+        #expect(events(stream).last?.data["changed"]?.arrayValue?.contains("text") == true)
+    }
+
+    @Test func aReconnectPastWhatTheLogKeepsStartsFromAFreshSnapshot() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files)) { $0.eventHistoryCount = 3 }
+        defer { Task { try? await server.stop() } }
+        let path = "/structr/rest/Comment"
+        let first = try await EventStream(server, headers: TestServer.superuser + Self.live, path: path)
+        #expect(try await eventually { events(first).first?.type == "snapshot" })
+        let c1 = try await server.create("Comment", #"{"text": "one"}"#)
+        #expect(try await waitFor(first, "enter", c1))
+        let last = try #require(events(first).last?.id)
+        first.close()
+        // Enough changes that pruning (every second) drops the records after `last`.
+        for n in 0..<6 { _ = try await server.create("Comment", #"{"text": "n\#(n)"}"#) }
+        try await Task.sleep(for: .milliseconds(2500))
+        let again = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last)],
+            path: path
+        )
+        defer { again.close() }
+        #expect(try await eventually { !events(again).isEmpty })
+        #expect(events(again).first?.type == "snapshot")
+        #expect(events(again).first?.data["result_count"] == 7)
+    }
+
     @Test func afterARestartAReconnectStartsFromAFreshSnapshot() async throws {
         let directory = try TestDirectory(files: Self.files)
         let server = try await TestServer.start(directory)
