@@ -33,12 +33,8 @@ import Testing
 
     static let chromium = "/usr/bin/chromium"
 
-    func reports(_ server: TestServer, _ stage: String) async throws -> [String] {
-        let list = try await server.get("/structr/rest/Report?stage=\(stage)&_sort=createdDate")
-        return (list.arrayValue ?? []).compactMap { $0["detail"]?.stringValue }
-    }
-
-    @Test func aCommentNotifiesThePostsAuthorInTheBrowserAndNothingIsLostAcrossADroppedStream() async throws {
+    /// The example app with a `report` method for pages, and `page` in a public folder of its own.
+    static func exampleApp(serving page: String, as name: String) throws -> (TestDirectory, publicFolder: URL) {
         let directory = try TestDirectory()
         try directory.write([
             "Report.json": #"{"properties": {"stage": "string", "detail": "string"}}"#,
@@ -46,7 +42,17 @@ import Testing
         ])
         let publicFolder = directory.root.appendingPathComponent("public")
         try FileManager.default.createDirectory(at: publicFolder, withIntermediateDirectories: true)
-        try Data(Self.page.utf8).write(to: publicFolder.appendingPathComponent("test.html"))
+        try Data(page.utf8).write(to: publicFolder.appendingPathComponent(name))
+        return (directory, publicFolder)
+    }
+
+    func reports(_ server: TestServer, _ stage: String) async throws -> [String] {
+        let list = try await server.get("/structr/rest/Report?stage=\(stage)&_sort=createdDate")
+        return (list.arrayValue ?? []).compactMap { $0["detail"]?.stringValue }
+    }
+
+    @Test func aCommentNotifiesThePostsAuthorInTheBrowserAndNothingIsLostAcrossADroppedStream() async throws {
+        let (directory, publicFolder) = try Self.exampleApp(serving: Self.page, as: "test.html")
         let configure: (inout HeraldServerConfiguration) -> Void = {
             $0.publicDirectory = publicFolder.path
             $0.eventSourceRetry = 1500
@@ -127,14 +133,7 @@ import Testing
         """
 
     @Test func theExamplePageKeepsAPostsCommentsLiveFromOneStream() async throws {
-        let directory = try TestDirectory()
-        try directory.write([
-            "Report.json": #"{"properties": {"stage": "string", "detail": "string"}}"#,
-            "global/report.js": "{ $.create('Report', {stage: $.arguments.stage, detail: $.arguments.detail}); }",
-        ])
-        let publicFolder = directory.root.appendingPathComponent("public")
-        try FileManager.default.createDirectory(at: publicFolder, withIntermediateDirectories: true)
-        try Data(Self.livePage.utf8).write(to: publicFolder.appendingPathComponent("live.html"))
+        let (directory, publicFolder) = try Self.exampleApp(serving: Self.livePage, as: "live.html")
         try FileManager.default.copyItem(
             at: repositoryRoot.appendingPathComponent("public/live-comments.js"),
             to: publicFolder.appendingPathComponent("live-comments.js")
