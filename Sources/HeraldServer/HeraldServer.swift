@@ -95,18 +95,13 @@ public enum HeraldServer {
         )
         let methods = MethodRunner(workRunner: workRunner, pool: pool)
         let policy = ResourceAccessPolicy(storage: storage)
-        // Before the live queries' observer: a stream's grant is checked against fresh grants.
-        hub.onChanges { entries in
-            if entries.contains(where: { ObjectChange(logData: $0.event.data)?.type == BuiltInType.resourceAccess }) {
-                policy.invalidate()
-            }
-        }
         let live = LiveQueries(
             workRunner: workRunner,
-            logger: Logger(label: "herald.live", level: configuration.logLevel)
-        ) { caller, type in
-            (try? await policy.authorize(caller, RESTOperation(method: .get, signature: type))) != nil
-        }
+            logger: Logger(label: "herald.live", level: configuration.logLevel),
+            grants: LiveQueries.GrantCheck(refresh: { policy.invalidate() }) { caller, type in
+                (try? await policy.authorize(caller, RESTOperation(method: .get, signature: type))) != nil
+            }
+        )
 
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ErrorMiddleware())

@@ -55,8 +55,22 @@ public final class LiveQueries: Service, Sendable {
     let workRunner: WorkRunner
     let logger: Logger
     let limits: Limits
-    /// Whether a caller still has the grant a list of a type needs (checked when grants change).
-    let authorize: (@Sendable (Caller, String) async -> Bool)?
+    /// How a stream's grant is checked again when grants change; nil: never.
+    let grants: GrantCheck?
+
+    /// Whether a caller may still list a type, asked again whenever grants change.
+    public struct GrantCheck: Sendable {
+        /// Forgets cached grants: called once before the streams are checked.
+        public var refresh: @Sendable () -> Void
+        /// Whether `caller` may list objects of the type.
+        public var allows: @Sendable (_ caller: Caller, _ type: String) async -> Bool
+
+        public init(refresh: @escaping @Sendable () -> Void, allows: @escaping @Sendable (Caller, String) async -> Bool)
+        {
+            self.refresh = refresh
+            self.allows = allows
+        }
+    }
     /// Messages in arrival order; the task takes all that wait at once, so under load the
     /// change records of many commits are followed in one batch (one read, one write a stream).
     private let inbox = Mutex<[Message]>([])
@@ -65,20 +79,29 @@ public final class LiveQueries: Service, Sendable {
     private let nextID = Atomic<Int>(0)
     /// Streams open, so commits with none skip the queue.
     private let open = Atomic<Int>(0)
+    /// Ended streams kept for a reconnect: their changes must still be recorded.
+    private let retainedCount = Atomic<Int>(0)
+
+    /// Whether writes must record their changes: a stream is open, or one that ended may still
+    /// resume.
+    var followsChanges: Bool {
+        open.load(ordering: .sequentiallyConsistent) > 0 || retainedCount.load(ordering: .sequentiallyConsistent) > 0
+    }
 
     public init(
         workRunner: WorkRunner,
         limits: Limits = Limits(),
         logger: Logger,
-        authorize: (@Sendable (Caller, String) async -> Bool)? = nil
+        grants: GrantCheck? = nil
     ) {
-        self.authorize = authorize
+        self.grants = grants
         self.workRunner = workRunner
         self.limits = limits
         self.logger = logger
         (wakeUps, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        workRunner.recordChanges { [weak self] in self?.followsChanges ?? false }
         workRunner.events.onChanges { [weak self] entries in
-            guard let self, self.open.load(ordering: .relaxed) > 0 else { return }
+            guard let self, self.open.load(ordering: .sequentiallyConsistent) > 0 else { return }
             self.send(.changes(entries))
         }
     }
@@ -104,13 +127,13 @@ public final class LiveQueries: Service, Sendable {
             sink: sink,
             journalLength: limits.journalLength
         )
-        open.add(1, ordering: .relaxed)
+        open.add(1, ordering: .sequentiallyConsistent)
         do {
             try await withCheckedThrowingContinuation { continuation in
                 send(.subscribe(subscriber, lastEventID: lastEventID, continuation))
             }
         } catch {
-            open.subtract(1, ordering: .relaxed)
+            open.subtract(1, ordering: .sequentiallyConsistent)
             throw error
         }
         return id
@@ -200,13 +223,16 @@ public final class LiveQueries: Service, Sendable {
                 continuation.resume(throwing: error)
             }
         case .unsubscribe(let id):
-            if let subscriber = remove(id, &state) { retain(subscriber, &state) }
+            // Counted as kept before it stops counting as open, so recording never pauses.
+            guard let subscriber = state.subscribers[id] else { return }
+            retain(subscriber, &state)
+            remove(id, &state)
         case .close(let origin):
             for subscriber in state.subscribers.values where subscriber.origin == origin {
                 subscriber.end()
                 remove(subscriber.id, &state)
             }
-            state.retained.removeAll { $0.origin == origin }
+            drop(where: { $0.origin == origin }, &state)
         case .changes(let entries):
             guard !state.groups.isEmpty else { return }
             do {
@@ -217,7 +243,7 @@ public final class LiveQueries: Service, Sendable {
                 logger.error("live queries could not follow a change; their streams end: \(error)")
                 for subscriber in state.subscribers.values { subscriber.end() }
                 for id in Array(state.subscribers.keys) { remove(id, &state) }
-                state.retained.removeAll()
+                drop(where: { _ in true }, &state)
             }
         }
     }
@@ -225,7 +251,7 @@ public final class LiveQueries: Service, Sendable {
     @discardableResult
     private func remove(_ id: Int, _ state: inout State) -> Subscriber? {
         guard let subscriber = state.subscribers.removeValue(forKey: id) else { return nil }
-        open.subtract(1, ordering: .relaxed)
+        open.subtract(1, ordering: .sequentiallyConsistent)
         state.groups[subscriber.key]?.remove(id)
         if state.groups[subscriber.key]?.isEmpty == true { state.groups[subscriber.key] = nil }
         return subscriber
@@ -235,15 +261,25 @@ public final class LiveQueries: Service, Sendable {
     private func retain(_ subscriber: Subscriber, _ state: inout State) {
         subscriber.endedAt = .now
         state.retained.append(subscriber)
+        retainedCount.add(1, ordering: .sequentiallyConsistent)
         expire(&state)
     }
 
     private func expire(_ state: inout State) {
         let oldest = ContinuousClock.now - limits.retention
-        state.retained.removeAll { ($0.endedAt ?? .now) < oldest }
+        drop(where: { ($0.endedAt ?? .now) < oldest }, &state)
         if state.retained.count > limits.retainedStreams {
-            state.retained.removeFirst(state.retained.count - limits.retainedStreams)
+            let extra = state.retained.count - limits.retainedStreams
+            state.retained.removeFirst(extra)
+            retainedCount.subtract(extra, ordering: .sequentiallyConsistent)
         }
+    }
+
+    /// Forgets the kept streams that match.
+    private func drop(where matches: (Subscriber) -> Bool, _ state: inout State) {
+        let before = state.retained.count
+        state.retained.removeAll(where: matches)
+        retainedCount.subtract(before - state.retained.count, ordering: .sequentiallyConsistent)
     }
 
     /// What a client held at `lastEventID`, from the streams of its query and caller that
@@ -260,7 +296,8 @@ public final class LiveQueries: Service, Sendable {
         let candidates = (ended.map { state.retained[$0] } + open).filter { $0.reached(lastEventID) }
         let held = candidates.compactMap { $0.held(at: lastEventID) }
         guard !held.isEmpty, held.count == candidates.count, Set(held).count == 1 else { return nil }
-        for index in ended.reversed() { state.retained.remove(at: index) }
+        let taken = Set(ended.map { ObjectIdentifier(state.retained[$0]) })
+        drop(where: { taken.contains(ObjectIdentifier($0)) }, &state)
         return Resume(after: lastEventID, known: held[0])
     }
 
@@ -273,6 +310,10 @@ public final class LiveQueries: Service, Sendable {
     /// Writes a new stream's first events: its snapshot, or, resuming, what it missed after the
     /// client's last id, read with the change records since then in one transaction.
     private func start(_ subscriber: Subscriber, resuming resume: Resume?) async throws {
+        // Writes record their changes from the moment this stream counted as open; one that
+        // looked before that may still be committing. An empty write waits for it (SQLite has
+        // one writer), so the snapshot below sees it, and every later write is recorded.
+        try await workRunner.storage.write { _ in }
         let (query, key) = (subscriber.query, subscriber.key)
         let first = try await workRunner.read(subscriber.caller) { work -> First in
             let scope = try work.scope
@@ -317,10 +358,11 @@ public final class LiveQueries: Service, Sendable {
 
     /// Follows a batch of change records for every group with streams.
     private func apply(_ batch: ChangeBatch, _ state: inout State) async throws {
-        if let authorize, batch.touched.values.contains(where: { $0.types.contains(BuiltInType.resourceAccess) }) {
+        if let grants, batch.touched.values.contains(where: { $0.types.contains(BuiltInType.resourceAccess) }) {
             // A revoked grant ends the streams that needed it.
+            grants.refresh()
             for subscriber in Array(state.subscribers.values)
-            where await !authorize(subscriber.caller, subscriber.query.query.type) {
+            where await !grants.allows(subscriber.caller, subscriber.query.query.type) {
                 subscriber.end()
                 remove(subscriber.id, &state)
             }

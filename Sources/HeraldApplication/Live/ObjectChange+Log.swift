@@ -11,7 +11,7 @@ extension ObjectChange {
     }
 
     /// A change read back from the log.
-    public init?(logData: String) {
+    init?(logData: String) {
         guard case .object(let object)? = try? JSONValue(parsing: logData),
             let type = object["type"]?.stringValue, let id = object["id"]?.stringValue,
             let kind = object["op"]?.stringValue.flatMap(Kind.init(rawValue:))

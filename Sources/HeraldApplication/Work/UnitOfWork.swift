@@ -141,11 +141,13 @@ public final class UnitOfWork {
         }
     }
 
-    /// Fails the transaction with the errors `$.error` recorded; otherwise records every object
-    /// the transaction changed in the event log, for live queries (``LiveQueries``).
+    /// Fails the transaction with the errors `$.error` recorded; otherwise, while live queries
+    /// follow changes, records every object the transaction changed in the event log.
     func finish() throws {
         if !validationErrors.isEmpty { throw DataError.validation(validationErrors) }
-        for change in tx.changes {
+        let changes = tx.changes
+        guard !changes.isEmpty, workRunner.changesAreFollowed else { return }
+        for change in changes {
             events.append(
                 try EventLog.append(type: Self.changeEventType, data: change.logData, audience: .changes, in: tx)
             )

@@ -22,6 +22,7 @@ public final class WorkRunner: Sendable {
     let logger: Logger
     private let models: Mutex<(latest: Int64, byGeneration: [Int64: DataModel])>
     private let commitObservers = Mutex<[@Sendable (Set<String>) -> Void]>([])
+    private let changeFollowers = Mutex<[@Sendable () -> Bool]>([])
 
     /// - Parameters:
     ///   - model: the model of the schema storage was migrated to at start-up, generation
@@ -85,6 +86,17 @@ public final class WorkRunner: Sendable {
     /// Calls `observer` after every commit with the types it wrote, so caches can follow changes.
     public func onCommit(_ observer: @escaping @Sendable (Set<String>) -> Void) {
         commitObservers.withLock { $0.append(observer) }
+    }
+
+    /// Has writes record the objects they change in the event log while `isFollowing` says so
+    /// (live queries are open); without a follower they record nothing.
+    public func recordChanges(while isFollowing: @escaping @Sendable () -> Bool) {
+        changeFollowers.withLock { $0.append(isFollowing) }
+    }
+
+    /// Whether a write should record its changes in the event log now.
+    var changesAreFollowed: Bool {
+        changeFollowers.withLock { $0 }.contains { $0() }
     }
 
     func committed(_ types: Set<String>) {
