@@ -22,6 +22,8 @@ extension LiveQueries {
         private var start: UInt64 = 0
         /// Its enters and leaves since `start`, oldest first, at most `journalLength`.
         private var journal: [(logID: UInt64, object: String, entered: Bool)] = []
+        /// The newest log id of a step the journal let go: it cannot go back before it.
+        private var forgotten: UInt64 = 0
         /// When its client went away.
         var endedAt: ContinuousClock.Instant?
 
@@ -41,6 +43,7 @@ extension LiveQueries {
             self.position = position
             self.start = position
             journal = []
+            forgotten = 0
         }
 
         /// Whether `logID` lies within what the stream went through.
@@ -49,8 +52,7 @@ extension LiveQueries {
         /// What the stream held right after the event `logID`, if its journal reaches back
         /// that far.
         func held(at logID: UInt64) -> Set<String>? {
-            guard reached(logID) else { return nil }
-            if journal.count >= journalLength, let oldest = journal.first, oldest.logID <= logID { return nil }
+            guard reached(logID), logID >= forgotten else { return nil }
             var held = known
             for step in journal.reversed() where step.logID > logID {
                 if step.entered { held.remove(step.object) } else { held.insert(step.object) }
@@ -178,7 +180,11 @@ extension LiveQueries {
 
         private func note(_ logID: UInt64, _ object: String, entered: Bool) {
             journal.append((logID, object, entered))
-            if journal.count > journalLength { journal.removeFirst(journal.count - journalLength) }
+            if journal.count > journalLength {
+                let extra = journal.count - journalLength
+                forgotten = max(forgotten, journal[..<extra].map(\.logID).max() ?? 0)
+                journal.removeFirst(extra)
+            }
         }
 
         static func leave(_ id: String) -> String {
