@@ -102,6 +102,7 @@ public enum HeraldServer {
                 (try? await policy.authorize(caller, RESTOperation(method: .get, signature: type))) != nil
             }
         )
+        try await live.restore()
 
         let router = Router(context: HeraldRequestContext.self)
         router.add(middleware: ErrorMiddleware())

@@ -2,6 +2,7 @@ import HeraldEvents
 import HeraldSchema
 import HeraldStorage
 import NIOCore
+import NIOPosix
 
 extension LiveQueries {
     /// One live stream: its query, its caller, what it holds and how far in the log it is. Its
@@ -35,6 +36,61 @@ extension LiveQueries {
             self.origin = origin
             self.sink = sink
             self.journalLength = journalLength
+        }
+
+        /// The state a reconnect needs, as kept across a restart.
+        var stored: JSONValue {
+            [
+                "signature": .string(query.signature), "caller": Self.stored(caller),
+                "known": .array(known.sorted().map(JSONValue.string)), "start": .int(Int64(start)),
+                "position": .int(Int64(position)), "forgotten": .int(Int64(forgotten)),
+                "journal": .array(
+                    journal.map { .array([.int(Int64($0.logID)), .string($0.object), .bool($0.entered)]) }
+                ),
+            ]
+        }
+
+        /// A stream that ended before a restart, read back: it has no sink and only resumes.
+        convenience init?(restoring stored: JSONValue, journalLength: Int) {
+            guard let signature = stored["signature"]?.stringValue, let caller = Self.caller(stored["caller"]),
+                let start = stored["start"]?.intValue, let position = stored["position"]?.intValue
+            else { return nil }
+            let query = Query(query: EntityQuery(type: ""), nesting: .default, view: nil, signature: signature)
+            self.init(id: -1, query: query, caller: caller, origin: nil, sink: KeptSink(), journalLength: journalLength)
+            self.known = Set(stored["known"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+            self.start = UInt64(max(0, start))
+            self.position = UInt64(max(0, position))
+            self.forgotten = UInt64(max(0, stored["forgotten"]?.intValue ?? 0))
+            self.journal = (stored["journal"]?.arrayValue ?? []).compactMap { step in
+                guard let parts = step.arrayValue, parts.count == 3, let logID = parts[0].intValue,
+                    let object = parts[1].stringValue, case .bool(let entered) = parts[2]
+                else { return nil }
+                return (UInt64(max(0, logID)), object, entered)
+            }
+            self.endedAt = .now
+        }
+
+        static func stored(_ caller: Caller) -> JSONValue {
+            switch caller {
+            case .anonymous: ["kind": "anonymous"]
+            case .superuser: ["kind": "superuser"]
+            case .user(let id, let name, let isAdmin):
+                [
+                    "kind": "user", "id": .string(id), "name": name.map(JSONValue.string) ?? .null,
+                    "isAdmin": .bool(isAdmin),
+                ]
+            }
+        }
+
+        static func caller(_ stored: JSONValue?) -> Caller? {
+            switch stored?["kind"]?.stringValue {
+            case "anonymous": return .anonymous
+            case "superuser": return .superuser
+            case "user":
+                guard let id = stored?["id"]?.stringValue else { return nil }
+                return .user(id: id, name: stored?["name"]?.stringValue, isAdmin: stored?["isAdmin"] == .bool(true))
+            default: return nil
+            }
         }
 
         /// Starts from `known` at `position`.
@@ -190,5 +246,14 @@ extension LiveQueries {
         static func leave(_ id: String) -> String {
             JSONValue.object(["id": .string(id)]).jsonString
         }
+    }
+
+    /// The sink of a stream read back after a restart: it never writes (the stream only
+    /// resumes into a new one).
+    final class KeptSink: StreamSink {
+        let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.any()
+        func open(resync: Bool) {}
+        func write(_ events: EncodedEvents, flush: Bool) -> Bool { false }
+        func end() {}
     }
 }

@@ -26,11 +26,15 @@ public final class LiveQueries: Service, Sendable {
         public var nesting: Nesting
         /// A custom view's properties, or nil for every readable one.
         public var view: [String]?
+        /// Names the query as its request did (type, view, parameters): how a reconnect after a
+        /// restart finds the stream it continues.
+        public var signature: String
 
-        public init(query: EntityQuery, nesting: Nesting, view: [String]?) {
+        public init(query: EntityQuery, nesting: Nesting, view: [String]?, signature: String = "") {
             self.query = query
             self.nesting = nesting
             self.view = view
+            self.signature = signature
         }
     }
 
@@ -77,6 +81,10 @@ public final class LiveQueries: Service, Sendable {
     private let wakeUps: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
     private let nextID = Atomic<Int>(0)
+    /// Ended streams read back at start-up (see ``restore()``), taken by the task when it starts.
+    private let restored = Mutex<[Subscriber]>([])
+    /// The metadata key ended streams are kept under across a graceful restart.
+    static let keptKey = "live.keptStreams"
     /// Streams open, so commits with none skip the queue.
     private let open = Atomic<Int>(0)
     /// Ended streams kept for a reconnect: their changes must still be recorded.
@@ -153,6 +161,10 @@ public final class LiveQueries: Service, Sendable {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var state = State()
+            state.retained = self.restored.withLock { restored in
+                defer { restored = [] }
+                return restored
+            }
             for await _ in self.wakeUps {
                 for message in Self.merged(
                     self.inbox.withLock { inbox in
@@ -164,6 +176,39 @@ public final class LiveQueries: Service, Sendable {
                 }
             }
             for subscriber in state.subscribers.values { subscriber.end() }
+            self.keep(state)
+        }
+    }
+
+    /// At start-up, before the server takes requests: reads the streams a graceful shutdown
+    /// kept, so their clients' reconnects resume, and has writes record their changes for
+    /// them. The kept state is taken out of storage at once: after a crash nothing stale is
+    /// read back.
+    public func restore() async throws {
+        let key = Self.keptKey
+        let stored = try await workRunner.storage.write { tx -> String? in
+            let stored = try tx.metadata(key)
+            if stored != nil { try tx.setMetadata(key, "[]") }
+            return stored
+        }
+        guard let stored, case .array(let entries)? = try? JSONValue(parsing: stored) else { return }
+        let kept = entries.compactMap { Subscriber(restoring: $0, journalLength: limits.journalLength) }
+        retainedCount.add(kept.count, ordering: .sequentiallyConsistent)
+        restored.withLock { $0 += kept }
+    }
+
+    /// At shutdown: keeps the open and lately ended streams' state for a reconnect after the
+    /// restart.
+    private func keep(_ state: State) {
+        let now = ContinuousClock.now
+        let oldest = now - limits.retention
+        let kept = state.retained.filter { ($0.endedAt ?? now) >= oldest } + Array(state.subscribers.values)
+        guard !kept.isEmpty else { return }
+        let text = JSONValue.array(kept.suffix(limits.retainedStreams).map { $0.stored }).jsonString
+        do {
+            try workRunner.storage.writeBlocking { tx in try tx.setMetadata(Self.keptKey, text) }
+        } catch {
+            logger.warning("live streams could not be kept for the restart; their clients get snapshots: \(error)")
         }
     }
 
@@ -289,7 +334,9 @@ public final class LiveQueries: Service, Sendable {
     private func resumable(_ subscriber: Subscriber, after lastEventID: UInt64, _ state: inout State) -> Resume? {
         expire(&state)
         guard lastEventID >= workRunner.events.droppedThrough else { return nil }
-        func same(_ other: Subscriber) -> Bool { other.key == subscriber.key && other.caller == subscriber.caller }
+        func same(_ other: Subscriber) -> Bool {
+            other.query.signature == subscriber.query.signature && other.caller == subscriber.caller
+        }
         let ended = state.retained.indices.filter { same(state.retained[$0]) }
         let open = (state.groups[subscriber.key] ?? []).compactMap { state.subscribers[$0] }.filter(same)
         // A stream that never sent that id cannot be the one the client had.

@@ -69,7 +69,10 @@ public struct LiveQueryController: Sendable {
         let query = LiveQueries.Query(
             query: parsed.query,
             nesting: Nesting.forView(view, depth: parsed.nestingDepth),
-            view: view.flatMap { type.views[$0] }
+            view: view.flatMap { type.views[$0] },
+            signature: ([type.name, view ?? ""]
+                + parameters.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { "\($0.0)=\($0.1)" })
+                .joined(separator: "&")
         )
         guard let channel = context.channel else {
             throw RESTError(.internalServerError, "The connection is not available for streaming")
