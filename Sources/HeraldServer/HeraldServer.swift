@@ -95,8 +95,12 @@ public enum HeraldServer {
         )
         let methods = MethodRunner(workRunner: workRunner, pool: pool)
         let policy = ResourceAccessPolicy(storage: storage)
+        // An ended stream can resume for as long as the log keeps its changes.
+        var liveLimits = LiveQueries.Limits()
+        liveLimits.retention = limits.historyAge
         let live = LiveQueries(
             workRunner: workRunner,
+            limits: liveLimits,
             logger: Logger(label: "herald.live", level: configuration.logLevel),
             grants: LiveQueries.GrantCheck(refresh: { policy.invalidate() }) { caller, type in
                 (try? await policy.authorize(caller, RESTOperation(method: .get, signature: type))) != nil

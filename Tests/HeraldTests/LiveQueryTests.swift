@@ -173,7 +173,7 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(try await server.request(.POST, "/structr/rest/share", body: share).status == 200)
         #expect(try await waitFor(stream, "enter", hidden))
         #expect(try await server.request(.PUT, "/structr/rest/Group/\(team)", body: #"{"members": []}"#).status == 200)
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await eventually { events(stream).count { $0.type == "leave" && $0.objectID == hidden } == 2 })
 
         let seen = events(stream).map { "\($0.type) \($0.objectID ?? "-")" }
         #expect(

@@ -46,9 +46,10 @@ public final class LiveQueries: Service, Sendable {
     }
 
     /// How long an ended stream's state is kept so a reconnect can resume it, and for how
-    /// many streams.
+    /// many streams. While any is kept, writes record their changes.
     public struct Limits: Sendable {
-        public var retention: Duration = .seconds(300)
+        /// The server sets it to the event log's `historyAge`.
+        public var retention: Duration = .seconds(3600)
         public var retainedStreams = 10_000
         /// Transitions (enters and leaves) a stream remembers for resuming.
         public var journalLength = 10_000
