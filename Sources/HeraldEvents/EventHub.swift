@@ -292,12 +292,16 @@ public final class EventHub: Sendable {
     /// already delivered are ignored.
     public func deliver(_ entries: [Entry]) {
         let now = Timestamp.now
-        let (delivered, changes) = state.withLock { state in
-            let taken = entries.filter { entry in add(entry, &state) }
+        let (published, changes) = state.withLock { state in
+            var published = 0
+            var changes: [Entry] = []
+            for entry in entries where add(entry, &state) {
+                if entry.audience == .changes { changes.append(entry) } else { published += 1 }
+            }
             prune(&state, now: now)
-            return (taken.count, taken.filter { $0.audience == .changes })
+            return (published, changes)
         }
-        metrics.published.increment(by: delivered - changes.count)
+        metrics.published.increment(by: published)
         if !changes.isEmpty {
             for observer in changeObservers.withLock({ $0 }) { observer(changes) }
         }

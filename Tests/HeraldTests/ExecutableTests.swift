@@ -59,7 +59,10 @@ import Testing
                 }
                 try await Task.sleep(for: .milliseconds(50))
             }
-            return process.terminationStatus
+            // Exited: wait until its output is read to the end, so `log` holds all of it (a
+            // check-data run was seen exiting 0 with its "ok" still unread).
+            let process = self.process
+            return try await offPool { process.waitUntilExit() }
         }
     }
 

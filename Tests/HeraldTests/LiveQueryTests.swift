@@ -68,6 +68,15 @@ struct StreamEvent: Equatable, CustomStringConvertible {
 
     func events(_ stream: EventStream) -> [StreamEvent] { StreamEvent.parse(stream.text) }
 
+    /// A superuser's live stream of `path`, reconnecting after the event `lastID`.
+    static func reconnect(_ server: TestServer, _ path: String, after lastID: UInt64) async throws -> EventStream {
+        try await EventStream(
+            server,
+            headers: TestServer.superuser + live + ["Last-Event-ID": String(lastID)],
+            path: path
+        )
+    }
+
     /// Waits until the stream has an event of `type` about `id`.
     func waitFor(_ stream: EventStream, _ type: String, _ id: String) async throws -> Bool {
         try await eventually(10) { events(stream).contains { $0.type == type && $0.objectID == id } }
@@ -251,11 +260,7 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(try await server.request(.DELETE, "/structr/rest/Comment/\(brief)").status == 200)
         _ = try await server.create("Comment", #"{"text": "elsewhere"}"#)
 
-        let again = try await EventStream(
-            server,
-            headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last)],
-            path: path
-        )
+        let again = try await Self.reconnect(server, path, after: last)
         defer { again.close() }
         #expect(try await waitFor(again, "leave", c1))
         // Changes after the reconnect follow as usual.
@@ -275,11 +280,7 @@ struct StreamEvent: Equatable, CustomStringConvertible {
 
         // An id older than any this query's open and kept streams went through gets a fresh
         // snapshot (the first stream was taken up by `again`, which started at `last`).
-        let stale = try await EventStream(
-            server,
-            headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last - 1)],
-            path: path
-        )
+        let stale = try await Self.reconnect(server, path, after: last - 1)
         defer { stale.close() }
         #expect(try await eventually { events(stale).first?.type == "snapshot" })
         let snapshot = try #require(events(stale).first)
@@ -326,11 +327,7 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         // Enough changes that pruning (every second) drops the records after `last`.
         for n in 0..<6 { _ = try await server.create("Comment", #"{"text": "n\#(n)"}"#) }
         try await Task.sleep(for: .milliseconds(2500))
-        let again = try await EventStream(
-            server,
-            headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last)],
-            path: path
-        )
+        let again = try await Self.reconnect(server, path, after: last)
         defer { again.close() }
         #expect(try await eventually { !events(again).isEmpty })
         #expect(events(again).first?.type == "snapshot")
@@ -386,21 +383,13 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         let restarted = try await TestServer.start(directory)
         defer { Task { try? await restarted.stop() } }
         let c2 = try await restarted.create("Comment", #"{"text": "two"}"#)
-        let again = try await EventStream(
-            restarted,
-            headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last)],
-            path: path
-        )
+        let again = try await Self.reconnect(restarted, path, after: last)
         defer { again.close() }
         #expect(try await waitFor(again, "enter", c2))
         let seen = events(again).map { "\($0.type) \($0.objectID ?? "-")" }
         #expect(seen == ["update \(c1)", "enter \(c2)"], "\(seen)")
         // Another query does not take up this stream's state: it starts from a snapshot.
-        let stale = try await EventStream(
-            restarted,
-            headers: TestServer.superuser + Self.live + ["Last-Event-ID": String(last)],
-            path: "/structr/rest/Comment?_sort=createdDate"
-        )
+        let stale = try await Self.reconnect(restarted, "/structr/rest/Comment?_sort=createdDate", after: last)
         defer { stale.close() }
         #expect(try await eventually { events(stale).first?.type == "snapshot" })
     }

@@ -141,6 +141,7 @@ extension LiveQueries {
         /// changed objects it holds (``signature(of:)``): shared by every stream with the same
         /// signature, so the events are built and encoded once.
         struct Outcome {
+            var events: [ServerEvent] = []
             var encoded: EncodedEvents?
             var entered: [(logID: UInt64, object: String)] = []
             var left: [(logID: UInt64, object: String)] = []
@@ -176,6 +177,7 @@ extension LiveQueries {
                 }
             }
             events.sort { $0.id < $1.id }
+            outcome.events = events
             outcome.encoded = events.isEmpty ? nil : encode(events)
             return outcome
         }
@@ -198,26 +200,14 @@ extension LiveQueries {
             return #"{"object":"# + rendering + #","changed":"# + changed.jsonString + "}"
         }
 
-        /// The events a batch means for this stream, in log order; updates what it holds.
+        /// The events a batch means for this stream, in log order; updates what it holds. A
+        /// rights move also compares everything that matches now with what it holds.
         func follow(_ evaluation: Evaluation, _ batch: ChangeBatch) -> [ServerEvent] {
-            var events: [ServerEvent] = []
-            for id in batch.order {
-                guard let change = batch.touched[id], change.logID > position else { continue }
-                if let rendering = evaluation.rendered[id] {
-                    if known.insert(id).inserted {
-                        events.append(ServerEvent(id: change.logID, type: "enter", data: rendering))
-                        note(change.logID, id, entered: true)
-                    } else {
-                        events.append(
-                            ServerEvent(id: change.logID, type: "update", data: Self.update(rendering, change.keys))
-                        )
-                    }
-                } else if known.remove(id) != nil {
-                    events.append(ServerEvent(id: change.logID, type: "leave", data: Self.leave(id)))
-                    note(change.logID, id, entered: false)
-                }
-            }
-            if let moved = batch.rightsChanged, moved > position, let all = evaluation.all {
+            let before = position
+            let changed = Self.outcome(evaluation, batch, signature: signature(of: batch))
+            take(changed, of: batch)
+            var events = changed.events
+            if let moved = batch.rightsChanged, moved > before, let all = evaluation.all {
                 for id in all where !known.contains(id) {
                     guard let rendering = evaluation.rendered[id] else { continue }
                     known.insert(id)
@@ -230,7 +220,6 @@ extension LiveQueries {
                     note(moved, id, entered: false)
                 }
             }
-            position = max(position, batch.newest)
             return events.sorted { $0.id < $1.id }
         }
 

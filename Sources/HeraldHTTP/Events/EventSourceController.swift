@@ -81,30 +81,36 @@ public struct EventSourceController: Sendable {
     static func accepts(_ accept: String?) -> Bool {
         guard let accept, !accept.trimmingCharacters(in: .whitespaces).isEmpty else { return true }
         var best: (specificity: Int, quality: Double)?
-        for range in accept.split(separator: ",") {
-            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        for (range, quality) in mediaRanges(accept) {
             let specificity: Int
-            switch parts.first ?? "" {
+            switch range {
             case "text/event-stream": specificity = 3
             case "text/*": specificity = 2
             case "*/*": specificity = 1
             default: continue
-            }
-            var quality = 1.0
-            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
-                quality = Double(parameter.dropFirst(2)) ?? 1
             }
             if best.map({ specificity > $0.specificity }) ?? true { best = (specificity, quality) }
         }
         return (best?.quality ?? 0) > 0
     }
 
+    /// The media ranges of an `Accept` header, lowercased, each with its quality (1 unless `q=`
+    /// says otherwise).
+    static func mediaRanges(_ accept: String) -> [(range: String, quality: Double)] {
+        accept.split(separator: ",").map { range in
+            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            var quality = 1.0
+            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
+                quality = Double(parameter.dropFirst(2)) ?? 1
+            }
+            return (parts.first ?? "", quality)
+        }
+    }
+
     func stream(_ request: Request, context: HeraldRequestContext) async throws -> Response {
         try await check(request, context: context)
         let origin = request.cookies[Sessions.cookieName].map { Sessions.key($0.value) }
-        let lastEventID =
-            (request.headers[Self.lastEventIDHeader] ?? request.uri.queryParameters["lastEventId"].map(String.init))
-            .flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        let lastEventID = Self.lastEventID(of: request)
         guard let channel = context.channel else {
             throw RESTError(.internalServerError, "The connection is not available for streaming")
         }
@@ -131,6 +137,13 @@ public struct EventSourceController: Sendable {
     }
 
     static let lastEventIDHeader = HTTPField.Name("Last-Event-ID")!
+
+    /// The client's last event id: `Last-Event-ID`, or `?lastEventId=` for clients that cannot
+    /// set headers.
+    static func lastEventID(of request: Request) -> UInt64? {
+        (request.headers[lastEventIDHeader] ?? request.uri.queryParameters["lastEventId"].map(String.init))
+            .flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+    }
 
     /// Sent first when a client's `Last-Event-ID` is older than the history: what it missed is
     /// gone, so it should reload its data over REST. No `id:`, so the client keeps its position.

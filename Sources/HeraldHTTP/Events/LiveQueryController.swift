@@ -1,4 +1,3 @@
-import Foundation
 import HTTPTypes
 import HeraldApplication
 import HeraldSchema
@@ -29,13 +28,8 @@ public struct LiveQueryController: Sendable {
         guard let accept else { return false }
         var events = 0.0
         var json = 0.0
-        for range in accept.split(separator: ",") {
-            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-            var quality = 1.0
-            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
-                quality = Double(parameter.dropFirst(2)) ?? 1
-            }
-            switch parts.first ?? "" {
+        for (range, quality) in EventSourceController.mediaRanges(accept) {
+            switch range {
             case "text/event-stream": events = max(events, quality)
             case "application/json": json = max(json, quality)
             default: break
@@ -55,10 +49,7 @@ public struct LiveQueryController: Sendable {
         // `lastEventId` is how EventSource polyfills send the last id, not a filter.
         let parameters = request.uri.queryParameters.filter { $0.key != "lastEventId" }
             .map { (String($0.key), String($0.value)) }
-        let lastEventID =
-            (request.headers[EventSourceController.lastEventIDHeader]
-            ?? request.uri.queryParameters["lastEventId"].map(String.init))
-            .flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        let lastEventID = EventSourceController.lastEventID(of: request)
         let parsed = try RESTQuery(type: type, parameters: parameters)
         guard parsed.pageSize == nil else {
             throw RESTError(
