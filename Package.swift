@@ -128,6 +128,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // The admin console's HTML, CSS and JavaScript, compiled into the binary.
+            resources: [.embedInCode("Admin/Console")],
             swiftSettings: swiftSettings
         ),
         /// Wiring: configuration, start-up, initial data and the service group.

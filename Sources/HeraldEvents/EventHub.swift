@@ -70,6 +70,7 @@ public final class EventHub: Sendable {
     public let limits: Limits
     private let state = Mutex(State())
     private let changeObservers = Mutex<[@Sendable ([Entry]) -> Void]>([])
+    private let publishObservers = Mutex<[@Sendable ([Entry]) -> Void]>([])
     let metrics: HubMetrics
 
     /// - Parameter metrics: where the hub's counters go (Prometheus in the server).
@@ -293,18 +294,27 @@ public final class EventHub: Sendable {
     public func deliver(_ entries: [Entry]) {
         let now = Timestamp.now
         let (published, changes) = state.withLock { state in
-            var published = 0
+            var published: [Entry] = []
             var changes: [Entry] = []
             for entry in entries where add(entry, &state) {
-                if entry.audience == .changes { changes.append(entry) } else { published += 1 }
+                if entry.audience == .changes { changes.append(entry) } else { published.append(entry) }
             }
             prune(&state, now: now)
             return (published, changes)
         }
-        metrics.published.increment(by: published)
+        metrics.published.increment(by: published.count)
         if !changes.isEmpty {
             for observer in changeObservers.withLock({ $0 }) { observer(changes) }
         }
+        if !published.isEmpty {
+            for observer in publishObservers.withLock({ $0 }) { observer(published) }
+        }
+    }
+
+    /// Calls `observer` with every batch of delivered events (all audiences but
+    /// ``Audience/changes``), in log order, right after their commit; it must return quickly.
+    public func onPublished(_ observer: @escaping @Sendable ([Entry]) -> Void) {
+        publishObservers.withLock { $0.append(observer) }
     }
 
     /// Calls `observer` with every batch of committed change records (audience
@@ -319,14 +329,19 @@ public final class EventHub: Sendable {
     @discardableResult
     public func publish(type: String, data: String, to audience: Audience) -> ServerEvent {
         let now = Timestamp.now
-        let event = state.withLock { state in
-            let event = ServerEvent(id: state.lastID + 1, type: type, data: data)
-            _ = add(Entry(event: event, audience: audience, created: now), &state)
+        let entry = state.withLock { state in
+            let entry = Entry(
+                event: ServerEvent(id: state.lastID + 1, type: type, data: data),
+                audience: audience,
+                created: now
+            )
+            _ = add(entry, &state)
             prune(&state, now: now)
-            return event
+            return entry
         }
         metrics.published.increment()
-        return event
+        for observer in publishObservers.withLock({ $0 }) { observer([entry]) }
+        return entry.event
     }
 
     /// Records `entry` in the window and hands it to the shards, unless it is not newer than the

@@ -185,6 +185,7 @@ public enum HeraldServer {
         )
         .register(on: router)
         liveController.register(on: router)
+        AdminController(monitor: EventMonitor(hub: hub), eventSource: eventSourceController).register(on: router)
         eventSourceController.register(on: router)
         if !configuration.metricsPath.isEmpty {
             MetricsController(registry: metrics, path: configuration.metricsPath, token: configuration.metricsToken)

@@ -54,9 +54,11 @@ struct SchemaReloader: Service {
             // and a transaction uses the model of its own generation.
             let migration = try await storage.migrate(to: schema, allowDestructive: allowDestructive)
             methods.workRunner.install(DataModel(schema: schema, hasher: hasher), generation: migration.generation)
+            methods.workRunner.schemaStatus.loaded(generation: migration.generation)
             logger.info("schema reloaded", metadata: ["folder": "\(directory.path)"])
         } catch {
             logger.error("schema change refused; the last good version keeps serving: \(error)")
+            methods.workRunner.schemaStatus.refused(error)
         }
     }
 

@@ -36,6 +36,8 @@ public final class UnitOfWork {
     /// Events raised in the transaction, already in the event log: delivered when it commits,
     /// gone with it if it rolls back.
     private(set) var events: [EventHub.Entry] = []
+    /// The events raised so far for streams (change records left out), as the log holds them.
+    public var raisedEvents: [EventHub.Entry] { events.filter { $0.audience != .changes } }
     private(set) var afterHooks: [AfterHook] = []
     /// Hooks running now, by `event:id`, so a hook's own writes do not trigger it again.
     private var running: Set<String> = []

@@ -19,6 +19,8 @@ public final class WorkRunner: Sendable {
     let hookThreads: any HookThreads
     /// Group members for `sendEvent`, cached between changes to groups and users.
     let membership = MembershipCache()
+    /// When the schema in force was loaded and the last edit refused.
+    public let schemaStatus = SchemaStatus()
     let logger: Logger
     private let models: Mutex<(latest: Int64, byGeneration: [Int64: DataModel])>
     private let commitObservers = Mutex<[@Sendable (Set<String>) -> Void]>([])
@@ -42,6 +44,7 @@ public final class WorkRunner: Sendable {
         self.events = events
         self.hookThreads = hooks
         self.logger = logger
+        schemaStatus.loaded(generation: generation)
     }
 
     /// The model of the newest schema: what routing and planning use. A transaction uses the

@@ -65,6 +65,10 @@ public struct RESTController: Sendable {
     enum Resource {
         case login, logout, me, token
         case schema
+        /// `/_script`: the admin console's script runner.
+        case script
+        /// `/_access/<id>`: who may see an object and why, and its grants.
+        case access(id: String)
         case collection(TypeDefinition)
         case entity(TypeDefinition, id: String)
         /// `/<Type>/<view>` and `/<Type>/<id>/<view>`: read-only.
@@ -85,6 +89,8 @@ public struct RESTController: Sendable {
             case .token: "_token"
             case .me: "User"
             case .schema: "_schema"
+            case .script: "_script"
+            case .access: "_access"
             case .collection(let t), .collectionView(let t, _): t.name
             case .entity(let t, _), .entityView(let t, _, _): "\(t.name)/_id"
             case .untypedEntity: "_id"
@@ -105,7 +111,12 @@ public struct RESTController: Sendable {
         case ["logout"]: return .logout
         case ["me"]: return .me
         case ["token"]: return .token
+        case ["_script"]: return .script
         default: break
+        }
+        if parts.count == 2, parts[0] == "_access" {
+            guard EntityID.isValid(parts[1]) else { throw RESTError.notFound("No object with id \(parts[1])") }
+            return .access(id: parts[1])
         }
         guard let type = model.schema.types[first] else {
             if parts.count == 1, model.schema.globalMethods.contains(where: { $0.name == first }) {
@@ -158,15 +169,22 @@ public struct RESTController: Sendable {
         case (.token, .post): return try await token(request, context: context)
         case (.login, _), (.logout, _), (.token, _): throw RESTError.methodNotAllowed(method, allowed: [.post])
         case (.me, _): throw RESTError.methodNotAllowed(method, allowed: [.get])
+        case (.script, .post): return try await runScript(request, context: context)
+        case (.script, _): throw RESTError.methodNotAllowed(method, allowed: [.post])
+        case (.access(let id), .get): return try await explainAccess(id, context: context)
+        case (.access(let id), .put): return try await setGrant(id, request: request, context: context)
+        case (.access, _): throw RESTError.methodNotAllowed(method, allowed: [.get, .put])
         default: break
         }
         if case .untypedEntity(let id) = resource { resource = .entity(try await typeHolding(id, context), id: id) }
         try await policy.authorize(context.caller, RESTOperation(method: grant, signature: resource.signature))
         switch (resource, method) {
-        case (.login, _), (.logout, _), (.me, _), (.token, _):
+        case (.login, _), (.logout, _), (.me, _), (.token, _), (.script, _), (.access, _):
             throw RESTError.notFound("Not found")
         case (.schema, .get):
-            return .json(["result": model.schema.listing])
+            guard case .object(var listing) = model.schema.listing else { return .json(["result": model.schema.listing]) }
+            listing["status"] = workRunner.schemaStatus.json
+            return .json(["result": .object(listing)])
         case (.schema, _):
             throw RESTError.methodNotAllowed(method, allowed: [.get])
         case (.collection(let type), .get):

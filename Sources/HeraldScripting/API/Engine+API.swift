@@ -129,6 +129,7 @@ extension Engine {
                         return (try? engine.resultJSON(value).jsonString) ?? engine.swiftString(value)
                     }.joined(separator: " ")
                     engine.logger.info("\(text)", metadata: ["source": "script"])
+                    engine.transcript?.append(text)
                     return engine.undefined
                 }
             ),

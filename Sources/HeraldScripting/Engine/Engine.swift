@@ -15,6 +15,8 @@ public final class Engine {
     var job: ScriptJob?
     /// Where `$.log` writes.
     var logger = Logger(label: "herald.scripting")
+    /// While the script console runs a snippet here, the `$.log` lines it wrote.
+    var transcript: [String]?
     /// Compiled methods by file path, with the source they were compiled from.
     var compiled: [String: (source: String, function: JSObjectRef)] = [:]
     /// Why the running script was stopped, once the watchdog stopped it.

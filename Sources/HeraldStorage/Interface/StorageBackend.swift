@@ -99,6 +99,9 @@ public protocol StorageTransaction: AnyObject {
     /// The permissions any of `principals` holds on `node` through explicit grants.
     func permissions(on node: String, for principals: [String]) throws -> Set<Permission>
 
+    /// Every explicit grant on `node`: each principal with what it holds, ordered by principal.
+    func grants(on node: String) throws -> [(principal: String, permissions: Set<Permission>)]
+
     /// Adds `permissions` for `principal` on `node`.
     func grant(_ permissions: Set<Permission>, to principal: String, on node: String) throws
 

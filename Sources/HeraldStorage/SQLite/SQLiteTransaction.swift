@@ -235,6 +235,22 @@ final class SQLiteTransaction: StorageTransaction {
         return Set(Permission.allCases.filter { (row[$0.rawValue] as Int?) == 1 })
     }
 
+    func grants(on node: String) throws -> [(principal: String, permissions: Set<Permission>)] {
+        let rows = try Row.fetchAll(
+            try db.cachedStatement(
+                sql: """
+                    SELECT principal, read, write, "delete", accessControl FROM _herald_security
+                    WHERE node = ? ORDER BY principal
+                    """
+            ),
+            arguments: [node]
+        )
+        return rows.map { row in
+            let held = Permission.allCases.filter { (row[$0.rawValue] as Int?) == 1 }
+            return (row["principal"], Set(held))
+        }
+    }
+
     func grant(_ permissions: Set<Permission>, to principal: String, on node: String) throws {
         try execute(
             sql: """

@@ -1,0 +1,82 @@
+import HTTPTypes
+import HeraldEvents
+import HeraldStorage
+import Hummingbird
+import NIOCore
+import ServiceLifecycle
+
+/// `/structr/admin`: the admin console, served from the binary, and its event feed.
+///
+/// The console is plain HTML, CSS and JavaScript modules; everything it reads and changes goes
+/// through the public REST API, so it can do nothing an admin could not do with curl. The one
+/// thing of its own is `GET /structr/admin/events`, every published event for admins only
+/// (``EventMonitor``).
+public struct AdminController: Sendable {
+    public static let root = "/structr/admin"
+
+    let monitor: EventMonitor
+    let sinkSettings: ChannelSink.Settings
+
+    public init(monitor: EventMonitor, eventSource: EventSourceController) {
+        self.monitor = monitor
+        self.sinkSettings = eventSource.sinkSettings
+    }
+
+    /// The console's files by name, with their media types.
+    static let files: [String: (bytes: [UInt8], type: String)] = [
+        "index.html": (PackageResources.index_html, "text/html; charset=utf-8"),
+        "console.css": (PackageResources.console_css, "text/css; charset=utf-8"),
+        "console.js": (PackageResources.console_js, "text/javascript; charset=utf-8"),
+        "api.js": (PackageResources.api_js, "text/javascript; charset=utf-8"),
+    ]
+
+    public func register(on router: Router<HeraldRequestContext>) {
+        // `/structr/admin` and `/structr/admin/` are one route; the console's links are absolute.
+        router.get(RouterPath(Self.root)) { _, _ in try Self.file("index.html") }
+        router.get(RouterPath("\(Self.root)/events")) { request, context in
+            try await feed(request, context: context)
+        }
+        router.get(RouterPath("\(Self.root)/:file")) { _, context in
+            try Self.file(context.parameters.get("file") ?? "")
+        }
+    }
+
+    static func file(_ name: String) throws -> Response {
+        guard let file = files[name] else { throw RESTError.notFound("No console file \(name)") }
+        var headers = HTTPFields()
+        headers[.contentType] = file.type
+        headers[.cacheControl] = "no-cache"
+        headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
+        headers[HTTPField.Name("Content-Security-Policy")!] =
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: file.bytes)))
+    }
+
+    /// The monitor stream: `event: published` for every event, as ``EventMonitor`` describes it.
+    func feed(_ request: Request, context: HeraldRequestContext) async throws -> Response {
+        guard context.caller.isAuthenticated else { throw RESTError(.unauthorized, "Log in as an admin") }
+        guard context.caller.isAdmin else { throw RESTError(.forbidden, "Only admins may follow every event") }
+        guard EventSourceController.accepts(request.headers[.accept]) else {
+            throw RESTError(.notAcceptable, "This endpoint answers text/event-stream only")
+        }
+        guard let channel = context.channel else {
+            throw RESTError(.internalServerError, "The connection is not available for streaming")
+        }
+        let (monitor, settings) = (self.monitor, sinkSettings)
+        return Response(
+            status: .ok,
+            headers: EventSourceController.streamHeaders,
+            body: ResponseBody { writer in
+                let sink = ChannelSink(channel: channel, settings: settings, lastEventID: nil)
+                let id = monitor.join(sink)
+                let ending = try await withGracefulShutdownHandler {
+                    try await sink.finished.get()
+                } onGracefulShutdown: {
+                    sink.endSoon()
+                }
+                monitor.leave(id)
+                if ending == .ended { try await writer.finish(nil) } else { throw CancellationError() }
+            }
+        )
+    }
+}
