@@ -67,7 +67,8 @@ extension RESTController {
         if user == "superuser" { return .superuser }
         let found = try await workRunner.read(.superuser) { work -> Caller? in
             let filter: Filter =
-                EntityID.isValid(user) ? .compare(SystemProperty.id, .equal, .string(user)) : .compare("name", .equal, .string(user))
+                EntityID.isValid(user)
+                ? .compare(SystemProperty.id, .equal, .string(user)) : .compare("name", .equal, .string(user))
             guard let entity = try work.tx.fetch(EntityQuery(type: BuiltInType.user, filter: filter, limit: 1)).first
             else { return nil }
             return .user(
@@ -128,7 +129,8 @@ extension RESTController {
                 }
                 if owner == user.id { reasons.append("owns it") }
                 if entity.id == user.id { reasons.append("is this user") }
-                for grant in grants where grant.permissions.contains(.read) && scope.principals.contains(grant.principal) {
+                for grant in grants
+                where grant.permissions.contains(.read) && scope.principals.contains(grant.principal) {
                     if grant.principal == user.id {
                         reasons.append("read granted to the user")
                     } else {
@@ -174,12 +176,18 @@ extension RESTController {
             case .string(let principal)? = input["principal"], EntityID.isValid(principal),
             case .array(let names)? = input["rights"]
         else {
-            throw RESTError(.badRequest, "Expected {\"principal\": \"<user or group id>\", \"rights\": [\"read\", ...]}")
+            throw RESTError(
+                .badRequest,
+                "Expected {\"principal\": \"<user or group id>\", \"rights\": [\"read\", ...]}"
+            )
         }
         var rights = Set<Permission>()
         for name in names {
             guard let text = name.stringValue, let right = Permission(rawValue: text) else {
-                throw RESTError(.badRequest, "rights holds \(name.jsonString): use read, write, delete or accessControl")
+                throw RESTError(
+                    .badRequest,
+                    "rights holds \(name.jsonString): use read, write, delete or accessControl"
+                )
             }
             rights.insert(right)
         }

@@ -182,7 +182,9 @@ public struct RESTController: Sendable {
         case (.login, _), (.logout, _), (.me, _), (.token, _), (.script, _), (.access, _):
             throw RESTError.notFound("Not found")
         case (.schema, .get):
-            guard case .object(var listing) = model.schema.listing else { return .json(["result": model.schema.listing]) }
+            guard case .object(var listing) = model.schema.listing else {
+                return .json(["result": model.schema.listing])
+            }
             listing["status"] = workRunner.schemaStatus.json
             return .json(["result": .object(listing)])
         case (.schema, _):

@@ -60,8 +60,11 @@ public struct ScriptConsole: Sendable {
                 run = rollBack.run
                 // Rolled back: the log never kept these ids.
                 run.events = run.events.map {
-                    EventHub.Entry(event: ServerEvent(id: 0, type: $0.event.type, data: $0.event.data),
-                        audience: $0.audience, created: $0.created)
+                    EventHub.Entry(
+                        event: ServerEvent(id: 0, type: $0.event.type, data: $0.event.data),
+                        audience: $0.audience,
+                        created: $0.created
+                    )
                 }
             } catch {
                 // Failed at commit (a unique property, say): nothing stands.

@@ -239,7 +239,9 @@ async function objectView(typeName, id) {
   if (!type) { show(failure(new Error('No type ' + typeName))); return; }
   const isNew = id === 'new';
   let object = {};
-  if (!isNew) {
+  if (isNew) {
+    for (const p of type.properties) if (p.default !== undefined) object[p.name] = p.default;
+  } else {
     try { object = (await api.result('GET', type.name + '/' + id + '?_outputNestingDepth=1')).result; } catch (e) {
       show(h('h2', {}, type.name), failure(e));
       return;
