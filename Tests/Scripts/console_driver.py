@@ -65,7 +65,7 @@ class Browser:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def wait(self, condition, what, timeout=20):
+    def wait(self, condition, what, timeout=40):
         deadline = time.time() + timeout
         while time.time() < deadline:
             value = self.evaluate(
@@ -155,7 +155,8 @@ def main():
         browser.click("#save")
         seen["created"] = browser.wait(
             "(/^#\\/data\\/Post\\/([0-9a-f]{32})$/.exec(location.hash) || [])[1]", "the created Post")
-        browser.wait("document.querySelector('#field-title') && document.querySelector('#field-title').value === 'Made in the console'",
+        # The created object's own form (it has a Delete button), not the create form before it.
+        browser.wait(f"document.querySelector('#delete') && document.querySelector('h2').textContent.includes('{seen['created']}')",
                      "the created Post's form")
         browser.type("#field-title", "Edited in the console")
         browser.click("#save")
