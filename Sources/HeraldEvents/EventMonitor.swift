@@ -8,7 +8,8 @@ import Synchronization
 /// Each event goes out as an `event: published` whose data is `{"id", "type", "audience",
 /// "data", "created"}`: the audience after group expansion, as the log holds it. The feed is
 /// encoded once per delivery and written on each sink's loop; a monitor that falls behind is
-/// dropped like any stream (the sink bounds it).
+/// dropped like any stream (the sink bounds it), and graceful shutdown ends every monitor stream
+/// through its sink, like the EventSource's.
 public final class EventMonitor: Sendable {
     private let sinks = Mutex<(next: Int, members: [Int: any StreamSink])>((0, [:]))
 
@@ -16,9 +17,6 @@ public final class EventMonitor: Sendable {
     public init(hub: EventHub) {
         hub.onPublished { [weak self] entries in self?.publish(entries) }
     }
-
-    /// How many monitor streams are open.
-    public var count: Int { sinks.withLock { $0.members.count } }
 
     /// Adds a monitor stream; its sink opens on its loop before any event reaches it.
     @discardableResult
@@ -35,15 +33,6 @@ public final class EventMonitor: Sendable {
     /// Removes a monitor stream (it ended or its client went away).
     public func leave(_ id: Int) {
         _ = sinks.withLock { $0.members.removeValue(forKey: id) }
-    }
-
-    /// Ends every monitor stream (shutdown).
-    public func closeAll() {
-        let ended = sinks.withLock { state in
-            defer { state.members = [:] }
-            return Array(state.members.values)
-        }
-        for sink in ended { sink.eventLoop.execute { sink.end() } }
     }
 
     func publish(_ entries: [EventHub.Entry]) {

@@ -3,7 +3,6 @@ import HeraldEvents
 import HeraldStorage
 import Hummingbird
 import NIOCore
-import ServiceLifecycle
 
 /// `/structr/admin`: the admin console, served from the binary, and its event feed.
 ///
@@ -69,13 +68,9 @@ public struct AdminController: Sendable {
             body: ResponseBody { writer in
                 let sink = ChannelSink(channel: channel, settings: settings, lastEventID: nil)
                 let id = monitor.join(sink)
-                let ending = try await withGracefulShutdownHandler {
-                    try await sink.finished.get()
-                } onGracefulShutdown: {
-                    sink.endSoon()
-                }
+                let ending = try await sink.untilEnded()
                 monitor.leave(id)
-                if ending == .ended { try await writer.finish(nil) } else { throw CancellationError() }
+                try await ChannelSink.finish(writer, after: ending)
             }
         )
     }

@@ -1,7 +1,9 @@
 import HeraldEvents
+import HummingbirdCore
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
+import ServiceLifecycle
 
 /// A stream's events written straight to its HTTP connection, on the connection's event loop.
 ///
@@ -211,5 +213,23 @@ public final class ChunkedFraming: StreamFraming {
         chunk.writeImmutableBuffer(bytes)
         chunk.writeStaticString("\r\n")
         return chunk
+    }
+}
+
+extension ChannelSink {
+    /// Waits until the stream ends, ending it soon when the server shuts down gracefully.
+    func untilEnded() async throws -> Ending {
+        try await withGracefulShutdownHandler {
+            try await finished.get()
+        } onGracefulShutdown: {
+            self.endSoon()
+        }
+    }
+
+    /// Ends the response after the stream ended: normally when the server ended it, else the
+    /// connection is dropped, as the client went away or fell behind.
+    static func finish(_ writer: consuming some ResponseBodyWriter, after ending: Ending) async throws {
+        guard ending == .ended else { throw CancellationError() }
+        try await writer.finish(nil)
     }
 }

@@ -4,7 +4,6 @@ import HeraldEvents
 import HeraldStorage
 import Hummingbird
 import NIOCore
-import ServiceLifecycle
 
 /// Settings of the EventSource endpoint.
 public struct EventSourceSettings: Sendable {
@@ -125,13 +124,9 @@ public struct EventSourceController: Sendable {
                 // everything the sink writes after it.
                 let sink = ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID)
                 let joined = try await hub.join(caller, origin: origin, lastEventID: lastEventID, log: log, sink: sink)
-                let ending = try await withGracefulShutdownHandler {
-                    try await sink.finished.get()
-                } onGracefulShutdown: {
-                    sink.endSoon()
-                }
+                let ending = try await sink.untilEnded()
                 hub.unsubscribe(joined.id, fellBehind: ending == .dropped)
-                if ending == .ended { try await writer.finish(nil) } else { throw CancellationError() }
+                try await ChannelSink.finish(writer, after: ending)
             }
         )
     }

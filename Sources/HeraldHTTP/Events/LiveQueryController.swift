@@ -4,7 +4,6 @@ import HeraldSchema
 import HeraldStorage
 import Hummingbird
 import NIOCore
-import ServiceLifecycle
 
 /// `GET /structr/rest/<Type>?<filters>` asked for `text/event-stream`: the list as a live query
 /// (``LiveQueries``), under the same grant as the list itself.
@@ -82,13 +81,9 @@ public struct LiveQueryController: Sendable {
                     lastEventID: lastEventID,
                     sink: sink
                 )
-                let ending = try await withGracefulShutdownHandler {
-                    try await sink.finished.get()
-                } onGracefulShutdown: {
-                    sink.endSoon()
-                }
+                let ending = try await sink.untilEnded()
                 live.unsubscribe(id)
-                if ending == .ended { try await writer.finish(nil) } else { throw CancellationError() }
+                try await ChannelSink.finish(writer, after: ending)
             }
         )
     }
