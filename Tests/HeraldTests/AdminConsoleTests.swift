@@ -144,6 +144,9 @@ import Testing
         #expect(entry["audience"] == ["users": [.string(Self.bobID), .string(Self.carolID)]])
         #expect(entry["data"]?.stringValue?.contains("Sprint Planning") == true)
         #expect(entry["id"]?.intValue != nil)
+        // Graceful shutdown ends the feed rather than waiting on it.
+        try await server.stop()
+        #expect(try await eventually { feed.isEnded })
     }
 
     @Test func theSchemaListingShowsTheLastRefusedEditWithItsFileAndField() async throws {
