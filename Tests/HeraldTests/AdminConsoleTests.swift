@@ -209,6 +209,8 @@ import Testing
         #expect(post["title"] == "Edited in the console")
         #expect(post["text"] == "written in the console")
         #expect(seen["listed"]?.stringValue?.contains("Edited in the console") == true)
+        // The example post's author is a link to that user.
+        #expect(seen["listLinks"]?.arrayValue?.contains(.string("#/data/User/\(Self.aliceID)")) == true)
 
         #expect(seen["checkedBefore"] == false)
         let grant = try await server.get("/structr/rest/ResourceAccess?signature=DataItem")

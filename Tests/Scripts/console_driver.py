@@ -165,6 +165,8 @@ def main():
         browser.go(base + "/structr/admin/#/data/Post?sort=title&order=asc")
         browser.wait("document.querySelector('#objects tbody tr')", "the Post list")
         seen["listed"] = text("#objects")
+        seen["listLinks"] = browser.evaluate(
+            "[...document.querySelectorAll('#objects .links a')].map(a => a.getAttribute('href'))")
         browser.screenshot(shots, "data")
 
         # Tick GET for authenticated users on the signature.

@@ -147,6 +147,13 @@ function cell(value) {
   return String(value);
 }
 
+/** Links to related objects (one or a list, as REST renders them). */
+function linksTo(value) {
+  const list = value === undefined || value === null ? [] : Array.isArray(value) ? value : [value];
+  return h('span', { class: 'links' }, list.filter((o) => o && o.id).map((o) =>
+    h('a', { href: '#/data/' + o.type + '/' + o.id }, o.name || o.id)));
+}
+
 async function listView(typeName, params) {
   const type = typeNamed(typeName) || schema.types[0];
   const page = Number(params.get('page') || 1);
@@ -185,8 +192,10 @@ async function listView(typeName, params) {
     h('button', { type: 'button', class: 'link', 'aria-label': 'Sort by ' + name,
       onclick: () => go({ sort: name, order: sort === name && order === 'asc' ? 'desc' : 'asc' }) },
     name + (sort === name ? (order === 'asc' ? ' ▲' : ' ▼') : ''))));
+  const related = new Set(type.relationships.map((r) => r.name));
   const rows = answer.result.map((object) => h('tr', {}, columns.map((name, index) => h('td', {},
-    index === 0 ? h('a', { href: '#/data/' + type.name + '/' + object.id }, object.id) : cell(object[name])))));
+    index === 0 ? h('a', { href: '#/data/' + type.name + '/' + object.id }, object.id)
+      : related.has(name) ? linksTo(object[name]) : cell(object[name])))));
   const pages = Math.max(1, answer.page_count || 1);
   show(
     h('h2', {}, 'Data'),
@@ -260,8 +269,7 @@ async function objectView(typeName, id) {
       h('label', { for: 'field-' + r.name }, r.name + ' (' + (r.cardinality === 'many' ? 'ids, comma separated' : 'id') + ')'),
       h('input', { id: 'field-' + r.name, name: r.name, value: list.map((o) => o.id || o).join(', '),
         'aria-describedby': 'field-' + r.name + '-error' }),
-      h('span', { class: 'links' }, list.map((o) => h('a', { href: '#/data/' + (o.type || target) + '/' + (o.id || o) },
-        o.name || o.id || o))),
+      linksTo(list.map((o) => (typeof o === 'string' ? { id: o, type: target } : o))),
       h('span', { class: 'field-error', id: 'field-' + r.name + '-error', role: 'alert' }));
   });
   const formError = h('p', { class: 'error', role: 'alert', id: 'form-error' });
