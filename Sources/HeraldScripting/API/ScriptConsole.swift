@@ -50,30 +50,21 @@ public struct ScriptConsole: Sendable {
                     } catch {
                         run.failure = error
                     }
-                    run.log = engine.transcript ?? []
                     run.events = work.raisedEvents
                     guard commit, run.failure == nil else { throw RollBack(run: run) }
                     run.committed = true
                     return run
                 }
             } catch let rollBack as RollBack {
+                // Rolled back: the log never kept these events' ids (`committed` says so).
                 run = rollBack.run
-                // Rolled back: the log never kept these ids.
-                run.events = run.events.map {
-                    EventHub.Entry(
-                        event: ServerEvent(id: 0, type: $0.event.type, data: $0.event.data),
-                        audience: $0.audience,
-                        created: $0.created
-                    )
-                }
             } catch {
                 // Failed at commit (a unique property, say): nothing stands.
                 run.failure = error
-                run.log = engine.transcript ?? []
                 run.events = []
             }
             // `after…` hooks of a committed run log too.
-            run.log = engine.transcript ?? run.log
+            run.log = engine.transcript ?? []
             return run
         }
     }
