@@ -12,6 +12,7 @@ extension EventHub {
     /// arriving faster than that, the stream joins with `resync` and the client reloads.
     public func join(
         _ caller: Caller,
+        channels: Set<String> = [],
         origin: String?,
         lastEventID: UInt64?,
         log: EventLog,
@@ -25,6 +26,7 @@ extension EventHub {
             let joined = try await sink.eventLoop.submit {
                 self.subscribe(
                     caller,
+                    channels: channels,
                     origin: origin,
                     lastEventID: lastEventID,
                     older: older,
@@ -36,7 +38,14 @@ extension EventHub {
         }
         return try await sink.eventLoop.submit {
             // With `forceResync` and no log read the hub always takes the stream.
-            self.subscribe(caller, origin: origin, lastEventID: lastEventID, forceResync: true, sink: sink)!
+            self.subscribe(
+                caller,
+                channels: channels,
+                origin: origin,
+                lastEventID: lastEventID,
+                forceResync: true,
+                sink: sink
+            )!
         }.get()
     }
 }

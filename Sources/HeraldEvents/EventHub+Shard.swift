@@ -19,6 +19,7 @@ final class LoopShard: Sendable {
         var sink: any StreamSink
         var userID: String?
         var authenticated: Bool
+        var channels: Set<String>
     }
 
     /// Streams in a dense array for fast iteration, with their positions for O(1) removal.
@@ -51,6 +52,7 @@ final class LoopShard: Sendable {
         var authenticated = StreamSet()
         var anonymous = StreamSet()
         var byUser: [String: StreamSet] = [:]
+        var byChannel: [String: StreamSet] = [:]
     }
 
     struct Inbox: ~Copyable {
@@ -90,11 +92,12 @@ final class LoopShard: Sendable {
         sink: any StreamSink,
         userID: String?,
         authenticated: Bool,
+        channels: Set<String>,
         resync: Bool,
         replay: [ServerEvent],
         encoded: ByteBuffer
     ) {
-        let stream = Stream(id: id, sink: sink, userID: userID, authenticated: authenticated)
+        let stream = Stream(id: id, sink: sink, userID: userID, authenticated: authenticated, channels: channels)
         submit(.add(stream, resync: resync, replay: replay, encoded: encoded))
     }
 
@@ -160,6 +163,7 @@ final class LoopShard: Sendable {
             streams.value.anonymous.insert(stream)
         }
         if let user = stream.userID { streams.value.byUser[user, default: StreamSet()].insert(stream) }
+        for channel in stream.channels { streams.value.byChannel[channel, default: StreamSet()].insert(stream) }
         stream.sink.open(resync: resync)
         if !replay.isEmpty, !stream.sink.write(EncodedEvents(replay, bytes: encoded), flush: true) {
             drop([stream.id])
@@ -177,6 +181,10 @@ final class LoopShard: Sendable {
         if let user = stream.userID {
             streams.value.byUser[user]?.remove(id)
             if streams.value.byUser[user]?.isEmpty == true { streams.value.byUser[user] = nil }
+        }
+        for channel in stream.channels {
+            streams.value.byChannel[channel]?.remove(id)
+            if streams.value.byChannel[channel]?.isEmpty == true { streams.value.byChannel[channel] = nil }
         }
         return stream
     }
@@ -206,6 +214,9 @@ final class LoopShard: Sendable {
             // A stream is in one of the two sets, so nothing is delivered twice.
             if authenticated { write(streams.value.authenticated) }
             if anonymous { write(streams.value.anonymous) }
+        case .channel(let channel):
+            // One lookup, however many channels there are.
+            if let set = streams.value.byChannel[channel] { write(set) }
         case .changes: break
         }
         for stream in backedUp { write(stream) }

@@ -49,6 +49,7 @@ public final class EventHub: Sendable {
         var userID: String?
         /// What opened the stream (a login session's key), so ending that closes the stream.
         var origin: String?
+        var channels: Set<String>
     }
 
     struct State {
@@ -57,6 +58,8 @@ public final class EventHub: Sendable {
         var members: [Int: Member] = [:]
         /// How many streams each user has open.
         var userStreams: [String: Int] = [:]
+        /// How many streams subscribe to each channel.
+        var channelStreams: [String: Int] = [:]
         /// One shard per event loop, with how many streams it holds.
         var shards: [ObjectIdentifier: (shard: LoopShard, streams: Int)] = [:]
         /// The window: the newest delivered entries, oldest first from `historyStart`.
@@ -129,10 +132,12 @@ public final class EventHub: Sendable {
     /// (see ``logReplayEnd(after:)``).
     /// When `older` was read up to `olderThrough` and the window has meanwhile moved past it,
     /// nothing joins and the answer is nil: read the log again (see ``logReplayEnd(after:)``).
-    /// `forceResync` joins with `resync` and no replay.
+    /// `forceResync` joins with `resync` and no replay. `channels` are the channels the stream
+    /// subscribes to, already allowed for the caller.
     @discardableResult
     public func subscribe(
         _ caller: Caller,
+        channels: Set<String> = [],
         origin: String? = nil,
         lastEventID: UInt64? = nil,
         older: [Entry] = [],
@@ -155,11 +160,11 @@ public final class EventHub: Sendable {
                 resync = lastEventID < state.droppedThrough
                 var after = lastEventID
                 for entry in older where entry.event.id > max(after, state.droppedThrough) {
-                    if Self.reaches(entry.audience, caller) { replay.append(entry.event) }
+                    if Self.reaches(entry.audience, caller, channels) { replay.append(entry.event) }
                     after = entry.event.id
                 }
                 for entry in state.history[state.historyStart...]
-                where entry.event.id > after && Self.reaches(entry.audience, caller) {
+                where entry.event.id > after && Self.reaches(entry.audience, caller, channels) {
                     replay.append(entry.event)
                 }
             }
@@ -172,8 +177,9 @@ public final class EventHub: Sendable {
                     metrics: metrics
                 ) { [weak self] ids in self?.forget(ids) }
             state.shards[key] = (shard, (state.shards[key]?.streams ?? 0) + 1)
-            state.members[id] = Member(shard: shard, userID: caller.userID, origin: origin)
+            state.members[id] = Member(shard: shard, userID: caller.userID, origin: origin, channels: channels)
             if let user = caller.userID { state.userStreams[user, default: 0] += 1 }
+            for channel in channels { state.channelStreams[channel, default: 0] += 1 }
             var encoded = ByteBuffer()
             for event in replay { encoded.writeString(event.wireFormat) }
             shard.add(
@@ -181,6 +187,7 @@ public final class EventHub: Sendable {
                 sink: sink,
                 userID: caller.userID,
                 authenticated: caller.isAuthenticated,
+                channels: channels,
                 resync: resync,
                 replay: replay,
                 encoded: encoded
@@ -214,11 +221,16 @@ public final class EventHub: Sendable {
     }
 
     /// Opens a stream for `caller` read in-process through a queue bounded by ``limits``.
-    public func subscribe(_ caller: Caller, origin: String? = nil, lastEventID: UInt64? = nil) -> Subscription {
+    public func subscribe(
+        _ caller: Caller,
+        channels: Set<String> = [],
+        origin: String? = nil,
+        lastEventID: UInt64? = nil
+    ) -> Subscription {
         let queue = StreamQueue(maxEvents: limits.queueEvents, maxBytes: limits.queueBytes)
         let sink = QueueSink(eventLoop: MultiThreadedEventLoopGroup.singleton.any(), queue: queue)
         // Without a log read the hub always takes the stream.
-        let joined = subscribe(caller, origin: origin, lastEventID: lastEventID, sink: sink)!
+        let joined = subscribe(caller, channels: channels, origin: origin, lastEventID: lastEventID, sink: sink)!
         return Subscription(
             queue: queue,
             id: joined.id,
@@ -228,8 +240,9 @@ public final class EventHub: Sendable {
         )
     }
 
-    static func reaches(_ audience: Audience, _ caller: Caller) -> Bool {
+    static func reaches(_ audience: Audience, _ caller: Caller, _ channels: Set<String>) -> Bool {
         switch audience {
+        case .channel(let channel): channels.contains(channel)
         case .users(let users): caller.userID.map { users.contains($0) } ?? false
         case .broadcast(let authenticated, let anonymous): caller.isAuthenticated ? authenticated : anonymous
         case .changes: false
@@ -271,6 +284,10 @@ public final class EventHub: Sendable {
         if let user = member.userID {
             let left = (state.userStreams[user] ?? 1) - 1
             state.userStreams[user] = left > 0 ? left : nil
+        }
+        for channel in member.channels {
+            let left = (state.channelStreams[channel] ?? 1) - 1
+            state.channelStreams[channel] = left > 0 ? left : nil
         }
         let key = ObjectIdentifier(member.shard.eventLoop)
         if let entry = state.shards[key] { state.shards[key] = (entry.shard, entry.streams - 1) }
@@ -353,6 +370,7 @@ public final class EventHub: Sendable {
         if case .users(let users) = entry.audience, !users.contains(where: { state.userStreams[$0] != nil }) {
             return true
         }
+        if case .channel(let channel) = entry.audience, state.channelStreams[channel] == nil { return true }
         if entry.audience == .changes { return true }
         let encoded = ByteBuffer(string: entry.event.wireFormat)
         // Handed over inside the lock, so every loop sees the events in log order.

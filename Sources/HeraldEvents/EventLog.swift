@@ -106,6 +106,7 @@ extension Audience {
         case .users(let users): JSONValue.object(["users": .array(users.sorted().map(JSONValue.string))]).jsonString
         case .broadcast(let authenticated, let anonymous):
             JSONValue.object(["authenticated": .bool(authenticated), "anonymous": .bool(anonymous)]).jsonString
+        case .channel(let channel): JSONValue.object(["channel": .string(channel)]).jsonString
         case .changes: #"{"changes":true}"#
         }
     }
@@ -114,6 +115,8 @@ extension Audience {
         guard case .object(let object) = try? JSONValue(parsing: stored) else { return nil }
         if case .array(let users)? = object["users"] {
             self = .users(Set(users.compactMap(\.stringValue)))
+        } else if case .string(let channel)? = object["channel"] {
+            self = .channel(channel)
         } else if object["changes"] == .bool(true) {
             self = .changes
         } else if case .bool(let authenticated)? = object["authenticated"],

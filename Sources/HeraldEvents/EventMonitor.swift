@@ -56,6 +56,7 @@ public final class EventMonitor: Sendable {
         case .users(let users): audience = ["users": .array(users.sorted().map(JSONValue.string))]
         case .broadcast(let authenticated, let anonymous):
             audience = ["broadcast": ["authenticated": .bool(authenticated), "anonymous": .bool(anonymous)]]
+        case .channel(let channel): audience = ["channel": .string(channel)]
         case .changes: audience = ["changes": true]
         }
         return [

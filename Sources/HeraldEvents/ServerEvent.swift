@@ -53,6 +53,8 @@ public enum Audience: Sendable, Hashable {
     case broadcast(authenticated: Bool, anonymous: Bool)
     /// Every stream of these users.
     case users(Set<String>)
+    /// Every stream subscribed to this channel (`?channels=`), whoever opened it.
+    case channel(String)
     /// No stream: a record of a data change, which live queries read (``EventHub/onChanges(_:)``).
     case changes
 }

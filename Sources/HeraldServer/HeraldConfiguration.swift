@@ -98,6 +98,9 @@ public struct HeraldConfiguration: Sendable {
     /// Under load, the milliseconds between two writes to a stream, each carrying everything
     /// published meanwhile (0: write every event as it comes).
     public var eventBatchInterval = 5
+    /// Refuse `broadcastEvent`, `sendEvent` and `publish` with an event type that
+    /// `schema/events.json` does not declare (undeclared types are allowed by default, as in Structr).
+    public var requireDeclaredEvents = false
     /// Where Prometheus metrics are served; empty turns them off.
     public var metricsPath = "/structr/metrics"
     /// The key that signs tokens; generated and kept in the data folder when not set.
@@ -165,6 +168,7 @@ public struct HeraldConfiguration: Sendable {
         eventQueueEvents = reader.int(forKey: "eventSource.queueEvents", default: d.eventQueueEvents)
         eventQueueBytes = reader.int(forKey: "eventSource.queueBytes", default: d.eventQueueBytes)
         eventBatchInterval = reader.int(forKey: "eventSource.batchInterval", default: d.eventBatchInterval)
+        requireDeclaredEvents = reader.bool(forKey: "events.requireDeclared", default: d.requireDeclaredEvents)
         metricsPath = reader.string(forKey: "metrics.path", default: d.metricsPath)
         jwtSecret = reader.string(forKey: "jwt.secret", isSecret: true)
         accessTokenLifetime = reader.int(forKey: "accessTokenLifetime", default: d.accessTokenLifetime)

@@ -91,6 +91,7 @@ public enum HeraldServer {
             storage: storage,
             events: hub,
             hooks: pool,
+            requireDeclaredEvents: configuration.requireDeclaredEvents,
             logger: Logger(label: "herald.application", level: configuration.logLevel)
         )
         let methods = MethodRunner(workRunner: workRunner, pool: pool)
@@ -171,7 +172,16 @@ public enum HeraldServer {
         eventSource.retry = configuration.eventSourceRetry
         eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
         eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
-        let eventSourceController = EventSourceController(hub: hub, log: log, policy: policy, settings: eventSource)
+        let eventSourceController = EventSourceController(
+            hub: hub,
+            log: log,
+            policy: policy,
+            channels: ChannelAccess(
+                methods: methods,
+                logger: Logger(label: "herald.channels", level: configuration.logLevel)
+            ),
+            settings: eventSource
+        )
         let liveController = LiveQueryController(live: live, eventSource: eventSourceController)
         RESTController(
             methods: methods,

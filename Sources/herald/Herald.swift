@@ -62,6 +62,9 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Apply schema changes that lose data (HERALD_ALLOW_DESTRUCTIVE_MIGRATIONS).")
     var allowDestructiveMigrations = false
 
+    @Flag(help: "Refuse event types that schema/events.json does not declare (HERALD_EVENTS_REQUIRE_DECLARED).")
+    var requireDeclaredEvents = false
+
     @Option(help: "A PEM certificate chain: serve HTTPS with HTTP/2 (HERALD_TLS_CERT, tls.cert; needs --tls-key).")
     var tlsCert: String?
 
@@ -75,6 +78,7 @@ struct Serve: AsyncParsableCommand {
         if let `public` { values["public"] = .init(.string(`public`), isSecret: false) }
         if let port { values["port"] = .init(.int(port), isSecret: false) }
         if allowDestructiveMigrations { values["allowDestructiveMigrations"] = .init(.bool(true), isSecret: false) }
+        if requireDeclaredEvents { values["events.requireDeclared"] = .init(.bool(true), isSecret: false) }
         if let tlsCert { values["tls.cert"] = .init(.string(tlsCert), isSecret: false) }
         if let tlsKey { values["tls.key"] = .init(.string(tlsKey), isSecret: false) }
         let configuration = HeraldConfiguration(reader: try await common.reader(extra: values))

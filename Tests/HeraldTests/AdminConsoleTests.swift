@@ -23,7 +23,7 @@ import Testing
         let source = """
             $.log('making', 1 + 1);
             $.create('DataItem', {name: 'from the console'});
-            $.sendEvent('notification', JSON.stringify({hello: 'alice'}), $.find('User', 'name', 'alice'));
+            $.sendEvent('greeting', JSON.stringify({hello: 'alice'}), $.find('User', 'name', 'alice'));
             return $.find('DataItem', 'name', 'from the console').length;
             """
         let stream = try await EventStream(server, headers: Self.alice.merging(["Accept": "text/event-stream"]) { $1 })
@@ -34,7 +34,7 @@ import Testing
         #expect(dry.result["committed"] == false)
         #expect(dry.result["result"] == 1)
         #expect(dry.result["log"] == ["making 2"])
-        #expect(dry.result["events"]?[0]?["type"] == "notification")
+        #expect(dry.result["events"]?[0]?["type"] == "greeting")
         #expect(dry.result["events"]?[0]?["audience"] == ["users": [.string(Self.aliceID)]])
         #expect(dry.result["events"]?[0]?["id"] == .null)
         #expect(try await server.get("/structr/rest/DataItem?name=from%20the%20console").arrayValue?.count == 0)
@@ -46,7 +46,7 @@ import Testing
         // Only the committed run's event reached alice's stream.
         #expect(try await stream.waitFor(#"data: {"hello":"alice"}"#))
         try await Task.sleep(for: .milliseconds(300))
-        #expect(stream.text.components(separatedBy: "event: notification").count == 2)
+        #expect(stream.text.components(separatedBy: "event: greeting").count == 2)
 
         // Run as another user: that user's rights apply.
         let asAlice = try await script(

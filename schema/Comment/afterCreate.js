@@ -8,4 +8,12 @@
 
     // Notify the post author specifically
     $.sendEvent('notification', notification, $.this.post.author);
+
+    // And everyone watching the post's channel
+    $.publish('post:' + $.this.post.id, 'comment', {
+        id: $.this.id,
+        postId: $.this.post.id,
+        authorName: $.this.author.name,
+        text: $.this.text
+    });
 }

@@ -79,8 +79,20 @@ public final class UnitOfWork {
     }
 
     /// Appends an event to the log in this transaction; it is delivered once the transaction
-    /// commits.
+    /// commits. A type declared in `events.json` must carry a message matching its schema; an
+    /// undeclared one is refused when the server requires declarations.
     public func raise(type: String, data: String, to audience: Audience) throws {
+        if let declaration = model.schema.events[type] {
+            do {
+                try declaration.validate(message: data)
+            } catch {
+                throw DataError.invalidInput("the event '\(type)' does not match its schema in events.json: \(error)")
+            }
+        } else if workRunner.requireDeclaredEvents, audience != .changes {
+            throw DataError.invalidInput(
+                "the event type '\(type)' is not declared in events.json, and this server requires declarations"
+            )
+        }
         try requireWrite()
         events.append(try EventLog.append(type: type, data: data, audience: audience, in: tx))
     }

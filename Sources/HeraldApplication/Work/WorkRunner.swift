@@ -19,6 +19,8 @@ public final class WorkRunner: Sendable {
     let hookThreads: any HookThreads
     /// Group members for `sendEvent`, cached between changes to groups and users.
     let membership = MembershipCache()
+    /// Refuse events whose type `events.json` does not declare.
+    public let requireDeclaredEvents: Bool
     /// When the schema in force was loaded and the last edit refused.
     public let schemaStatus = SchemaStatus()
     let logger: Logger
@@ -36,8 +38,10 @@ public final class WorkRunner: Sendable {
         storage: any StorageBackend,
         events: EventHub,
         hooks: any HookThreads,
+        requireDeclaredEvents: Bool = false,
         logger: Logger
     ) {
+        self.requireDeclaredEvents = requireDeclaredEvents
         self.models = Mutex((generation, [generation: model]))
         self.hasher = model.hasher
         self.storage = storage

@@ -1,6 +1,8 @@
 import Foundation
 import HTTPTypes
 import HeraldEvents
+import HeraldSchema
+import HeraldScripting
 import HeraldStorage
 import Hummingbird
 import NIOCore
@@ -27,14 +29,24 @@ public struct EventSourceController: Sendable {
     /// Where replay older than the hub's window comes from.
     let log: EventLog
     let policy: any AccessPolicy
+    /// Who may subscribe to the channels a stream asks for.
+    let channels: ChannelAccess?
     let settings: EventSourceSettings
     /// What every stream's sink is given.
     let sinkSettings: ChannelSink.Settings
 
-    public init(hub: EventHub, log: EventLog, policy: any AccessPolicy, settings: EventSourceSettings) {
+    /// - Parameter channels: who may subscribe to channels; without it a stream asking for any is refused.
+    public init(
+        hub: EventHub,
+        log: EventLog,
+        policy: any AccessPolicy,
+        channels: ChannelAccess? = nil,
+        settings: EventSourceSettings
+    ) {
         self.hub = hub
         self.log = log
         self.policy = policy
+        self.channels = channels
         self.settings = settings
         self.sinkSettings = ChannelSink.Settings(
             retry: settings.retry,
@@ -53,6 +65,7 @@ public struct EventSourceController: Sendable {
         // HEAD answers what GET would, checks included, without opening a stream.
         router.head(RouterPath(settings.path)) { request, context in
             try await check(request, context: context)
+            _ = try await subscribedChannels(request, context: context)
             return Response(status: .ok, headers: Self.streamHeaders)
         }
     }
@@ -106,8 +119,33 @@ public struct EventSourceController: Sendable {
         }
     }
 
+    /// The most channels one stream may subscribe to.
+    static let maxChannels = 64
+
+    /// The channels of `?channels=a,b`, each allowed for the caller; refused (403) before the
+    /// stream opens when any is undeclared or closed to the caller.
+    func subscribedChannels(_ request: Request, context: HeraldRequestContext) async throws -> Set<String> {
+        guard let list = request.uri.queryParameters["channels"] else { return [] }
+        let names = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for name in names where !ChannelRule.isChannelName(name) {
+            throw RESTError(.badRequest, "'\(name)' is not a channel name (1 to 128 letters, digits and :_-./@)")
+        }
+        let unique = Set(names)
+        guard unique.count <= Self.maxChannels else {
+            throw RESTError(
+                .badRequest,
+                "A stream subscribes to at most \(Self.maxChannels) channels, not \(unique.count)"
+            )
+        }
+        guard !unique.isEmpty else { return [] }
+        guard let channels else { throw RESTError(.forbidden, "This server has no channels") }
+        try await channels.authorize(unique.sorted(), for: context.caller)
+        return unique
+    }
+
     func stream(_ request: Request, context: HeraldRequestContext) async throws -> Response {
         try await check(request, context: context)
+        let subscribed = try await subscribedChannels(request, context: context)
         let origin = request.cookies[Sessions.cookieName].map { Sessions.key($0.value) }
         let lastEventID = Self.lastEventID(of: request)
         guard let channel = context.channel else {
@@ -123,7 +161,14 @@ public struct EventSourceController: Sendable {
                 // The head is on its way to the channel: joining from the channel's loop puts
                 // everything the sink writes after it.
                 let sink = ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID)
-                let joined = try await hub.join(caller, origin: origin, lastEventID: lastEventID, log: log, sink: sink)
+                let joined = try await hub.join(
+                    caller,
+                    channels: subscribed,
+                    origin: origin,
+                    lastEventID: lastEventID,
+                    log: log,
+                    sink: sink
+                )
                 let ending = try await sink.untilEnded()
                 hub.unsubscribe(joined.id, fellBehind: ending == .dropped)
                 try await ChannelSink.finish(writer, after: ending)

@@ -7,6 +7,10 @@ public struct SchemaLoader: Sendable {
     public static let initialDataFile = "initial-data.json"
     /// The file naming global methods to run on a cron schedule: `{"method": "*/10 * * * * *"}`.
     public static let schedulesFile = "schedules.json"
+    /// The file declaring event types: `{"notification": {"description": ..., "schema": {...}}}`.
+    public static let eventsFile = "events.json"
+    /// The file saying who may subscribe to channels: `{"dock:*": {"subscribe": "public"}}`.
+    public static let channelsFile = "channels.json"
     /// The folder holding global methods.
     public static let globalFolder = "global"
 
@@ -32,6 +36,8 @@ public struct SchemaLoader: Sendable {
         var documents: [(name: String, file: String, json: JSONObject)] = []
         var initialData: JSONValue?
         var schedules: JSONValue?
+        var events: JSONValue?
+        var channels: JSONValue?
         var scriptFolders: [String] = []
         for entry in entries where !entry.hasPrefix(".") {
             let url = directory.appendingPathComponent(entry)
@@ -50,6 +56,14 @@ public struct SchemaLoader: Sendable {
             }
             if entry == Self.schedulesFile {
                 schedules = json
+                continue
+            }
+            if entry == Self.eventsFile {
+                events = json
+                continue
+            }
+            if entry == Self.channelsFile {
+                channels = json
                 continue
             }
             let typeName = String(entry.dropLast(5))
@@ -71,7 +85,91 @@ public struct SchemaLoader: Sendable {
         }
         var schema = try builder.build(initialData: initialData)
         if let schedules { schema.schedules = try Self.parseSchedules(schedules, methods: schema.globalMethods) }
+        if let events { schema.events = try Self.parseEvents(events) }
+        if let channels { schema.channels = try Self.parseChannels(channels, methods: schema.globalMethods) }
         return schema
+    }
+
+    static func parseEvents(_ json: JSONValue) throws(SchemaError) -> OrderedDictionary<String, EventDeclaration> {
+        guard case .object(let object) = json else {
+            throw SchemaError(file: eventsFile, "must be an object of event names to declarations")
+        }
+        var events: OrderedDictionary<String, EventDeclaration> = [:]
+        for (name, value) in object where name != "$schema" {
+            guard !name.isEmpty, !name.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }) else {
+                throw SchemaError(file: eventsFile, field: name, "an event name is non-empty, with no line breaks")
+            }
+            guard case .object(let declaration) = value else {
+                throw SchemaError(file: eventsFile, field: name, #"must be {"description": "...", "schema": {...}}"#)
+            }
+            for key in declaration.keys where key != "description" && key != "schema" {
+                throw SchemaError(file: eventsFile, field: "\(name).\(key)", "unknown key; use description and schema")
+            }
+            if let description = declaration["description"], description.stringValue == nil {
+                throw SchemaError(file: eventsFile, field: "\(name).description", "must be a string")
+            }
+            guard let payload = declaration["schema"] else {
+                throw SchemaError(
+                    file: eventsFile,
+                    field: "\(name).schema",
+                    "is required: the JSON Schema of the payload"
+                )
+            }
+            do {
+                let schema = try JSONSchema(parsing: payload, path: "\(name).schema")
+                events[name] = EventDeclaration(
+                    name: name,
+                    description: declaration["description"]?.stringValue,
+                    schema: schema
+                )
+            } catch {
+                throw error.in(eventsFile)
+            }
+        }
+        return events
+    }
+
+    static func parseChannels(_ json: JSONValue, methods: [MethodDefinition]) throws(SchemaError) -> ChannelRules {
+        guard case .object(let object) = json else {
+            throw SchemaError(file: channelsFile, "must be an object of channel patterns to rules")
+        }
+        var rules: [ChannelRule] = []
+        for (pattern, value) in object where pattern != "$schema" {
+            let name = pattern.hasSuffix("*") ? String(pattern.dropLast()) : pattern
+            guard name.isEmpty && pattern == "*" || ChannelRule.isChannelName(name), !name.contains("*") else {
+                throw SchemaError(
+                    file: channelsFile,
+                    field: pattern,
+                    "a pattern is a channel name (letters, digits and :_-./@), or a prefix of one ending in *"
+                )
+            }
+            guard case .object(let rule) = value, case .string(let subscribe)? = rule["subscribe"] else {
+                throw SchemaError(
+                    file: channelsFile,
+                    field: pattern,
+                    #"must be {"subscribe": "public" | "authenticated" | "<global method>"}"#
+                )
+            }
+            for key in rule.keys where key != "subscribe" {
+                throw SchemaError(file: channelsFile, field: "\(pattern).\(key)", "unknown key; use subscribe")
+            }
+            let subscribers: ChannelRule.Subscribers
+            switch subscribe {
+            case "public": subscribers = .public
+            case "authenticated": subscribers = .authenticated
+            default:
+                guard methods.contains(where: { $0.name == subscribe }) else {
+                    throw SchemaError(
+                        file: channelsFile,
+                        field: "\(pattern).subscribe",
+                        "is public, authenticated or a global method, and there is no schema/global/\(subscribe).js"
+                    )
+                }
+                subscribers = .method(subscribe)
+            }
+            rules.append(ChannelRule(pattern: pattern, subscribe: subscribers))
+        }
+        return ChannelRules(rules)
     }
 
     static func parseSchedules(_ json: JSONValue, methods: [MethodDefinition]) throws(SchemaError) -> [String:

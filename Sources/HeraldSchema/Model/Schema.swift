@@ -7,6 +7,10 @@ public struct Schema: Sendable, Hashable {
     public var initialData: JSONValue?
     /// Global methods run on a schedule, from `schedules.json`.
     public var schedules: [String: CronSchedule] = [:]
+    /// Event types declared in `events.json`, by name.
+    public var events: OrderedDictionary<String, EventDeclaration> = [:]
+    /// Who may subscribe to which channels, from `channels.json`.
+    public var channels = ChannelRules()
 
     public init(
         types: OrderedDictionary<String, TypeDefinition>,

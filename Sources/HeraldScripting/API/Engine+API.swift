@@ -208,6 +208,7 @@ extension Engine {
         let events: [(String, HostFunction.Body)] = [
             ("broadcastEvent", { engine, _, args in try engine.broadcastEvent(args) }),
             ("sendEvent", { engine, _, args in try engine.sendEvent(args) }),
+            ("publish", { engine, _, args in try engine.publish(args) }),
             ("grant", { engine, _, args in try engine.changeGrant(args, granting: true) }),
             ("revoke", { engine, _, args in try engine.changeGrant(args, granting: false) }),
         ]
@@ -220,7 +221,7 @@ extension Engine {
                     Object.defineProperty(api, name, { get: host[name], enumerable: true });
                 }
                 for (const name of ['find', 'first', 'size', 'create', 'getOrCreate', 'delete', 'set', 'get', 'log',
-                                    'error', 'assert', 'doPrivileged', 'store', 'retrieve', 'broadcastEvent', 'sendEvent', 'grant', 'revoke']) {
+                                    'error', 'assert', 'doPrivileged', 'store', 'retrieve', 'broadcastEvent', 'sendEvent', 'publish', 'grant', 'revoke']) {
                     api[name] = host[name];
                     const snake = name.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
                     if (snake !== name) api[snake] = host[name];

@@ -40,6 +40,31 @@ extension Engine {
         return JSValueMakeBoolean(context, job.work.hasStreams(forAnyOf: users))
     }
 
+    /// `$.publish(channel, type, message)`: every stream subscribed to the channel. The channel
+    /// must match a pattern of `channels.json`.
+    func publish(_ args: [JSValueRef]) throws -> JSValueRef {
+        let job = try currentJob()
+        guard let first = args.first, JSValueIsString(context, first) else {
+            throw JSThrow(message: "publish expects a channel, an event type and a message", kind: "TypeError")
+        }
+        let channel = swiftString(first)
+        guard ChannelRule.isChannelName(channel) else {
+            throw JSThrow(
+                message: "publish: '\(channel)' is not a channel name (1 to 128 letters, digits and :_-./@)",
+                kind: "TypeError"
+            )
+        }
+        guard job.work.model.schema.channels.rule(for: channel) != nil else {
+            throw JSThrow(
+                message: "publish: no pattern in schema/channels.json matches the channel '\(channel)'",
+                kind: "TypeError"
+            )
+        }
+        let (type, data) = try eventTypeAndMessage(Array(args.dropFirst()), function: "publish")
+        try job.work.raise(type: type, data: data, to: .channel(channel))
+        return undefined
+    }
+
     func eventTypeAndMessage(_ args: [JSValueRef], function: String) throws -> (String, String) {
         guard args.count >= 2, JSValueIsString(context, args[0]) else {
             throw JSThrow(message: "\(function) expects an event type and a message", kind: "TypeError")
