@@ -197,6 +197,8 @@ public enum HeraldServer {
         liveController.register(on: router)
         AdminController(monitor: EventMonitor(hub: hub), eventSource: eventSourceController).register(on: router)
         eventSourceController.register(on: router)
+        DocumentsController(workRunner: workRunner, policy: policy, eventSourcePath: eventSource.path)
+            .register(on: router)
         if !configuration.metricsPath.isEmpty {
             MetricsController(registry: metrics, path: configuration.metricsPath, token: configuration.metricsToken)
                 .register(on: router)

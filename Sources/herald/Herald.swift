@@ -1,6 +1,7 @@
 import ArgumentParser
 import Configuration
 import Foundation
+import HeraldHTTP
 import HeraldSchema
 import HeraldServer
 import HeraldStorage
@@ -12,7 +13,7 @@ struct Herald: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "herald",
         abstract: "A small data-model server: REST over SQLite, JavaScript hooks, server-sent events.",
-        subcommands: [Serve.self, Check.self, Backup.self],
+        subcommands: [Serve.self, Check.self, Backup.self, Generate.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -140,6 +141,44 @@ struct Check: AsyncParsableCommand {
             FileHandle.standardError.write(Data("schema error: \(error)\n".utf8))
             throw ExitCode(1)
         }
+    }
+}
+
+struct Generate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write code made from the schema folder.",
+        subcommands: [GenerateTypeScript.self]
+    )
+}
+
+struct GenerateTypeScript: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "typescript",
+        abstract: "Write a TypeScript client: interfaces, REST functions, typed events, channels and live queries."
+    )
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "The file to write the module to.")
+    var out: String
+
+    func run() async throws {
+        let configuration = HeraldConfiguration(reader: try await common.reader())
+        let schema: Schema
+        do {
+            schema = try SchemaLoader(directory: URL(fileURLWithPath: configuration.schemaDirectory)).load()
+        } catch {
+            FileHandle.standardError.write(Data("schema error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        do {
+            try Data(ClientModule(schema: schema, language: .typeScript).source.utf8)
+                .write(to: URL(fileURLWithPath: out), options: .atomic)
+        } catch {
+            FileHandle.standardError.write(Data("cannot write \(out): \(error.localizedDescription)\n".utf8))
+            throw ExitCode(1)
+        }
+        print("wrote \(out): \(schema.types.count) types, \(schema.events.count) events")
     }
 }
 

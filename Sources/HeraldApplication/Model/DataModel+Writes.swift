@@ -188,6 +188,10 @@ extension DataModel {
             }
             do {
                 var canonical = try property.coerce(value)
+                // The visibility flags are never null: null sets them back to their default.
+                if canonical.isNull, SystemProperty.definitions[key] != nil, let defaultValue = property.defaultValue {
+                    canonical = defaultValue
+                }
                 if case .password = property.type, case .string(let plain) = canonical {
                     canonical = plain.isEmpty ? .null : .string(hasher.hash(plain))
                 }

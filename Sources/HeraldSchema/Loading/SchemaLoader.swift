@@ -269,7 +269,7 @@ public enum Naming {
     /// Method names follow the property rule.
     public static func isMethodName(_ s: String) -> Bool { isPropertyName(s) }
 
-    static func isASCIIAlphanumeric(_ c: Unicode.Scalar) -> Bool {
+    public static func isASCIIAlphanumeric(_ c: Unicode.Scalar) -> Bool {
         ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c)
     }
 }
