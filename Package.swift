@@ -180,6 +180,7 @@ let package = Package(
             name: "herald-bench",
             dependencies: [
                 "HeraldServer",
+                "HeraldEvents",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -6,7 +6,8 @@ import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
 
-/// Benchmarks measured against a baseline run in the same invocation.
+/// Benchmarks measured against a baseline run in the same invocation (`channel-cost` is in
+/// `ChannelCost.swift`).
 ///
 /// `hook-cost`: REST creates against a server whose type has a trivial `onCreate` hook, and
 /// against the same server without it. The cost of a request is the process CPU time (server
@@ -22,8 +23,15 @@ struct HeraldBench {
         let rounds = quick ? 2 : 5
         let result = try await hookCost(requests: requests, rounds: rounds, concurrency: 8)
         print(result.table)
+        let channels = await channelCost(
+            channels: [10, quick ? 2000 : 10_000],
+            publishes: quick ? 5000 : 50_000,
+            rounds: quick ? 3 : 5
+        )
+        print(channels.table)
         if let output {
-            try Data((result.json.description + "\n").utf8).write(to: URL(fileURLWithPath: output))
+            let text = "[" + result.json.description + ",\n" + channels.json + "]\n"
+            try Data(text.utf8).write(to: URL(fileURLWithPath: output))
             print("results written to \(output)")
         }
     }

@@ -33,6 +33,18 @@ import Testing
 
     static let chromium = "/usr/bin/chromium"
 
+    /// Headless Chromium on `url`, with a profile in `directory`.
+    static func headlessChromium(_ directory: TestDirectory, _ url: String) throws -> ChildProcess {
+        try ChildProcess(
+            chromium,
+            [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+                "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)", url,
+            ],
+            captureOutput: false
+        )
+    }
+
     /// The example app with a `report` method for pages, and `page` in a public folder of its own.
     static func exampleApp(serving page: String, as name: String) throws -> (TestDirectory, publicFolder: URL) {
         let directory = try TestDirectory()
@@ -141,15 +153,7 @@ import Testing
         let server = try await TestServer.start(directory) { $0.publicDirectory = publicFolder.path }
         defer { Task { try? await server.stop() } }
         _ = try await server.create("ResourceAccess", #"{"signature": "report", "flags": 4}"#)
-        let browser = try ChildProcess(
-            Self.chromium,
-            [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-                "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)",
-                server.url("/live.html"),
-            ],
-            captureOutput: false
-        )
+        let browser = try Self.headlessChromium(directory, server.url("/live.html"))
         defer { browser.stop() }
         /// What the list showed after each change, in the order the page saw them.
         func shown() async throws -> [(kind: String, shown: [String])] {

@@ -160,15 +160,7 @@ extension BrowserTests {
         let server = try await TestServer.start(directory) { $0.publicDirectory = publicFolder.path }
         defer { Task { try? await server.stop() } }
         _ = try await server.create("ResourceAccess", #"{"signature": "report", "flags": 4}"#)
-        let browser = try ChildProcess(
-            Self.chromium,
-            [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-                "--user-data-dir=\(directory.root.appendingPathComponent("chrome").path)",
-                server.url("/client.html"),
-            ],
-            captureOutput: false
-        )
+        let browser = try Self.headlessChromium(directory, server.url("/client.html"))
         defer { browser.stop() }
         #expect(try await eventually(30) { try await reports(server, "comment").count == 1 })
         #expect(try await reports(server, "login") == ["carol"])

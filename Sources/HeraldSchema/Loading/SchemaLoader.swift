@@ -34,10 +34,8 @@ public struct SchemaLoader: Sendable {
             throw SchemaError(file: directory.path, "cannot list the schema folder: \(error)")
         }
         var documents: [(name: String, file: String, json: JSONObject)] = []
-        var initialData: JSONValue?
-        var schedules: JSONValue?
-        var events: JSONValue?
-        var channels: JSONValue?
+        /// The files that are not types, by name.
+        var files: [String: JSONValue] = [:]
         var scriptFolders: [String] = []
         for entry in entries where !entry.hasPrefix(".") {
             let url = directory.appendingPathComponent(entry)
@@ -50,20 +48,8 @@ public struct SchemaLoader: Sendable {
             guard entry.hasSuffix(".json") else { continue }
             if entry.hasSuffix(".schema.json") { continue }
             let json = try readJSON(entry)
-            if entry == Self.initialDataFile {
-                initialData = json
-                continue
-            }
-            if entry == Self.schedulesFile {
-                schedules = json
-                continue
-            }
-            if entry == Self.eventsFile {
-                events = json
-                continue
-            }
-            if entry == Self.channelsFile {
-                channels = json
+            if [Self.initialDataFile, Self.schedulesFile, Self.eventsFile, Self.channelsFile].contains(entry) {
+                files[entry] = json
                 continue
             }
             let typeName = String(entry.dropLast(5))
@@ -83,10 +69,14 @@ public struct SchemaLoader: Sendable {
         for folder in scriptFolders {
             try builder.addMethods(try readScripts(in: folder), folder: folder)
         }
-        var schema = try builder.build(initialData: initialData)
-        if let schedules { schema.schedules = try Self.parseSchedules(schedules, methods: schema.globalMethods) }
-        if let events { schema.events = try Self.parseEvents(events) }
-        if let channels { schema.channels = try Self.parseChannels(channels, methods: schema.globalMethods) }
+        var schema = try builder.build(initialData: files[Self.initialDataFile])
+        if let schedules = files[Self.schedulesFile] {
+            schema.schedules = try Self.parseSchedules(schedules, methods: schema.globalMethods)
+        }
+        if let events = files[Self.eventsFile] { schema.events = try Self.parseEvents(events) }
+        if let channels = files[Self.channelsFile] {
+            schema.channels = try Self.parseChannels(channels, methods: schema.globalMethods)
+        }
         return schema
     }
 
