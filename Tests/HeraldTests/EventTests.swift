@@ -56,7 +56,7 @@ final class RuntimeHarness: @unchecked Sendable {
 }
 
 /// The events already delivered to a subscription, waiting briefly for stragglers.
-func received(_ subscription: EventHub.Subscription, waiting: Duration = .milliseconds(500)) async -> [ServerEvent] {
+func received(_ subscription: EventHub.Subscription, waiting: Duration = .milliseconds(1500)) async -> [ServerEvent] {
     let collector = Task {
         var collected: [ServerEvent] = []
         while let batch = await subscription.next() { collected += batch }

@@ -44,6 +44,10 @@ import Testing
         #expect(schemes["sessionCookie"]?["name"] == "JSESSIONID")
         #expect(document["components"]?["schemas"]?["Event_notification"]?["required"]?.arrayValue?.count == 4)
         #expect(document["x-herald-channels"]?["team:*"]?["subscribe"] == "isTeamMember")
+        // The schema listing (the admin console's schema page) shows them too.
+        let listing = try await server.get("/structr/rest/_schema")
+        #expect(listing["events"]?.arrayValue?.compactMap { $0["name"]?.stringValue }.contains("notification") == true)
+        #expect(listing["channels"]?.arrayValue?.contains(["pattern": "news", "subscribe": "public"]) == true)
     }
 
     @Test func theDocumentNeedsItsGrantAndFollowsReloads() async throws {

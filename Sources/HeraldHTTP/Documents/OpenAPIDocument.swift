@@ -144,13 +144,7 @@ public struct OpenAPIDocument: Sendable {
             "x-herald-channels": .object(
                 JSONObject(
                     uniqueKeysWithValues: schema.channels.all.map { rule in
-                        let subscribe: String
-                        switch rule.subscribe {
-                        case .public: subscribe = "public"
-                        case .authenticated: subscribe = "authenticated"
-                        case .method(let name): subscribe = name
-                        }
-                        return (rule.pattern, ["subscribe": .string(subscribe)])
+                        (rule.pattern, ["subscribe": .string(rule.subscribe.name)])
                     }
                 )
             ),

@@ -28,6 +28,15 @@ public struct ChannelRule: Sendable, Hashable {
         /// The global method of that name, run as the caller with `$.arguments.channel`; a truthy
         /// result lets the caller in.
         case method(String)
+
+        /// As `channels.json` writes it: `public`, `authenticated` or the method's name.
+        public var name: String {
+            switch self {
+            case .public: "public"
+            case .authenticated: "authenticated"
+            case .method(let name): name
+            }
+        }
     }
 
     /// An exact channel name, or a prefix ending in `*` (`dock:*`); `*` alone matches all.

@@ -1,5 +1,6 @@
 extension Schema {
-    /// A JSON listing of types, their properties, relationships and methods, and global methods.
+    /// A JSON listing of types, their properties, relationships and methods, global methods, declared
+    /// events and channel rules.
     public var listing: JSONValue {
         var types: [JSONValue] = []
         for type in self.types.values {
@@ -32,7 +33,19 @@ extension Schema {
             if let file = type.file { t["file"] = .string(file) }
             types.append(.object(t))
         }
-        return ["types": .array(types), "globalMethods": .array(globalMethods.map(\.listing))]
+        let declared: [JSONValue] = events.values.map { event in
+            [
+                "name": .string(event.name), "description": event.description.map(JSONValue.string) ?? .null,
+                "schema": event.schema.source,
+            ]
+        }
+        let rules: [JSONValue] = channels.all.map { rule in
+            ["pattern": .string(rule.pattern), "subscribe": .string(rule.subscribe.name)]
+        }
+        return [
+            "types": .array(types), "globalMethods": .array(globalMethods.map(\.listing)), "events": .array(declared),
+            "channels": .array(rules),
+        ]
     }
 }
 

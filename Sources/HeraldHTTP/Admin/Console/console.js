@@ -127,6 +127,11 @@ async function schemaView() {
         : h('p', {}, 'No refused edit since then.')),
     schema.globalMethods.length ? h('section', { class: 'card' }, h('h3', {}, 'Global methods'),
       h('ul', {}, schema.globalMethods.map((m) => h('li', {}, m.name + ' — ' + m.file)))) : null,
+    (schema.events || []).length ? h('section', { class: 'card', id: 'schema-events' }, h('h3', {}, 'Declared events (events.json)'),
+      h('ul', {}, schema.events.map((e) => h('li', {}, h('strong', {}, e.name), e.description ? ' — ' + e.description : '',
+        h('pre', {}, JSON.stringify(e.schema, null, 2)))))) : null,
+    (schema.channels || []).length ? h('section', { class: 'card', id: 'schema-channels' }, h('h3', {}, 'Channels (channels.json)'),
+      h('ul', {}, schema.channels.map((c) => h('li', {}, h('code', {}, c.pattern), ' — subscribe: ' + c.subscribe)))) : null,
     ...types);
 }
 
@@ -521,6 +526,7 @@ function chart(label) {
 
 function audienceText(audience) {
   if (audience.users) return 'users ' + audience.users.join(', ');
+  if (audience.channel) return 'channel ' + audience.channel;
   if (audience.broadcast) {
     const parts = [audience.broadcast.authenticated && 'authenticated', audience.broadcast.anonymous && 'anonymous'].filter(Boolean);
     return 'broadcast to ' + (parts.join(' and ') || 'nobody');
