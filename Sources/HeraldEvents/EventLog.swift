@@ -100,16 +100,20 @@ public struct EventLog: Sendable {
 }
 
 extension Audience {
-    /// The JSON form kept in the log.
-    var stored: String {
+    /// The audience as JSON: what the log keeps, and what the admin monitor and the script
+    /// console show.
+    public var json: JSONValue {
         switch self {
-        case .users(let users): JSONValue.object(["users": .array(users.sorted().map(JSONValue.string))]).jsonString
+        case .users(let users): ["users": .array(users.sorted().map(JSONValue.string))]
         case .broadcast(let authenticated, let anonymous):
-            JSONValue.object(["authenticated": .bool(authenticated), "anonymous": .bool(anonymous)]).jsonString
-        case .channel(let channel): JSONValue.object(["channel": .string(channel)]).jsonString
-        case .changes: #"{"changes":true}"#
+            ["authenticated": .bool(authenticated), "anonymous": .bool(anonymous)]
+        case .channel(let channel): ["channel": .string(channel)]
+        case .changes: ["changes": true]
         }
     }
+
+    /// The JSON form kept in the log.
+    var stored: String { json.jsonString }
 
     init?(stored: String) {
         guard case .object(let object) = try? JSONValue(parsing: stored) else { return nil }

@@ -49,20 +49,12 @@ public final class EventMonitor: Sendable {
         }
     }
 
-    /// One event as the monitor shows it.
+    /// One event as the monitor shows it; the audience in the log's form (``Audience/json``).
     public static func describe(_ entry: EventHub.Entry) -> JSONValue {
-        let audience: JSONValue
-        switch entry.audience {
-        case .users(let users): audience = ["users": .array(users.sorted().map(JSONValue.string))]
-        case .broadcast(let authenticated, let anonymous):
-            audience = ["broadcast": ["authenticated": .bool(authenticated), "anonymous": .bool(anonymous)]]
-        case .channel(let channel): audience = ["channel": .string(channel)]
-        case .changes: audience = ["changes": true]
-        }
-        return [
+        [
             "id": .int(Int64(entry.event.id)),
             "type": .string(entry.event.type),
-            "audience": audience,
+            "audience": entry.audience.json,
             "data": .string(entry.event.data),
             "created": .int(entry.created.millisecondsSince1970),
         ]

@@ -82,6 +82,8 @@ public final class UnitOfWork {
     /// commits. A type declared in `events.json` must carry a message matching its schema; an
     /// undeclared one is refused when the server requires declarations.
     public func raise(type: String, data: String, to audience: Audience) throws {
+        // A read snapshot restarts as a write first: the message is checked once.
+        try requireWrite()
         if let declaration = model.schema.events[type] {
             do {
                 try declaration.validate(message: data)
@@ -93,7 +95,6 @@ public final class UnitOfWork {
                 "the event type '\(type)' is not declared in events.json, and this server requires declarations"
             )
         }
-        try requireWrite()
         events.append(try EventLog.append(type: type, data: data, audience: audience, in: tx))
     }
 

@@ -53,8 +53,7 @@ public struct AdminController: Sendable {
 
     /// The monitor stream: `event: published` for every event, as ``EventMonitor`` describes it.
     func feed(_ request: Request, context: HeraldRequestContext) async throws -> Response {
-        guard context.caller.isAuthenticated else { throw RESTError(.unauthorized, "Log in as an admin") }
-        guard context.caller.isAdmin else { throw RESTError(.forbidden, "Only admins may follow every event") }
+        try context.requireAdmin()
         guard EventSourceController.accepts(request.headers[.accept]) else {
             throw RESTError(.notAcceptable, "This endpoint answers text/event-stream only")
         }

@@ -18,3 +18,12 @@ public struct HeraldRequestContext: RequestContext {
     /// The client's IP address, for per-client limits.
     public var clientAddress: String? { channel?.remoteAddress?.ipAddress }
 }
+
+extension HeraldRequestContext {
+    /// Refuses anyone but an admin (the superuser or an `isAdmin` user): 401 without a login,
+    /// 403 for other users.
+    func requireAdmin() throws {
+        guard caller.isAuthenticated else { throw RESTError(.unauthorized, "Log in as an admin") }
+        guard caller.isAdmin else { throw RESTError(.forbidden, "Only admins may use this resource") }
+    }
+}

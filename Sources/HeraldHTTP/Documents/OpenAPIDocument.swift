@@ -336,7 +336,7 @@ public struct OpenAPIDocument: Sendable {
                     "Create a \(end.otherTypes[0]) in \(name).\(end.name)",
                     id: "create\(name)\(Self.capitalized(end.name))",
                     tag: name,
-                    body: Self.ref("\(end.otherTypes[0])Input"),
+                    body: Self.ref("\(end.otherTypes[0])Create"),
                     bodyRequired: true,
                     responses: ["201": ids.merging(description: "The id of the new object")]
                 )

@@ -30,17 +30,16 @@ public struct EventSourceController: Sendable {
     let log: EventLog
     let policy: any AccessPolicy
     /// Who may subscribe to the channels a stream asks for.
-    let channels: ChannelAccess?
+    let channels: ChannelAccess
     let settings: EventSourceSettings
     /// What every stream's sink is given.
     let sinkSettings: ChannelSink.Settings
 
-    /// - Parameter channels: who may subscribe to channels; without it a stream asking for any is refused.
     public init(
         hub: EventHub,
         log: EventLog,
         policy: any AccessPolicy,
-        channels: ChannelAccess? = nil,
+        channels: ChannelAccess,
         settings: EventSourceSettings
     ) {
         self.hub = hub
@@ -138,7 +137,6 @@ public struct EventSourceController: Sendable {
             )
         }
         guard !unique.isEmpty else { return [] }
-        guard let channels else { throw RESTError(.forbidden, "This server has no channels") }
         try await channels.authorize(unique.sorted(), for: context.caller)
         return unique
     }

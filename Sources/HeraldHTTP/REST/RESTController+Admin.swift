@@ -9,18 +9,13 @@ import Hummingbird
 /// The admin resources the console uses, open to admins (the superuser and `isAdmin` users)
 /// only: `_script` runs a snippet, `_access/<id>` tells who may see an object and why.
 extension RESTController {
-    /// Refuses anyone but an admin: 401 without a login, 403 for other users.
-    func requireAdmin(_ context: HeraldRequestContext) throws {
-        guard context.caller.isAuthenticated else { throw RESTError(.unauthorized, "Log in as an admin") }
-        guard context.caller.isAdmin else { throw RESTError(.forbidden, "Only admins may use this resource") }
-    }
 
     /// `POST /_script` with `{"source", "runAs"?: <user id or name>, "commit"?: false}`: runs the
     /// snippet as that user (the caller without `runAs`), rolled back unless `commit` is true.
     /// Answers 200 with `{"result", "log", "events", "committed", "error"}` whether or not the
     /// snippet failed; a malformed request is 400, an unknown user 404.
     func runScript(_ request: Request, context: HeraldRequestContext) async throws -> Response {
-        try requireAdmin(context)
+        try context.requireAdmin()
         guard case .object(let input) = try await readJSON(request) else {
             throw RESTError(.badRequest, "Expected {\"source\": \"...\", \"runAs\": \"<user>\", \"commit\": false}")
         }
@@ -92,7 +87,7 @@ extension RESTController {
     /// `GET /_access/<id>`: the object's owner, visibility flags and grants, and every user who
     /// may read it with the reasons, as the access rules decide it.
     func explainAccess(_ id: String, context: HeraldRequestContext) async throws -> Response {
-        try requireAdmin(context)
+        try context.requireAdmin()
         let type = try await typeHolding(id, context)
         let result = try await workRunner.read(.superuser) { work -> JSONValue in
             let (model, tx) = (work.model, work.tx)
@@ -171,7 +166,7 @@ extension RESTController {
     /// `PUT /_access/<id>` with `{"principal": <user or group id>, "rights": ["read", ...]}`:
     /// the principal holds exactly those rights on the object afterwards (`[]` takes them all).
     func setGrant(_ id: String, request: Request, context: HeraldRequestContext) async throws -> Response {
-        try requireAdmin(context)
+        try context.requireAdmin()
         guard case .object(let input) = try await readJSON(request),
             case .string(let principal)? = input["principal"], EntityID.isValid(principal),
             case .array(let names)? = input["rights"]

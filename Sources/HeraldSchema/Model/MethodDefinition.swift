@@ -27,7 +27,8 @@ public struct MethodDefinition: Sendable, Hashable {
     public var path: String
     /// The script text.
     public let source: String
-    /// Whether the source names `broadcastEvent`, `sendEvent` or `publish` (in any of their spellings): such
+    /// Whether the source names `broadcastEvent` or `sendEvent` (in any of their spellings) or calls
+    /// `publish(`: such
     /// a method writes to the event log, so it starts in a write transaction. Found once, at load.
     public let mayRaiseEvents: Bool
 
@@ -36,7 +37,7 @@ public struct MethodDefinition: Sendable, Hashable {
         self.typeName = typeName
         self.path = path
         self.source = source
-        self.mayRaiseEvents = ["broadcastEvent", "sendEvent", "broadcast_event", "send_event", "publish"].contains {
+        self.mayRaiseEvents = ["broadcastEvent", "sendEvent", "broadcast_event", "send_event", "publish("].contains {
             source.contains($0)
         }
     }

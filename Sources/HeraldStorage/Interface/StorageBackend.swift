@@ -177,7 +177,7 @@ public struct PersistedEvent: Sendable, Hashable {
     public var id: Int64
     public var type: String
     public var data: String
-    /// Who it was for, as JSON (`{"users": [...]}` or `{"authenticated": true, "anonymous": false}`).
+    /// Who it was for, as JSON (`{"users": [...]}`, `{"authenticated": true, "anonymous": false}`, `{"channel": "..."}` or `{"changes": true}`).
     public var audience: String
     public var created: Timestamp
 

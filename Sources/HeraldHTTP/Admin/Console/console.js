@@ -527,8 +527,8 @@ function chart(label) {
 function audienceText(audience) {
   if (audience.users) return 'users ' + audience.users.join(', ');
   if (audience.channel) return 'channel ' + audience.channel;
-  if (audience.broadcast) {
-    const parts = [audience.broadcast.authenticated && 'authenticated', audience.broadcast.anonymous && 'anonymous'].filter(Boolean);
+  if ('authenticated' in audience) {
+    const parts = [audience.authenticated && 'authenticated', audience.anonymous && 'anonymous'].filter(Boolean);
     return 'broadcast to ' + (parts.join(' and ') || 'nobody');
   }
   return JSON.stringify(audience);
