@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         /// The schema model: type files, property and relationship definitions, validation.
@@ -43,12 +44,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        /// Storage: the backend-neutral interface and its SQLite (GRDB) implementation.
+        /// Storage: the backend-neutral interface and its SQLite (GRDB) and PostgreSQL
+        /// (postgres-nio) implementations.
         .target(
             name: "HeraldStorage",
             dependencies: [
                 "HeraldSchema",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -64,6 +70,7 @@ let package = Package(
             name: "HeraldEvents",
             dependencies: [
                 "HeraldStorage",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -93,6 +93,9 @@ public final class EventHub: Sendable {
         }
     }
 
+    /// The newest id delivered (or restored at start-up).
+    public var newestID: UInt64 { state.withLock { $0.lastID } }
+
     /// The newest id replay can no longer reach (0: nothing was dropped).
     public var droppedThrough: UInt64 { state.withLock { $0.droppedThrough } }
 
@@ -298,6 +301,11 @@ public final class EventHub: Sendable {
     /// Closes every stream opened from `origin` (a login session that ended).
     public func close(origin: String) {
         end(state.withLock { state in state.members.filter { $0.value.origin == origin }.map(\.key) })
+    }
+
+    /// The users with at least one open stream here.
+    public var usersWithStreams: Set<String> {
+        state.withLock { Set($0.userStreams.keys) }
     }
 
     /// Whether a stream is open for any of `users`.

@@ -18,20 +18,40 @@ public struct EventLog: Sendable {
         self.limits = limits
     }
 
-    /// Appends an event in `tx` and returns it with the id the log gave it.
-    public static func append(
-        type: String,
-        data: String,
-        audience: Audience,
-        in tx: any StorageTransaction
-    ) throws -> EventHub.Entry {
+    /// An event to append: what it says and whom it is for.
+    public typealias Raised = (type: String, data: String, audience: Audience)
+
+    /// Events appended in one transaction; they have their ids once it has committed.
+    public struct Appended: Sendable {
+        /// The events, with id 0.
+        public let raised: [EventHub.Entry]
+        let ids: AppendedEventIDs
+
+        /// The events with the ids the log gave them; nil until the transaction committed.
+        public var entries: [EventHub.Entry]? {
+            guard let ids = ids.values, ids.count == raised.count else { return nil }
+            return zip(raised, ids).map { entry, id in
+                var entry = entry
+                entry.event.id = UInt64(id)
+                return entry
+            }
+        }
+    }
+
+    /// Appends `events` in `tx`, in order, in one statement.
+    public static func append(_ events: [Raised], in tx: any StorageTransaction) throws -> Appended {
         let created = Timestamp.now
-        let id = try tx.appendEvent(type: type, data: data, audience: audience.stored, created: created)
-        return EventHub.Entry(
-            event: ServerEvent(id: UInt64(id), type: type, data: data),
-            audience: audience,
-            created: created
+        let ids = try tx.appendEvents(
+            events.map { EventToLog(type: $0.type, data: $0.data, audience: $0.audience.stored, created: created) }
         )
+        let raised = events.map {
+            EventHub.Entry(
+                event: ServerEvent(id: 0, type: $0.type, data: $0.data),
+                audience: $0.audience,
+                created: created
+            )
+        }
+        return Appended(raised: raised, ids: ids)
     }
 
     /// The oldest creation time replay still serves.

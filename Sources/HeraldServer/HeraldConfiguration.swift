@@ -1,6 +1,7 @@
 import Configuration
 import HeraldHTTP
 import HeraldScripting
+import HeraldStorage
 import Logging
 
 /// Every setting of a Herald server, with its default.
@@ -13,8 +14,17 @@ public struct HeraldConfiguration: Sendable {
     public var schemaDirectory = "./schema"
     /// Static files served at `/` (the example app's page); skipped when the folder is missing.
     public var publicDirectory = "./public"
-    /// The folder holding the SQLite database.
+    /// The folder holding the SQLite database (and, with either backend, the token key when
+    /// none is configured).
     public var dataDirectory = "./data"
+    /// The database: absent or `sqlite` for the SQLite file in the data folder, or
+    /// `postgresql://user:password@host:port/dbname` for PostgreSQL. Secret: it may hold a password.
+    public var database: String?
+    /// The most connections one process opens to PostgreSQL.
+    public var databaseConnections = 16
+    /// How many times a write that conflicts with concurrent writes on PostgreSQL runs before it
+    /// answers 503.
+    public var databaseWriteAttempts = 10
     public var host = "127.0.0.1"
     /// The port to listen on; 0 picks a free one.
     public var port = 8082
@@ -122,6 +132,9 @@ public struct HeraldConfiguration: Sendable {
         let d = HeraldConfiguration()
         schemaDirectory = reader.string(forKey: "schema", default: d.schemaDirectory)
         dataDirectory = reader.string(forKey: "data", default: d.dataDirectory)
+        database = reader.string(forKey: "database", isSecret: true)
+        databaseConnections = reader.int(forKey: "databaseConnections", default: d.databaseConnections)
+        databaseWriteAttempts = reader.int(forKey: "databaseWriteAttempts", default: d.databaseWriteAttempts)
         publicDirectory = reader.string(forKey: "public", default: d.publicDirectory)
         host = reader.string(forKey: "host", default: d.host)
         port = reader.int(forKey: "port", default: d.port)
@@ -213,8 +226,33 @@ public struct HeraldConfiguration: Sendable {
         return c
     }
 
+    /// Where the data lives.
+    enum Backend {
+        case sqlite
+        case postgresql(PostgreSQLLocation)
+    }
+
+    /// The backend `database` names.
+    func backend() throws(ConfigurationError) -> Backend {
+        guard let database, !database.isEmpty, database.lowercased() != "sqlite" else { return .sqlite }
+        guard PostgreSQLLocation.isPostgreSQL(database) else {
+            throw ConfigurationError(
+                "database must be sqlite or a postgresql://user:password@host:port/dbname URL, not '\(database.prefix { $0 != ":" })…'"
+            )
+        }
+        do {
+            return .postgresql(try PostgreSQLLocation(url: database))
+        } catch {
+            throw ConfigurationError("database: \(error)")
+        }
+    }
+
     /// Problems that make the settings unusable.
     public func validate() throws(ConfigurationError) {
+        _ = try backend()
+        guard databaseConnections > 0, databaseWriteAttempts > 0 else {
+            throw ConfigurationError("databaseConnections and databaseWriteAttempts must be positive")
+        }
         guard (0...65535).contains(port) else { throw ConfigurationError("port must be in 0...65535, got \(port)") }
         guard (4...31).contains(bcryptCost) else {
             throw ConfigurationError("bcryptCost must be in 4...31, got \(bcryptCost)")

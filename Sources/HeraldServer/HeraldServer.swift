@@ -45,11 +45,7 @@ public enum HeraldServer {
                 "methods": "\(schema.types.values.reduce(0) { $0 + $1.methods.count } + schema.globalMethods.count)",
             ]
         )
-        let storage = try SQLiteStorage(
-            directory: URL(fileURLWithPath: configuration.dataDirectory),
-            maxSize: configuration.maxDatabaseSize,
-            logger: Logger(label: "herald.storage", level: configuration.logLevel)
-        )
+        let storage = try openStorage(configuration, logger: logger)
         let migration: MigrationReport
         do {
             migration = try await storage.migrate(
@@ -62,7 +58,13 @@ public enum HeraldServer {
         }
         let hasher = BcryptPasswordHasher(cost: UInt8(configuration.bcryptCost))
         let model = DataModel(schema: schema, hasher: hasher)
-        let loaded = try await storage.write { tx in try model.loadInitialData(in: tx) }
+        let loaded: Int
+        do {
+            loaded = try await loadInitialData(model, into: storage)
+        } catch {
+            try? storage.close()
+            throw error
+        }
         if loaded > 0 { logger.info("initial data loaded", metadata: ["objects": "\(loaded)"]) }
         if configuration.superuserPassword?.isEmpty ?? true {
             logger.warning(
@@ -140,10 +142,7 @@ public enum HeraldServer {
             }
         )
         let tokens = await Tokens.make(
-            secret: try Tokens.secret(
-                configured: configuration.jwtSecret,
-                dataDirectory: URL(fileURLWithPath: configuration.dataDirectory)
-            ),
+            secret: try await tokenSecret(configuration, storage: storage),
             storage: storage,
             accessLifetime: .seconds(configuration.accessTokenLifetime),
             refreshLifetime: .seconds(configuration.refreshTokenLifetime),
@@ -207,6 +206,24 @@ public enum HeraldServer {
         var services: [any Service] = [
             StorageService(storage: storage, pool: pool, hub: hub, log: log, logger: logger), live,
         ]
+        if let shared = storage as? any SharedStorageBackend {
+            services.append(
+                CommitFeed(
+                    storage: shared,
+                    workRunner: workRunner,
+                    sessions: sessions,
+                    logger: Logger(label: "herald.cluster", level: configuration.logLevel)
+                )
+            )
+            services.append(
+                PresenceService(
+                    presence: Presence(
+                        workRunner: workRunner,
+                        logger: Logger(label: "herald.cluster", level: configuration.logLevel)
+                    )
+                )
+            )
+        }
         if configuration.schemaReloadInterval > 0 {
             services.append(
                 SchemaReloader(
@@ -232,7 +249,7 @@ public enum HeraldServer {
         let connections = ConnectionLimit.effective(configured: configuration.maxConnections, logger: logger)
         return Hummingbird.Application(
             router: router,
-            server: try transport.serverBuilder(),
+            server: try transport.serverBuilder(metrics: PrometheusMetricsFactory(registry: metrics)),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "Herald",

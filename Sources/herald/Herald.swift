@@ -31,7 +31,10 @@ struct CommonOptions: ParsableArguments {
         var values = extra
         if let schema { values["schema"] = .init(.string(schema), isSecret: false) }
         let environment = EnvironmentVariablesProvider(
-            secretsSpecifier: .dynamic { key, _ in key.contains("PASSWORD") || key.contains("SECRET") }
+            secretsSpecifier: .dynamic { key, _ in
+                // The database URL may hold a password.
+                key.contains("PASSWORD") || key.contains("SECRET") || key.hasSuffix("_DATABASE")
+            }
         ).prefixKeys(with: ["herald"])
         let file = config ?? ProcessInfo.processInfo.environment["HERALD_CONFIG"] ?? "herald.json"
         let explicit = config != nil || ProcessInfo.processInfo.environment["HERALD_CONFIG"] != nil
@@ -50,6 +53,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "The data folder with the SQLite database (HERALD_DATA; default ./data).")
     var data: String?
+
+    @Option(
+        help:
+            "The database: sqlite (the file in the data folder, the default) or postgresql://user:password@host:port/dbname (HERALD_DATABASE, database)."
+    )
+    var database: String?
 
     @Option(help: "Static files served at / (HERALD_PUBLIC; default ./public).")
     var `public`: String?
@@ -76,6 +85,7 @@ struct Serve: AsyncParsableCommand {
         var values: [AbsoluteConfigKey: ConfigValue] = [:]
         if let data { values["data"] = .init(.string(data), isSecret: false) }
         if let host { values["host"] = .init(.string(host), isSecret: false) }
+        if let database { values["database"] = .init(.string(database), isSecret: true) }
         if let `public` { values["public"] = .init(.string(`public`), isSecret: false) }
         if let port { values["port"] = .init(.int(port), isSecret: false) }
         if allowDestructiveMigrations { values["allowDestructiveMigrations"] = .init(.bool(true), isSecret: false) }

@@ -124,6 +124,34 @@ import Testing
         #expect(try await w.names("mia") == ["team"])
     }
 
+    /// Groups a user acts as are cached between requests: every change to a membership, from
+    /// the group's side or the user's, takes effect on the very next request.
+    @Test func aMembershipChangeTakesEffectOnTheNextRequestThoughGroupsAreCached() async throws {
+        let w = try await world()
+        defer { Task { try? await w.server.stop() } }
+        let share = #"{"project": "\#(w.ids["shared"]!)", "group": "inner", "rights": "read"}"#
+        #expect(try await w.request("superuser", .POST, "/structr/rest/share", share).status == 200)
+        // Both users' groups are now cached by use.
+        #expect(try await w.names("mia") == ["shared", "team"])
+        #expect(try await w.names("otto") == ["team"])
+        let inner = "/structr/rest/Group/\(w.ids["inner"]!)"
+        #expect(try await w.request("superuser", .PUT, inner, #"{"members": ["\#(w.ids["otto"]!)"]}"#).status == 200)
+        #expect(try await w.names("mia") == ["team"])
+        #expect(try await w.names("otto") == ["shared", "team"])
+        #expect(try await w.request("otto", .GET, "/structr/rest/Project/\(w.ids["shared"]!)").status == 200)
+        // From the user's side: mia joins the outer group, which holds the inner one; nothing
+        // reaches her through it. Then she joins the inner one itself.
+        let mia = "/structr/rest/User/\(w.ids["mia"]!)"
+        #expect(try await w.request("superuser", .PUT, mia, #"{"groups": ["\#(w.ids["outer"]!)"]}"#).status == 200)
+        #expect(try await w.names("mia") == ["team"])
+        #expect(try await w.request("superuser", .PUT, mia, #"{"groups": ["\#(w.ids["inner"]!)"]}"#).status == 200)
+        #expect(try await w.names("mia") == ["shared", "team"])
+        // Deleting the group takes its rights with it.
+        #expect(try await w.request("superuser", .DELETE, inner).status == 200)
+        #expect(try await w.names("mia") == ["team"])
+        #expect(try await w.names("otto") == ["team"])
+    }
+
     @Test func writingAndDeletingNeedTheirRights() async throws {
         let w = try await world()
         defer { Task { try? await w.server.stop() } }

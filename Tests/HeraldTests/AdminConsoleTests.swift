@@ -135,6 +135,9 @@ import Testing
         let feed = try await EventStream(server, headers: Self.admin, path: "/structr/admin/events")
         #expect(feed.status == 200)
         #expect(try await feed.waitFor("retry:"))
+        // The open feed is no request in progress (HTTP/1.1): only the scrape is.
+        let scraped = try await server.request(.GET, "/structr/metrics", headers: Self.admin).text
+        #expect(scraped.contains("herald_requests_in_progress 1"), "\(scraped)")
         // A group send, expanded to its members (Frontend nests in Engineering).
         _ = try await server.request(.POST, "/structr/rest/announceSprintPlanning", body: "{}")
         #expect(try await feed.waitFor("event: published\n"))

@@ -185,7 +185,8 @@ func eventIDs(_ text: String) -> [UInt64] {
         let running = try ExecutableTests.Running(
             arguments: ["serve", "--schema", "schema", "--port", "0", "--data", "data"],
             environment: ["HERALD_SUPERUSER_PASSWORD": TestServer.superuserPassword, "HERALD_BCRYPT_COST": "4"],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
         let port = try await running.port()
         // Python's http.client reads the stream and prints the milliseconds from the opening
@@ -231,15 +232,53 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(!other.isEnded)
     }
 
-    @Test func anHTTP10ClientGetsAStreamDelimitedByClosingTheConnection() async throws {
-        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+    /// Root's stream on a raw socket, with `headers` (CRLF-ended lines) in the request, once its
+    /// `retry:` came. The caller stops the reader.
+    static func rawStream(
+        _ server: TestServer,
+        version: String = "1.1",
+        headers: String = ""
+    ) async throws -> (socket: Int32, reader: SocketReader) {
+        let host = version == "1.1" ? "Host: 127.0.0.1\r\n" : ""
         let socket = try loopbackClient(
             port: server.port,
-            request: "GET /structr/EventSource HTTP/1.0\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+            request:
+                "GET /structr/EventSource HTTP/\(version)\r\n\(host)\(headers)X-User: root\r\nX-Password: root-pw\r\n\r\n"
         )
         let reader = SocketReader(socket)
-        defer { reader.stop() }
         #expect(try await eventually(10) { reader.text.contains("retry: 3000\n\n") })
+        return (socket, reader)
+    }
+
+    @Test func aStreamAskedWithConnectionCloseStaysOpenInItsRequestsTask() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let (_, reader) = try await Self.rawStream(server, headers: "Connection: close\r\n")
+        defer { reader.stop() }
+        // Hummingbird closes such a connection when the request's task returns: the task stays.
+        let scraped = try await server.request(.GET, "/structr/metrics").text
+        #expect(scraped.contains("herald_requests_in_progress 2"), "\(scraped)")
+        #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
+        #expect(try await eventually(10) { reader.text.contains("event: greeting") })
+        #expect(!reader.closed)
+    }
+
+    @Test func aClientThatClosesItsSendingSideAfterTheRequestKeepsItsStream() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        defer { Task { try? await server.stop() } }
+        let (socket, reader) = try await Self.rawStream(server)
+        defer { reader.stop() }
+        #expect(Glibc.shutdown(socket, Int32(SHUT_WR)) == 0)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
+        #expect(try await eventually(10) { reader.text.contains("event: greeting") })
+        #expect(!reader.closed)
+    }
+
+    @Test func anHTTP10ClientGetsAStreamDelimitedByClosingTheConnection() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        let (_, reader) = try await Self.rawStream(server, version: "1.0")
+        defer { reader.stop() }
         #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
         #expect(try await eventually(10) { reader.text.contains("event: greeting") })
         try await server.stop()
@@ -299,6 +338,31 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(try await stream.waitFor("retry:"))
         try await server.stop()
         #expect(try await eventually(5) { stream.isEnded })
+    }
+
+    @Test func anOpenHTTP11StreamHoldsNoRequestTaskAndEndsWithItsLastChunk() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        let (_, raw) = try await Self.rawStream(server)
+        defer { raw.stop() }
+        let streams = [
+            try await EventStream(server, headers: Self.root), try await EventStream(server, headers: Self.root),
+        ]
+        for stream in streams { #expect(try await stream.waitFor("retry:")) }
+        // Three streams are open; the only request being answered is the scrape itself.
+        let metrics = { try await server.request(.GET, "/structr/metrics").text }
+        #expect(try await eventually { try await metrics().contains("herald_open_streams 3") })
+        let scraped = try await metrics()
+        #expect(scraped.contains("herald_requests_in_progress 1"), "\(scraped)")
+        // Events still flow to streams no task holds.
+        #expect(try await server.request(.POST, "/structr/rest/greet").status == 200)
+        for stream in streams { #expect(try await stream.waitFor("event: greeting")) }
+        // The server ends the stream: the response's last chunk, then the connection closes.
+        try await server.stop()
+        #expect(try await eventually(10) { raw.closed })
+        let text = raw.text
+        #expect(text.contains("event: greeting"))
+        #expect(text.hasSuffix("\r\n0\r\n\r\n"), "\(text.suffix(80).debugDescription)")
+        for stream in streams { #expect(try await eventually(5) { stream.isEnded }) }
     }
 }
 

@@ -10,7 +10,7 @@ import Testing
 /// The work runner and method runner over a real SQLite file, real engines and a real hub, without HTTP.
 final class RuntimeHarness: @unchecked Sendable {
     let directory: TestDirectory
-    let storage: SQLiteStorage
+    let storage: any StorageBackend
     let pool: EnginePool
     let hub = EventHub()
     let work: WorkRunner
@@ -19,7 +19,7 @@ final class RuntimeHarness: @unchecked Sendable {
     init(files: [String: String]? = nil) async throws {
         directory = try TestDirectory(files: files)
         let schema = try SchemaLoader(directory: directory.schema).load()
-        storage = try SQLiteStorage(directory: directory.data)
+        storage = try TestDatabase.storage(directory)
         let migration = try await storage.migrate(to: schema, allowDestructive: false)
         let model = DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4))
         _ = try await storage.write { tx in try model.loadInitialData(in: tx) }

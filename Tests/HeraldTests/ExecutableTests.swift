@@ -18,9 +18,17 @@ import Testing
         let process: ChildProcess
         private let text: NSLockedText
 
-        init(arguments: [String], environment: [String: String], directory: URL, executable: URL? = nil) throws {
+        /// - Parameter database: the test directory's PostgreSQL database, when the suite runs on it.
+        init(
+            arguments: [String],
+            environment: [String: String],
+            directory: URL,
+            database: String? = nil,
+            executable: URL? = nil
+        ) throws {
             var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("HERALD_") }
             env.merge(environment) { _, new in new }
+            if let database { env["HERALD_DATABASE"] = database }
             let text = NSLockedText()
             self.text = text
             process = try ChildProcess(
@@ -98,7 +106,8 @@ import Testing
         let first = try Running(
             arguments: ["serve", "--schema", "schema", "--port", "0"],
             environment: ["HERALD_SUPERUSER_PASSWORD": "from-env", "HERALD_PORT": "2"],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
         let port = try await first.port()
         #expect(try await send(.GET, port: port, "/structr/rest/Tag", password: "from-file").0 == 401)
@@ -111,11 +120,14 @@ import Testing
         )
         #expect(status == 201)
         let id = try #require(body["result"]?.arrayValue?.first?.stringValue as String?)
-        #expect(
-            FileManager.default.fileExists(
-                atPath: directory.root.appendingPathComponent("file-data/herald.sqlite").path
+        // The data folder holds the SQLite file (PostgreSQL keeps everything in the database).
+        if TestDatabase.isSQLite {
+            #expect(
+                FileManager.default.fileExists(
+                    atPath: directory.root.appendingPathComponent("file-data/herald.sqlite").path
+                )
             )
-        )
+        }
         first.process.interrupt()  // SIGINT
         #expect(try await first.exitStatus() == 0)
         #expect(first.log.contains("storage closed"))
@@ -123,7 +135,8 @@ import Testing
         let second = try Running(
             arguments: ["serve", "--schema", "schema", "--port", "0", "--config", config.path],
             environment: ["HERALD_SUPERUSER_PASSWORD": "from-env"],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
         let port2 = try await second.port()
         #expect(
@@ -144,7 +157,8 @@ import Testing
                 "HERALD_SUPERUSER_PASSWORD": "pw", "HERALD_SCRIPT_TIME_LIMIT": "120000",
                 "HERALD_SHUTDOWN_TIMEOUT": "2", "HERALD_BCRYPT_COST": "4",
             ],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
         let port = try await running.port()
         let spinning = Task { try? await send(.POST, port: port, "/structr/rest/spin", body: "{}", password: "pw") }
@@ -169,6 +183,7 @@ import Testing
                 "HERALD_SUPERUSER_PASSWORD": "pw", "HERALD_BCRYPT_COST": "4", "HERALD_SCHEMA_RELOAD_INTERVAL": "100",
             ],
             directory: directory.root,
+            database: directory.database,
             executable: URL(fileURLWithPath: "/bin/sh")
         )
         let port = try await running.port()
@@ -201,7 +216,8 @@ import Testing
         let running = try Running(
             arguments: ["serve", "--port", "0", "--data", "data"],
             environment: [:],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
         let port = try await running.port()
         #expect(running.log.contains("no superuser password set"))
@@ -212,7 +228,12 @@ import Testing
 
     @Test func aBrokenSchemaStopsStartUpNamingFileAndField() async throws {
         let directory = try TestDirectory(files: ["Item.json": #"{"properties": {"count": {"type": "int"}}}"#])
-        let running = try Running(arguments: ["serve", "--port", "0"], environment: [:], directory: directory.root)
+        let running = try Running(
+            arguments: ["serve", "--port", "0"],
+            environment: [:],
+            directory: directory.root,
+            database: directory.database
+        )
         #expect(try await running.exitStatus() == 1)
         #expect(running.log.contains("Item.json: properties.count.type: unknown property type 'int'"))
     }

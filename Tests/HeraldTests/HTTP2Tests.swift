@@ -61,7 +61,8 @@ import Testing
         let refused = try ExecutableTests.Running(
             arguments: ["serve", "--port", "0", "--tls-cert", missing, "--tls-key", TestCertificate.shared.keyFile],
             environment: ["HERALD_SUPERUSER_PASSWORD": "pw"],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
         #expect(try await refused.exitStatus() == 1)
         #expect(refused.log.contains("\(missing) does not exist"), "\(refused.log)")
@@ -72,7 +73,8 @@ import Testing
                 "HERALD_SUPERUSER_PASSWORD": "pw", "HERALD_TLS_CERT": TestCertificate.shared.certificateFile,
                 "HERALD_TLS_KEY": TestCertificate.shared.keyFile,
             ],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
         let port = try await serving.port()
         #expect(serving.log.contains("protocols=https (h2, http/1.1)"))

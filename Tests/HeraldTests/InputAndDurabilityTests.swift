@@ -148,7 +148,8 @@ import Testing
         for socket in held { close(socket) }
     }
 
-    @Test func aFullDatabaseAnswers507AndWritesNothing() async throws {
+    @Test(.enabled(if: TestDatabase.isSQLite, "maxDatabaseSize bounds the SQLite file"))
+    func aFullDatabaseAnswers507AndWritesNothing() async throws {
         let server = try await start { $0.maxDatabaseSize = 400 * 1024 }
         defer { Task { try? await server.stop() } }
         let big = String(repeating: "x", count: 200_000)
@@ -171,7 +172,8 @@ import Testing
         #expect(try await server.request(.GET, "/structr/rest/Project?_pageSize=1").status == 200)
     }
 
-    @Test func aCleanShutdownLeavesTheDatabaseFileComplete() async throws {
+    @Test(.enabled(if: TestDatabase.isSQLite, "the SQLite file and its WAL"))
+    func aCleanShutdownLeavesTheDatabaseFileComplete() async throws {
         let directory = try TestDirectory(files: projectSchema)
         let server = try await start(directory)
         for index in 0..<20 { _ = try await server.create("Project", #"{"name": "p\#(index)"}"#) }
@@ -191,11 +193,13 @@ import Testing
         try ExecutableTests.Running(
             arguments: ["check", "--data", directory.data.path],
             environment: [:],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
     }
 
-    @Test func backupWhileRunningAndIntegrityChecks() async throws {
+    @Test(.enabled(if: TestDatabase.isSQLite, "herald backup and check --data work on the SQLite file"))
+    func backupWhileRunningAndIntegrityChecks() async throws {
         let directory = try TestDirectory(files: projectSchema)
         let server = try await start(directory)
         for index in 0..<30 { _ = try await server.create("Project", #"{"name": "p\#(index)"}"#) }
@@ -203,7 +207,8 @@ import Testing
         let backup = try ExecutableTests.Running(
             arguments: ["backup", "--data", directory.data.path, "--out", out.path],
             environment: [:],
-            directory: directory.root
+            directory: directory.root,
+            database: directory.database
         )
         #expect(try await backup.exitStatus() == 0)
         try await server.stop()

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import HeraldSchema
 import NIOHTTP1
 import Testing
@@ -77,9 +76,26 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         )
     }
 
-    /// Waits until the stream has an event of `type` about `id`.
-    func waitFor(_ stream: EventStream, _ type: String, _ id: String) async throws -> Bool {
-        try await eventually(10) { events(stream).contains { $0.type == type && $0.objectID == id } }
+    /// Waits until the stream has `count` events of `type` about `id`.
+    func waitFor(_ stream: EventStream, _ type: String, _ id: String, count: Int = 1) async throws -> Bool {
+        try await eventually(10) { events(stream).count { $0.type == type && $0.objectID == id } >= count }
+    }
+
+    @Test func anOpenLiveQueryOverHTTP11HoldsNoRequestTaskAndShutdownEndsIt() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files))
+        let stream = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live,
+            path: "/structr/rest/Comment"
+        )
+        #expect(try await eventually { events(stream).first?.type == "snapshot" })
+        let scraped = try await server.request(.GET, "/structr/metrics").text
+        #expect(scraped.contains("herald_requests_in_progress 1"), "\(scraped)")
+        let post = try await server.create("Post", #"{"title": "one"}"#)
+        let comment = try await server.create("Comment", #"{"text": "first", "post": "\#(post)"}"#)
+        #expect(try await waitFor(stream, "enter", comment))
+        try await server.stop()
+        #expect(try await eventually(5) { stream.isEnded })
     }
 
     @Test(arguments: TestTransport.allCases) func aSnapshotThenEveryChangeToTheFilteredListInLogOrder(
@@ -180,7 +196,7 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(try await waitFor(otto, "enter", open))
         // Shared again, then mia leaves the group: it leaves her stream.
         #expect(try await server.request(.POST, "/structr/rest/share", body: share).status == 200)
-        #expect(try await waitFor(stream, "enter", hidden))
+        #expect(try await waitFor(stream, "enter", hidden, count: 2))
         #expect(try await server.request(.PUT, "/structr/rest/Group/\(team)", body: #"{"members": []}"#).status == 200)
         #expect(try await eventually { events(stream).count { $0.type == "leave" && $0.objectID == hidden } == 2 })
 
@@ -335,12 +351,8 @@ struct StreamEvent: Equatable, CustomStringConvertible {
     }
 
     /// The change records in the event log.
-    static func changeRecords(_ directory: TestDirectory) throws -> Int {
-        let queue = try DatabaseQueue(path: directory.data.appendingPathComponent("herald.sqlite").path)
-        defer { try? queue.close() }
-        return try queue.read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM _herald_events WHERE type = 'change'") ?? 0
-        }
+    static func changeRecords(_ directory: TestDirectory) async throws -> Int {
+        try await TestDatabase.loggedEvents(directory).filter { $0.type == "change" }.count
     }
 
     @Test func writesRecordTheirChangesOnlyWhileLiveQueriesFollowThem() async throws {
@@ -348,7 +360,7 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         let server = try await TestServer.start(directory)
         defer { Task { try? await server.stop() } }
         _ = try await server.create("Comment", #"{"text": "unseen"}"#)
-        #expect(try Self.changeRecords(directory) == 0)
+        #expect(try await Self.changeRecords(directory) == 0)
         let stream = try await EventStream(
             server,
             headers: TestServer.superuser + Self.live,
@@ -357,12 +369,12 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(try await eventually { events(stream).first?.type == "snapshot" })
         let seen = try await server.create("Comment", #"{"text": "seen"}"#)
         #expect(try await waitFor(stream, "enter", seen))
-        #expect(try Self.changeRecords(directory) == 1)
+        #expect(try await Self.changeRecords(directory) == 1)
         stream.close()
         // An ended stream may resume: changes are still recorded for it.
         try await Task.sleep(for: .milliseconds(300))
         _ = try await server.create("Comment", #"{"text": "while away"}"#)
-        #expect(try Self.changeRecords(directory) == 2)
+        #expect(try await Self.changeRecords(directory) == 2)
     }
 
     @Test func afterAGracefulRestartAReconnectStillGetsWhatItMissed() async throws {

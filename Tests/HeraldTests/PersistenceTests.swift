@@ -30,7 +30,7 @@ import Testing
         try await server.stop()
 
         let schema = try SchemaLoader(directory: directory.schema).load()
-        let storage = try SQLiteStorage(directory: directory.data)
+        let storage = try TestDatabase.storage(directory)
         _ = try await storage.migrate(to: schema, allowDestructive: false)
         let stored = try await storage.read { tx in try tx.fetch(type: "User", id: id) }
         try storage.close()

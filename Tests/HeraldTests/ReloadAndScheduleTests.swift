@@ -128,7 +128,7 @@ func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) as
             "schedules.json": #"{"slow": "* * * * * *"}"#,
         ])
         let schema = try SchemaLoader(directory: directory.schema).load()
-        let storage = try SQLiteStorage(directory: directory.data)
+        let storage = try TestDatabase.storage(directory)
         let migration = try await storage.migrate(to: schema, allowDestructive: false)
         let pool = EnginePool(configuration: .init(size: 2))
         let work = WorkRunner(
@@ -146,11 +146,13 @@ func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) as
         try await Task.sleep(for: .milliseconds(200))
         // The first run spins for 800 ms before it writes: this tick finds it busy.
         scheduler.tick(at: Timestamp(millisecondsSince1970: second.millisecondsSince1970 + 1000))
-        #expect(try await eventually { try await runs() == 1 })
+        // Generous waits: on a loaded machine a run's engine takes seconds to start; a pass
+        // returns as soon as the count is there.
+        #expect(try await eventually(30) { try await runs() == 1 })
         // The Log is the run's last act: once it is there, the run is over and the next tick runs.
         try await Task.sleep(for: .milliseconds(100))
         scheduler.tick(at: Timestamp(millisecondsSince1970: second.millisecondsSince1970 + 2000))
-        #expect(try await eventually { try await runs() == 2 })
+        #expect(try await eventually(30) { try await runs() == 2 })
         try await Task.sleep(for: .milliseconds(1200))
         #expect(try await runs() == 2)
         await pool.shutdown()

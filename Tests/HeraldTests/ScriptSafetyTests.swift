@@ -70,8 +70,15 @@ import Testing
         for method in ["loopInLog", "loopInPrivileged", "catchAndLoop", "recurse", "hugeList"] {
             let started = ContinuousClock.now
             let answer = try await call(server, method)
-            #expect(answer.status == 422, "\(method): \(answer.status) \(answer.text)")
-            #expect(answer.text.contains("time limit"), "\(method): \(answer.text)")
+            if method == "hugeList" {
+                // A native call building a 10^8-element list: whichever limit it meets first
+                // stops it (time, or heap on a loaded machine), or its engine is replaced.
+                #expect([422, 503].contains(answer.status), "\(method): \(answer.status) \(answer.text)")
+                #expect(answer.text.contains("limit"), "\(method): \(answer.text)")
+            } else {
+                #expect(answer.status == 422, "\(method): \(answer.status) \(answer.text)")
+                #expect(answer.text.contains("time limit"), "\(method): \(answer.text)")
+            }
             #expect(ContinuousClock.now - started < .seconds(10), "\(method) was not stopped in time")
             // One engine: the next script runs on the same (replaced) engine and is not killed.
             #expect(try await call(server, "ok").result == "fine", "after \(method)")

@@ -84,10 +84,18 @@ import Testing
         let first = try await start(directory)
         let access = try #require(try await tokens(first).json["access_token"]?.stringValue)
         try await first.stop()
-        let attributes = try FileManager.default.attributesOfItem(
-            atPath: directory.data.appendingPathComponent("jwt-secret").path
-        )
-        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        if TestDatabase.isSQLite {
+            let attributes = try FileManager.default.attributesOfItem(
+                atPath: directory.data.appendingPathComponent("jwt-secret").path
+            )
+            #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        } else {
+            // On a database nodes share, the key is kept there, so every node signs alike.
+            let storage = try TestDatabase.storage(directory)
+            defer { try? storage.close() }
+            #expect(try await storage.read { tx in try tx.metadata("jwt.secret") }?.count == 64)
+            #expect(!FileManager.default.fileExists(atPath: directory.data.appendingPathComponent("jwt-secret").path))
+        }
         let second = try await start(directory)
         defer { Task { try? await second.stop() } }
         #expect(

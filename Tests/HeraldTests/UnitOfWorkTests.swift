@@ -40,7 +40,7 @@ import Testing
     @Test func writesWithoutHooksNeverTakeAnEngineAndWritesWithHooksDo() async throws {
         let directory = try TestDirectory(files: Self.files)
         let schema = try SchemaLoader(directory: directory.schema).load()
-        let storage = try SQLiteStorage(directory: directory.data)
+        let storage = try TestDatabase.storage(directory)
         let migration = try await storage.migrate(to: schema, allowDestructive: false)
         let pool = EnginePool(configuration: .init(size: 1))
         let threads = CountingHookThreads(pool: pool)
@@ -92,10 +92,10 @@ import Testing
     }
 
     /// A store with one type, `Plain`, migrated, and a work runner over it.
-    static func plainStore() async throws -> (TestDirectory, SQLiteStorage, WorkRunner, MigrationReport) {
+    static func plainStore() async throws -> (TestDirectory, any StorageBackend, WorkRunner, MigrationReport) {
         let directory = try TestDirectory(files: ["Plain.json": #"{"properties": {"name": "string"}}"#])
         let schema = try SchemaLoader(directory: directory.schema).load()
-        let storage = try SQLiteStorage(directory: directory.data)
+        let storage = try TestDatabase.storage(directory)
         let migration = try await storage.migrate(to: schema, allowDestructive: false)
         let work = WorkRunner(
             model: DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4)),

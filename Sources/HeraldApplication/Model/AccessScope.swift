@@ -19,6 +19,11 @@ public struct AccessScope: Sendable, Hashable {
     /// The scope of `caller`, with its groups read from storage.
     public static func of(_ caller: Caller, schema: Schema, in tx: any StorageTransaction) throws -> AccessScope {
         guard let user = caller.userID, !caller.isAdmin else { return AccessScope(caller: caller, principals: []) }
+        return AccessScope(caller: caller, principals: try principals(of: user, schema: schema, in: tx))
+    }
+
+    /// `user` and every group it belongs to, through nesting, read from storage.
+    static func principals(of user: String, schema: Schema, in tx: any StorageTransaction) throws -> [String] {
         var principals = [user]
         var seen: Set<String> = [user]
         var queue = [EntityReference(type: BuiltInType.user, id: user)]
@@ -29,7 +34,7 @@ public struct AccessScope: Sendable, Hashable {
                 queue.append(group)
             }
         }
-        return AccessScope(caller: caller, principals: principals)
+        return principals
     }
 
     /// The condition that keeps only objects the caller may read; nil when everything is visible.

@@ -33,11 +33,30 @@ public final class UnitOfWork {
     /// Runs `on…` hooks on this thread; nil for a unit of work that runs on a storage thread
     /// because none of its writes has hooks.
     let hooks: (any LifecycleHookRunner)?
-    /// Events raised in the transaction, already in the event log: delivered when it commits,
-    /// gone with it if it rolls back.
-    private(set) var events: [EventHub.Entry] = []
-    /// The events raised so far for streams (change records left out), as the log holds them.
-    public var raisedEvents: [EventHub.Entry] { events.filter { $0.audience != .changes } }
+    /// Events raised in the transaction and appended to the event log: delivered when it
+    /// commits, gone with it if it rolls back.
+    public private(set) var appended: [EventLog.Appended] = []
+    /// Events raised and checked, appended to the log at the end of the unit of work
+    /// (``flushEvents()``): the transaction then holds PostgreSQL's event lock only for its
+    /// commit's round trip.
+    private var raised: [EventLog.Raised] = []
+    /// The events raised so far for streams (change records left out): with the ids the log
+    /// gave them once the transaction has committed, with id 0 before.
+    public var raisedEvents: [EventHub.Entry] {
+        Self.forStreams(appended)
+            + raised.map {
+                EventHub.Entry(
+                    event: ServerEvent(id: 0, type: $0.type, data: $0.data),
+                    audience: $0.audience,
+                    created: .now
+                )
+            }
+    }
+
+    /// The events of `appended` for streams, with their ids once committed.
+    public static func forStreams(_ appended: [EventLog.Appended]) -> [EventHub.Entry] {
+        appended.flatMap { $0.entries ?? $0.raised }.filter { $0.audience != .changes }
+    }
     private(set) var afterHooks: [AfterHook] = []
     /// Hooks running now, by `event:id`, so a hook's own writes do not trigger it again.
     private var running: Set<String> = []
@@ -60,11 +79,21 @@ public final class UnitOfWork {
         self.hooks = hooks
     }
 
-    /// The caller's rights in this transaction (recomputed when the caller changes).
+    /// The caller's rights in this transaction (recomputed when the caller changes). Its
+    /// groups come from the membership cache unless this transaction changed groups or users.
     public var scope: AccessScope {
         get throws {
             if let cachedScope, cachedScope.caller == caller { return cachedScope }
-            let scope = try AccessScope.of(caller, schema: model.schema, in: tx)
+            let scope: AccessScope
+            if let user = caller.userID, !caller.isAdmin, !changesMembership {
+                let (schema, tx) = (model.schema, tx)
+                let principals = try workRunner.membership.principals(of: user) {
+                    try AccessScope.principals(of: user, schema: schema, in: tx)
+                }
+                scope = AccessScope(caller: caller, principals: principals)
+            } else {
+                scope = try AccessScope.of(caller, schema: model.schema, in: tx)
+            }
             cachedScope = scope
             return scope
         }
@@ -95,19 +124,32 @@ public final class UnitOfWork {
                 "the event type '\(type)' is not declared in events.json, and this server requires declarations"
             )
         }
-        events.append(try EventLog.append(type: type, data: data, audience: audience, in: tx))
+        raised.append((type, data, audience))
     }
 
-    /// Whether any open stream of this process belongs to one of `users`.
-    public func hasStreams(forAnyOf users: Set<String>) -> Bool {
-        workRunner.events.hasStreams(forAnyOf: users)
+    /// Appends the events raised so far to the event log, in the order raised.
+    public func flushEvents() throws {
+        guard !raised.isEmpty else { return }
+        appended.append(try EventLog.append(raised, in: tx))
+        raised = []
+    }
+
+    /// Whether any open stream belongs to one of `users`: of this process, or, on a database
+    /// several nodes share, of a node that recorded its presence within ``Presence/expiry``.
+    public func hasStreams(forAnyOf users: Set<String>) throws -> Bool {
+        if workRunner.events.hasStreams(forAnyOf: users) { return true }
+        guard workRunner.storage is any SharedStorageBackend else { return false }
+        let since = Timestamp(
+            millisecondsSince1970: Timestamp.now.millisecondsSince1970 - Presence.expiry.components.seconds * 1000
+        )
+        return try tx.isPresent(anyOf: users, otherThan: workRunner.nodeID, seenSince: since)
     }
 
     /// The users among `roots`, with every member of every group, through nested groups; a
     /// group met twice (a cycle) is expanded once. Groups come from the membership cache unless
     /// this transaction changed groups or users itself.
     public func users(in roots: [EntityReference]) throws -> Set<String> {
-        let fresh = changedTypes.contains(BuiltInType.group) || changedTypes.contains(BuiltInType.user)
+        let fresh = changesMembership
         var users = Set<String>()
         for root in roots {
             if root.type == BuiltInType.user {
@@ -119,6 +161,12 @@ public final class UnitOfWork {
             }
         }
         return users
+    }
+
+    /// Whether this transaction wrote groups or users, so that cached memberships may be stale
+    /// in it.
+    var changesMembership: Bool {
+        changedTypes.contains(BuiltInType.group) || changedTypes.contains(BuiltInType.user)
     }
 
     /// Walks `Group.members` from one group in this transaction.
@@ -161,12 +209,10 @@ public final class UnitOfWork {
     func finish() throws {
         if !validationErrors.isEmpty { throw DataError.validation(validationErrors) }
         let changes = tx.changes
-        guard !changes.isEmpty, workRunner.changesAreFollowed else { return }
-        for change in changes {
-            events.append(
-                try EventLog.append(type: Self.changeEventType, data: change.logData, audience: .changes, in: tx)
-            )
+        if !changes.isEmpty, workRunner.changesAreFollowed {
+            raised += changes.map { (Self.changeEventType, $0.logData, .changes) }
         }
+        try flushEvents()
     }
 
     /// The type of the log's change records.
@@ -192,9 +238,9 @@ public final class UnitOfWork {
     /// Hands the transaction's events to the fan-out once it commits. Called last in the
     /// transaction; commit hooks run in commit order, so events leave in log order.
     func deliverEventsAfterCommit() {
-        guard !events.isEmpty else { return }
-        let (entries, hub) = (events, workRunner.events)
-        tx.afterCommit { hub.deliver(entries) }
+        guard !appended.isEmpty else { return }
+        let (appended, delivery) = (appended, workRunner.delivery)
+        tx.afterCommit { delivery.deliver(appended.flatMap { $0.entries ?? [] }) }
     }
 
     // MARK: Writes with their lifecycle

@@ -15,10 +15,15 @@ public final class WorkRunner: Sendable {
     public let storage: any StorageBackend
     /// Where committed events go out to open streams.
     public let events: EventHub
+    /// Hands each commit's events to `events` in id order (and, on a shared database, the other
+    /// processes' events).
+    public let delivery: LogFollower
     public let hasher: any PasswordHasher
     let hookThreads: any HookThreads
     /// Group members for `sendEvent`, cached between changes to groups and users.
     let membership = MembershipCache()
+    /// This process among the nodes sharing a database: its presence records carry it.
+    public let nodeID = EntityID.generate()
     /// Refuse events whose type `events.json` does not declare.
     public let requireDeclaredEvents: Bool
     /// When the schema in force was loaded and the last edit refused.
@@ -46,6 +51,7 @@ public final class WorkRunner: Sendable {
         self.hasher = model.hasher
         self.storage = storage
         self.events = events
+        self.delivery = LogFollower(hub: events, storage: storage, logger: logger)
         self.hookThreads = hooks
         self.logger = logger
         schemaStatus.loaded(generation: generation)
@@ -104,6 +110,13 @@ public final class WorkRunner: Sendable {
     /// Whether a write should record its changes in the event log now.
     var changesAreFollowed: Bool {
         changeFollowers.withLock { $0 }.contains { $0() }
+    }
+
+    /// Another process sharing the database committed changes to objects of `types`, or,
+    /// when nil, anything may have changed (its feed reconnected): caches follow as after a
+    /// local commit.
+    public func committedElsewhere(_ types: Set<String>?) {
+        committed(types ?? Set(model.schema.types.keys))
     }
 
     func committed(_ types: Set<String>) {

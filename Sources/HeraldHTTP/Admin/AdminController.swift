@@ -57,20 +57,11 @@ public struct AdminController: Sendable {
         guard EventSourceController.accepts(request.headers[.accept]) else {
             throw RESTError(.notAcceptable, "This endpoint answers text/event-stream only")
         }
-        guard let channel = context.channel else {
-            throw RESTError(.internalServerError, "The connection is not available for streaming")
+        let monitor = self.monitor
+        return try ChannelSink.response(to: request, context: context, settings: sinkSettings, lastEventID: nil) {
+            sink in
+            let id = monitor.join(sink)
+            return { _ in monitor.leave(id) }
         }
-        let (monitor, settings) = (self.monitor, sinkSettings)
-        return Response(
-            status: .ok,
-            headers: EventSourceController.streamHeaders,
-            body: ResponseBody { writer in
-                let sink = ChannelSink(channel: channel, settings: settings, lastEventID: nil)
-                let id = monitor.join(sink)
-                let ending = try await sink.untilEnded()
-                monitor.leave(id)
-                try await ChannelSink.finish(writer, after: ending)
-            }
-        )
     }
 }

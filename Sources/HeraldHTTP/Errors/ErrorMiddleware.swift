@@ -39,6 +39,9 @@ public struct ErrorMiddleware: RouterMiddleware {
                 logger.critical("\(error)")
                 return RESTError(.serviceUnavailable, error.description)
             case .queryTooLarge, .unknownType, .unknownProperty: return RESTError(.badRequest, error.description)
+            case .conflict, .unavailable:
+                logger.warning("\(error)")
+                return RESTError(.serviceUnavailable, error.description, headers: [.retryAfter: "1"])
             case .database:
                 logger.error("\(error)")
                 return RESTError(.internalServerError, "Internal server error")

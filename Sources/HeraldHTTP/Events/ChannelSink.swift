@@ -1,3 +1,4 @@
+import HTTPTypes
 import HeraldEvents
 import HummingbirdCore
 import NIOCore
@@ -22,6 +23,11 @@ import ServiceLifecycle
 /// the client reconnects with `Last-Event-ID`. Idle streams get a heartbeat comment.
 /// Its state is confined to the channel's event loop: the hub calls it there, and its timer and
 /// the channel's close callback run there, so it needs no lock.
+///
+/// Over HTTP/1.x the sink ends the response itself (``endsResponse``): once the stream is open,
+/// the request's task returns and Hummingbird writes nothing more, so an open stream holds no
+/// Swift task, only its channel and this sink. It then ends the response with the last chunk and
+/// closes the connection, and ends the stream when the server asks its connections to quiesce.
 final class ChannelSink: StreamSink, @unchecked Sendable {
     struct Settings: Sendable {
         var retry: Int
@@ -49,7 +55,8 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     private let done: EventLoopPromise<Ending>
 
     // On the event loop only.
-    private var isOpen = true
+    /// Whether the stream is open: on the event loop only.
+    private(set) var isOpen = true
     /// Whether anything was written since the last tick, and for how many ticks nothing was.
     private var wroteSinceTick = false
     private var idleTicks = 0
@@ -61,16 +68,34 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     private var timer: RepeatedTask?
     /// Where pre-framed chunks enter the pipeline: below the HTTP encoder, which would frame the
     /// same bytes once per stream. Nil: body parts go through the whole pipeline.
-    private var encoder: ChannelHandlerContext?
+    private let encoder: ChannelHandlerContext?
     /// Over HTTP/2, the bytes written to the stream whose writes have not completed: NIO keeps
     /// no count of them that a stream channel reports.
     private var http2Pending: Int?
     private let tickInterval: TimeAmount
+    /// Whether the sink, not the request's task, ends the response (HTTP/1.x).
+    let endsResponse: Bool
 
     /// Completes when the stream is over.
     var finished: EventLoopFuture<Ending> { done.futureResult }
 
-    init(channel: any Channel, settings: Settings, lastEventID: UInt64?) {
+    /// A sink for the response being written on `channel`, made on its event loop, where the
+    /// pipeline tells the transport. `mayEndResponse` is false when the request asked to close
+    /// the connection after the answer: Hummingbird then closes it once the request's task
+    /// returns, so that task must wait for the stream.
+    static func make(
+        channel: any Channel,
+        settings: Settings,
+        lastEventID: UInt64?,
+        mayEndResponse: Bool
+    ) async throws -> ChannelSink {
+        try await channel.eventLoop.submit {
+            ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID, mayEndResponse: mayEndResponse)
+        }.get()
+    }
+
+    private init(channel: any Channel, settings: Settings, lastEventID: UInt64?, mayEndResponse: Bool) {
+        channel.eventLoop.assertInEventLoop()
         self.channel = channel
         self.eventLoop = channel.eventLoop
         self.settings = settings
@@ -78,6 +103,16 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         self.done = channel.eventLoop.makePromise(of: Ending.self)
         // Ticks check for idleness and stalls; half the shorter period keeps both within 1.5x.
         self.tickInterval = .nanoseconds(max(1_000_000, min(settings.heartbeat, settings.writeTimeout).nanoseconds / 2))
+        let pipeline = channel.pipeline.syncOperations
+        if let http10 = try? pipeline.handler(type: HTTP10Responses.self), http10.answersHTTP10 {
+            // HTTP/1.0 has no chunks: the body goes through the encoder as it is, ended by closing.
+            encoder = nil
+            endsResponse = mayEndResponse
+        } else {
+            encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self)
+            if encoder == nil { http2Pending = 0 }
+            endsResponse = mayEndResponse && encoder != nil
+        }
     }
 
     func open(resync: Bool) {
@@ -85,12 +120,11 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         channel.closeFuture.whenComplete { _ in self.finish(.disconnected) }
         guard isOpen else { return }
         let pipeline = channel.pipeline.syncOperations
-        if let http10 = try? pipeline.handler(type: HTTP10Responses.self), http10.answersHTTP10 {
-            // HTTP/1.0 has no chunks: the body goes through the encoder as it is, ended by closing.
-            encoder = nil
-        } else {
-            encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self)
-            if encoder == nil { http2Pending = 0 }
+        if endsResponse {
+            // Hummingbird's connection handler takes the quiesce event of a graceful shutdown;
+            // the sink hears it first, as the request's task no longer waits for it.
+            let state = try? pipeline.handler(type: HTTPConnectionStateHandler.self)
+            try? pipeline.addHandler(StreamConnectionEvents(sink: self), position: state.map { .before($0) } ?? .last)
         }
         timer = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in self.tick() }
         var opening = ByteBuffer(string: "retry: \(settings.retry)\n\n")
@@ -197,7 +231,23 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         timer?.cancel()
         timer = nil
         done.succeed(ending)
+        if endsResponse, ending == .ended { endResponse() }
     }
+
+    /// Ends the response the sink owns: the last chunk, then the connection closes (the
+    /// HTTP/1.0 body is delimited by the close). EventSource clients reconnect either way.
+    private func endResponse() {
+        let channel = self.channel
+        guard let encoder else {
+            channel.close(promise: nil)
+            return
+        }
+        let written = eventLoop.makePromise(of: Void.self)
+        encoder.writeAndFlush(NIOAny(IOData.byteBuffer(Self.lastChunk)), promise: written)
+        written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
 }
 
 /// HTTP/1.1 chunked transfer encoding, the framing of `ChannelSink`'s streams.
@@ -216,20 +266,73 @@ public final class ChunkedFraming: StreamFraming {
     }
 }
 
-extension ChannelSink {
-    /// Waits until the stream ends, ending it soon when the server shuts down gracefully.
-    func untilEnded() async throws -> Ending {
-        try await withGracefulShutdownHandler {
-            try await finished.get()
-        } onGracefulShutdown: {
-            self.endSoon()
-        }
-    }
+/// The connection events a stream whose sink ends its response must hear before Hummingbird's
+/// handlers do, placed before its connection handler. A graceful shutdown's quiesce event ends
+/// the stream (Hummingbird's handler takes the event). A client that closes its sending side
+/// after the request still gets the stream, as RFC 9112 allows: the input's end is not passed
+/// on while the stream is open, else Hummingbird's request loop would end and close the
+/// connection. Confined to the connection's event loop.
+final class StreamConnectionEvents: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = Any
+    private weak var sink: ChannelSink?
 
-    /// Ends the response after the stream ended: normally when the server ended it, else the
-    /// connection is dropped, as the client went away or fell behind.
-    static func finish(_ writer: consuming some ResponseBodyWriter, after ending: Ending) async throws {
-        guard ending == .ended else { throw CancellationError() }
-        try await writer.finish(nil)
+    init(sink: ChannelSink) { self.sink = sink }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent { sink?.end() }
+        if let event = event as? ChannelEvent, event == .inputClosed, sink?.isOpen == true { return }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+extension ChannelSink {
+    /// The answer of a stream endpoint (events, a live query, the admin feed): the stream's head,
+    /// then a sink on the request's channel that `join` subscribes to its source, returning what
+    /// to call when the stream ends.
+    ///
+    /// When the sink ends the response itself (HTTP/1.x) the body returns once the stream is
+    /// open, and the request's task with it. Else (HTTP/2, or a request that asked to close the
+    /// connection after the answer, which Hummingbird closes when the task returns) the task
+    /// waits for the stream, ending it when the server shuts down gracefully, and ends the
+    /// response normally when the server ended the stream; a stream the client left or that
+    /// fell behind has its connection dropped.
+    static func response(
+        to request: Request,
+        context: HeraldRequestContext,
+        settings: Settings,
+        lastEventID: UInt64?,
+        join: @escaping @Sendable (ChannelSink) async throws -> @Sendable (Ending) -> Void
+    ) throws -> Response {
+        guard let channel = context.channel else {
+            throw RESTError(.internalServerError, "The connection is not available for streaming")
+        }
+        let mayEndResponse = request.headers[.connection]?.lowercased() != "close"
+        return Response(
+            status: .ok,
+            headers: EventSourceController.streamHeaders,
+            body: ResponseBody { writer in
+                // The head is on its way to the channel: making the sink on the channel's loop,
+                // and joining from there, puts everything the sink writes after it.
+                let sink = try await ChannelSink.make(
+                    channel: channel,
+                    settings: settings,
+                    lastEventID: lastEventID,
+                    mayEndResponse: mayEndResponse
+                )
+                let leave = try await join(sink)
+                if sink.endsResponse {
+                    sink.finished.whenSuccess(leave)
+                    return
+                }
+                let ending = try await withGracefulShutdownHandler {
+                    try await sink.finished.get()
+                } onGracefulShutdown: {
+                    sink.endSoon()
+                }
+                leave(ending)
+                guard ending == .ended else { throw CancellationError() }
+                try await writer.finish(nil)
+            }
+        )
     }
 }

@@ -146,32 +146,20 @@ public struct EventSourceController: Sendable {
         let subscribed = try await subscribedChannels(request, context: context)
         let origin = request.cookies[Sessions.cookieName].map { Sessions.key($0.value) }
         let lastEventID = Self.lastEventID(of: request)
-        guard let channel = context.channel else {
-            throw RESTError(.internalServerError, "The connection is not available for streaming")
+        let (hub, log, caller) = (self.hub, self.log, context.caller)
+        return try ChannelSink.response(to: request, context: context, settings: sinkSettings, lastEventID: lastEventID)
+        {
+            sink in
+            let joined = try await hub.join(
+                caller,
+                channels: subscribed,
+                origin: origin,
+                lastEventID: lastEventID,
+                log: log,
+                sink: sink
+            )
+            return { hub.unsubscribe(joined.id, fellBehind: $0 == .dropped) }
         }
-        let (hub, log) = (self.hub, self.log)
-        let settings = sinkSettings
-        let caller = context.caller
-        return Response(
-            status: .ok,
-            headers: Self.streamHeaders,
-            body: ResponseBody { writer in
-                // The head is on its way to the channel: joining from the channel's loop puts
-                // everything the sink writes after it.
-                let sink = ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID)
-                let joined = try await hub.join(
-                    caller,
-                    channels: subscribed,
-                    origin: origin,
-                    lastEventID: lastEventID,
-                    log: log,
-                    sink: sink
-                )
-                let ending = try await sink.untilEnded()
-                hub.unsubscribe(joined.id, fellBehind: ending == .dropped)
-                try await ChannelSink.finish(writer, after: ending)
-            }
-        )
     }
 
     static let lastEventIDHeader = HTTPField.Name("Last-Event-ID")!

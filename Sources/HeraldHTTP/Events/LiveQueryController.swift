@@ -64,27 +64,19 @@ public struct LiveQueryController: Sendable {
                 + parameters.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { "\($0.0)=\($0.1)" })
                 .joined(separator: "&")
         )
-        guard let channel = context.channel else {
-            throw RESTError(.internalServerError, "The connection is not available for streaming")
-        }
         let origin = request.cookies[Sessions.cookieName].map { Sessions.key($0.value) }
-        let (live, settings, caller) = (self.live, sinkSettings, context.caller)
-        return Response(
-            status: .ok,
-            headers: EventSourceController.streamHeaders,
-            body: ResponseBody { writer in
-                let sink = ChannelSink(channel: channel, settings: settings, lastEventID: nil)
-                let id = try await live.subscribe(
-                    query,
-                    caller: caller,
-                    origin: origin,
-                    lastEventID: lastEventID,
-                    sink: sink
-                )
-                let ending = try await sink.untilEnded()
-                live.unsubscribe(id)
-                try await ChannelSink.finish(writer, after: ending)
-            }
-        )
+        let (live, caller) = (self.live, context.caller)
+        // The live query numbers its own events: the sink has no Last-Event-ID of the hub's.
+        return try ChannelSink.response(to: request, context: context, settings: sinkSettings, lastEventID: nil) {
+            sink in
+            let id = try await live.subscribe(
+                query,
+                caller: caller,
+                origin: origin,
+                lastEventID: lastEventID,
+                sink: sink
+            )
+            return { _ in live.unsubscribe(id) }
+        }
     }
 }

@@ -100,6 +100,13 @@ public struct Sessions: Sendable {
         onEnd(key)
     }
 
+    /// A session ended elsewhere (another node of a cluster logged it out): forgets it and
+    /// closes what it opened here.
+    public func ended(key: String) {
+        cache.remove(key)
+        onEnd(key)
+    }
+
     /// The cookie that carries `token`.
     public func cookie(_ token: String) -> Cookie {
         Cookie(name: Self.cookieName, value: token, path: "/", secure: secureCookies, httpOnly: true, sameSite: .lax)

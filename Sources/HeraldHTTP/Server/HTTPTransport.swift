@@ -1,6 +1,7 @@
 import HummingbirdCore
 import HummingbirdHTTP2
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP2
 import NIOSSL
@@ -50,20 +51,21 @@ public struct HTTPTransport: Sendable {
         return configuration.cleartextHTTP2 ? "h2c, http/1.1" : "http/1.1"
     }
 
-    /// The server's child channels for Hummingbird.
-    public func serverBuilder() throws -> HTTPServerBuilder {
+    /// The server's child channels for Hummingbird; `metrics` gets the requests in progress.
+    public func serverBuilder(metrics: any MetricsFactory) throws -> HTTPServerBuilder {
         let configuration = self.configuration
+        let tasks = RequestTasks(metrics: metrics)
         if tlsConfiguration != nil || configuration.cleartextHTTP2 {
             let context = try tlsConfiguration.map { try NIOSSLContext(configuration: $0) }
             return .init { responder in
                 NegotiatedHTTPChannel(
                     tls: context,
-                    http1: Self.http1(responder, configuration),
-                    http2: Self.http2(responder, configuration)
+                    http1: Self.http1(tasks.inTaskOfItsOwn(responder), configuration),
+                    http2: Self.http2(tasks.counted(responder), configuration)
                 )
             }
         }
-        return .init { responder in Self.http1(responder, configuration) }
+        return .init { responder in Self.http1(tasks.inTaskOfItsOwn(responder), configuration) }
     }
 
     private static func http1(

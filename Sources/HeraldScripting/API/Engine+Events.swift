@@ -37,7 +37,7 @@ extension Engine {
         let users = try job.work.users(in: roots)
         guard !users.isEmpty else { return JSValueMakeBoolean(context, false) }
         try job.work.raise(type: type, data: data, to: .users(users))
-        return JSValueMakeBoolean(context, job.work.hasStreams(forAnyOf: users))
+        return JSValueMakeBoolean(context, try job.work.hasStreams(forAnyOf: users))
     }
 
     /// `$.publish(channel, type, message)`: every stream subscribed to the channel. The channel

@@ -7,7 +7,8 @@ import Synchronization
 /// Runs the global methods named in `schedules.json` on their cron schedules, as the superuser.
 ///
 /// Every second it checks the schedules of the schema in force, so a reload takes effect at
-/// once. A run still busy when its next time comes is skipped, and the skip is logged.
+/// once. A run still busy when its next time comes is skipped, and the skip is logged. On a
+/// database several nodes share, each scheduled time runs on one node only: the first to claim it.
 public struct Scheduler: Sendable {
     let methods: MethodRunner
     let logger: Logger
@@ -44,9 +45,18 @@ public struct Scheduler: Sendable {
             let methods = self.methods
             let logger = self.logger
             let busy = self.busy
+            let claim = "schedule:\(time.millisecondsSince1970):\(name)"
             Task {
                 defer { busy.remove(name) }
                 do {
+                    // On a database several nodes share, one node runs each scheduled time.
+                    if methods.workRunner.storage is any SharedStorageBackend {
+                        let forget = Timestamp(millisecondsSince1970: time.millisecondsSince1970 - 3_600_000)
+                        let mine = try await methods.workRunner.storage.write { tx in
+                            try tx.claim(claim, forgetBefore: forget)
+                        }
+                        guard mine else { return }
+                    }
                     _ = try await methods.call(
                         method: method,
                         id: nil,

@@ -21,6 +21,8 @@ public struct ScriptConsole: Sendable {
         /// The events it raised (audience after group expansion); ids only when committed.
         public var events: [EventHub.Entry] = []
         public var committed = false
+        /// What it appended to the event log: its events, with ids once committed.
+        var appended: [EventLog.Appended] = []
         /// Why it failed (a script error, a refused write): nothing of it stands.
         public var failure: (any Error)?
     }
@@ -50,7 +52,11 @@ public struct ScriptConsole: Sendable {
                     } catch {
                         run.failure = error
                     }
+                    // A run that stands shows its events with the ids the log gives them at
+                    // the commit.
+                    if commit, run.failure == nil { try work.flushEvents() }
                     run.events = work.raisedEvents
+                    run.appended = work.appended
                     guard commit, run.failure == nil else { throw RollBack(run: run) }
                     run.committed = true
                     return run
@@ -63,6 +69,7 @@ public struct ScriptConsole: Sendable {
                 run.failure = error
                 run.events = []
             }
+            if run.committed { run.events = UnitOfWork.forStreams(run.appended) }
             // `after…` hooks of a committed run log too.
             run.log = engine.transcript ?? []
             return run

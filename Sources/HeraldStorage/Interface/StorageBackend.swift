@@ -108,9 +108,10 @@ public protocol StorageTransaction: AnyObject {
     /// Takes `permissions` from `principal` on `node`.
     func revoke(_ permissions: Set<Permission>, from principal: String, on node: String) throws
 
-    /// Appends an event to the event log and returns its id: ids increase strictly in commit
-    /// order, and are never handed out twice.
-    func appendEvent(type: String, data: String, audience: String, created: Timestamp) throws -> Int64
+    /// Appends events to the event log, in order. Ids increase strictly in commit order and
+    /// are never handed out twice; they are known once the transaction has committed (run
+    /// nothing after this that needs them: it would only cost PostgreSQL a round trip).
+    func appendEvents(_ events: [EventToLog]) throws -> AppendedEventIDs
 
     /// The newest `limit` logged events, oldest first.
     func recentEvents(limit: Int) throws -> [PersistedEvent]
@@ -137,6 +138,23 @@ public protocol StorageTransaction: AnyObject {
     @discardableResult
     func deleteSessions(idleSince time: Timestamp) throws -> Int
 
+    /// Records which users have open streams on `node` (a process sharing the database):
+    /// `adding` now do, `removing` no longer do, and the node was alive at `time`. Drops the
+    /// presence of nodes not seen since `expiredBefore`.
+    func recordPresence(
+        node: String,
+        adding: Set<String>,
+        removing: Set<String>,
+        at time: Timestamp,
+        expiredBefore: Timestamp
+    ) throws
+
+    /// Forgets every user `node` recorded (it is shutting down).
+    func forgetPresence(node: String) throws
+
+    /// Whether a node other than `node`, seen since `seenSince`, has an open stream for one of `users`.
+    func isPresent(anyOf users: Set<String>, otherThan node: String, seenSince: Timestamp) throws -> Bool
+
     /// Whether the database holds no objects at all.
     func isEmpty() throws -> Bool
 
@@ -145,6 +163,11 @@ public protocol StorageTransaction: AnyObject {
 
     /// Stores a value in the backend's own key-value table.
     func setMetadata(_ key: String, _ value: String) throws
+
+    /// Claims `key` for this transaction: true if no transaction of any process sharing the
+    /// database claimed it before (so of several nodes one does a job once), false if one did.
+    /// Claims made before `forgetBefore` are dropped.
+    func claim(_ key: String, forgetBefore: Timestamp) throws -> Bool
 
     /// Runs `action` once this transaction has committed; never if it rolls back.
     func afterCommit(_ action: @escaping @Sendable () -> Void)
@@ -214,4 +237,26 @@ public struct DestructiveMigrationError: Error, Sendable, Hashable, CustomString
         "the schema change would lose data and was refused (start with --allow-destructive-migrations to apply it):\n"
             + changes.map { "  - \($0)" }.joined(separator: "\n")
     }
+}
+
+/// A backend several Herald processes share (PostgreSQL): each learns at once what the others
+/// commit that its memory must follow.
+public protocol SharedStorageBackend: StorageBackend {
+    /// Calls `notice` for every commit of any process (this one's included) that appended
+    /// events, changed objects or ended a login session, and with ``CommitNotice/reconnected``
+    /// first and after each reconnection, when notices may have been missed. Returns when the
+    /// task is cancelled; throws when the feed's connection fails (call it again to reconnect).
+    func followCommits(_ notice: @escaping @Sendable (CommitNotice) async -> Void) async throws
+}
+
+/// What a commit on a shared database tells every process.
+public enum CommitNotice: Sendable, Hashable {
+    /// The feed (re)connected: anything may have been missed.
+    case reconnected
+    /// Events were appended, the newest with this id.
+    case events(through: Int64)
+    /// Objects of these types changed.
+    case changed(types: Set<String>)
+    /// The login session stored under this key ended.
+    case sessionEnded(key: String)
 }

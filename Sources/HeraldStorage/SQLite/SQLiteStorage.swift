@@ -54,23 +54,28 @@ public final class SQLiteStorage: StorageBackend {
     public func read<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T {
         let layout = self.layout
         return try await Self.translatingErrorsAsync {
-            try await pool.read { db in try body(try SQLiteTransaction(db: db, layout: layout)) }
+            try await pool.read { db in try body(try SQLTransaction(connection: SQLiteConnection(db), layout: layout)) }
         }
     }
 
     public func write<T: Sendable>(_ body: @escaping @Sendable (any StorageTransaction) throws -> T) async throws -> T {
         let layout = self.layout
         return try await Self.translatingErrorsAsync {
-            try await pool.write { db in try body(try SQLiteTransaction(db: db, layout: layout)) }
+            try await pool.write { db in try body(try SQLTransaction(connection: SQLiteConnection(db), layout: layout))
+            }
         }
     }
 
     public func writeBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try Self.translatingErrors { try pool.write { db in try body(try SQLiteTransaction(db: db, layout: layout)) } }
+        try Self.translatingErrors {
+            try pool.write { db in try body(try SQLTransaction(connection: SQLiteConnection(db), layout: layout)) }
+        }
     }
 
     public func readBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try Self.translatingErrors { try pool.read { db in try body(try SQLiteTransaction(db: db, layout: layout)) } }
+        try Self.translatingErrors {
+            try pool.read { db in try body(try SQLTransaction(connection: SQLiteConnection(db), layout: layout)) }
+        }
     }
 
     /// Checkpoints the WAL into the database file (so the file alone is a complete copy), then
@@ -95,7 +100,10 @@ public final class SQLiteStorage: StorageBackend {
             let target = error.message?.components(separatedBy: "failed: ").last ?? ""
             let parts = target.split(separator: ",").first?.split(separator: ".").map(String.init) ?? []
             guard parts.count == 2 else {
-                return StorageError.database(code: error.extendedResultCode.rawValue, message: error.message ?? "")
+                return StorageError.database(
+                    code: "SQLite \(error.extendedResultCode.rawValue)",
+                    message: error.message ?? ""
+                )
             }
             return DataError.validation([
                 FieldError(token: "already_taken", type: parts[0], property: parts[1], detail: "the value is taken")
@@ -103,7 +111,11 @@ public final class SQLiteStorage: StorageBackend {
         case .SQLITE_TOOBIG: return StorageError.queryTooLarge
         case .SQLITE_ERROR where Self.tooLargeMessages.contains { error.message?.contains($0) == true }:
             return StorageError.queryTooLarge
-        default: return StorageError.database(code: error.extendedResultCode.rawValue, message: error.message ?? "")
+        default:
+            return StorageError.database(
+                code: "SQLite \(error.extendedResultCode.rawValue)",
+                message: error.message ?? ""
+            )
         }
     }
 
@@ -162,51 +174,6 @@ extension SQLiteStorage {
         try copy.close()
         guard check == ["ok"] else {
             throw StorageError.damaged(path: destination.path, detail: check.joined(separator: "; "))
-        }
-    }
-}
-
-/// Table and column names for a schema, shared by the migrator and transactions, and the
-/// schema of each migration generation, so a transaction decodes rows with the schema its
-/// snapshot's tables were migrated to.
-final class Layout: @unchecked Sendable {
-    private let lock = NSLock()
-    private var schemas: [Int64: Schema] = [:]
-
-    /// How many generations stay known: transactions that began before several reloads in a
-    /// row still find theirs.
-    static let generationsKept = 8
-
-    /// The schema of `generation`; an empty one before the first migration.
-    func schema(_ generation: Int64) -> Schema {
-        lock.withLock { schemas[generation] } ?? Schema(types: [:], relationships: [])
-    }
-
-    /// Makes `schema` the one of `generation`; called inside the migration's transaction,
-    /// before it commits, so no snapshot can see the generation without its schema.
-    func register(_ schema: Schema, generation: Int64) {
-        lock.withLock {
-            schemas[generation] = schema
-            for old in schemas.keys where old <= generation - Int64(Self.generationsKept) { schemas[old] = nil }
-        }
-    }
-
-    static func table(_ type: String) -> String { type.quotedDatabaseIdentifier }
-
-    static func linkTableName(_ relationship: Relationship) -> String {
-        "_rel_\(relationship.sourceType)_\(relationship.name)"
-    }
-
-    static func linkTable(_ relationship: Relationship) -> String {
-        linkTableName(relationship).quotedDatabaseIdentifier
-    }
-
-    /// The SQLite column type for a property type (tables are STRICT).
-    static func columnType(_ type: PropertyType) -> String {
-        switch type {
-        case .integer, .boolean: "INTEGER"
-        case .number: "REAL"
-        case .string, .date, .enumeration, .json, .password: "TEXT"
         }
     }
 }

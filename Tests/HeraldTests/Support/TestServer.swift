@@ -11,15 +11,19 @@ import ServiceLifecycle
 let repositoryRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-/// A temporary folder with `schema/` and `data/`, removed when released.
+/// A temporary folder with `schema/` and `data/`, removed when released; on PostgreSQL (see
+/// ``TestDatabase``) also a database of its own.
 final class TestDirectory: @unchecked Sendable {
     let root: URL
+    /// The directory's PostgreSQL database; nil on SQLite, whose file is in `data/`.
+    let database: String?
     var schema: URL { root.appendingPathComponent("schema") }
     var data: URL { root.appendingPathComponent("data") }
 
     /// A folder whose schema is `files` (path → content), or the example app when `nil`.
     init(files: [String: String]? = nil) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("herald-test-\(UUID().uuidString)")
+        database = try TestDatabase.create()
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         if let files {
             try FileManager.default.createDirectory(at: schema, withIntermediateDirectories: true)
@@ -66,7 +70,7 @@ struct HTTPResult: Sendable {
     var result: JSONValue { json["result"] ?? .null }
 }
 
-/// A real Herald server on an ephemeral loopback port over a SQLite file in a `TestDirectory`.
+/// A real Herald server on an ephemeral loopback port over the `TestDirectory`'s database.
 final class TestServer: Sendable {
     static let superuserPassword = "test-secret"
     static let superuser = ["X-User": "superuser", "X-Password": superuserPassword]
@@ -99,6 +103,7 @@ final class TestServer: Sendable {
         var configuration = HeraldConfiguration()
         configuration.schemaDirectory = directory.schema.path
         configuration.dataDirectory = directory.data.path
+        configuration.database = directory.database
         configuration.port = 0
         configuration.superuserPassword = superuserPassword
         configuration.bcryptCost = 4

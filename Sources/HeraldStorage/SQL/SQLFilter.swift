@@ -1,28 +1,29 @@
-import GRDB
+import Foundation
 import HeraldSchema
 
-/// Translates a `Filter` into an SQL condition with bound arguments.
+/// Translates a `Filter` into an SQL condition with bound arguments, in either backend's SQL.
 struct SQLFilter {
     let type: TypeDefinition
 
     func column(_ property: String) throws -> (sql: String, type: PropertyType) {
         if property == SystemProperty.id || property == SystemProperty.owner {
-            return (property.quotedDatabaseIdentifier, .string)
+            return (SQLName.quoted(property), .string)
         }
         guard let definition = type.property(named: property), !definition.writeOnly else {
             throw StorageError.unknownProperty(type: type.name, property: property)
         }
-        return (property.quotedDatabaseIdentifier, definition.type)
+        return (SQLName.quoted(property), definition.type)
     }
 
-    func sql(_ filter: Filter, _ arguments: inout StatementArguments) throws -> String {
+    func sql(_ filter: Filter, _ arguments: inout SQLArguments) throws -> String {
+        let dialect = arguments.dialect
         switch filter {
         case .compare(let property, let op, let value):
             let (column, propertyType) = try column(property)
             if value.isNull {
                 switch op {
                 case .equal: return "\(column) IS NULL"
-                default: return "0"
+                default: return dialect.alwaysFalse
                 }
             }
             let symbol: String
@@ -33,16 +34,14 @@ struct SQLFilter {
             case .greater: symbol = ">"
             case .greaterOrEqual: symbol = ">="
             }
-            arguments += [SQLValue.bind(value, for: propertyType)]
-            return "\(column) \(symbol) ?"
+            return "\(column) \(symbol) \(arguments.add(SQLArgument(value, for: propertyType)))"
         case .anyOf(let property, let values):
-            guard !values.isEmpty else { return "0" }
+            guard !values.isEmpty else { return dialect.alwaysFalse }
             let (column, propertyType) = try column(property)
             var parts: [String] = []
             let nonNull = values.filter { !$0.isNull }
             if !nonNull.isEmpty {
-                parts.append("\(column) IN (\(Array(repeating: "?", count: nonNull.count).joined(separator: ", ")))")
-                for value in nonNull { arguments += [SQLValue.bind(value, for: propertyType)] }
+                parts.append("\(column) IN (\(arguments.list(nonNull.map { SQLArgument($0, for: propertyType) })))")
             }
             if nonNull.count < values.count { parts.append("\(column) IS NULL") }
             return "(" + parts.joined(separator: " OR ") + ")"
@@ -56,20 +55,20 @@ struct SQLFilter {
                 case .startsWith: pattern = "\(escaped)%"
                 case .endsWith: pattern = "%\(escaped)"
                 }
-                arguments += [pattern]
-                return "lower(\(column)) LIKE lower(?) ESCAPE '\\'"
+                return "lower(\(column)) LIKE lower(\(arguments.add(pattern))) ESCAPE '\\'"
             }
             if text.isEmpty { return "\(column) IS NOT NULL" }
-            switch match {
-            case .contains:
-                arguments += [text]
-                return "instr(\(column), ?) > 0"
-            case .startsWith:
-                arguments += [text, text]
-                return "substr(\(column), 1, length(?)) = ?"
-            case .endsWith:
-                arguments += [text, text]
-                return "substr(\(column), -length(?)) = ?"
+            switch (match, dialect) {
+            case (.contains, .sqlite): return "instr(\(column), \(arguments.add(text))) > 0"
+            case (.contains, .postgresql): return "strpos(\(column), \(arguments.add(text))) > 0"
+            case (.startsWith, .sqlite):
+                return "substr(\(column), 1, length(\(arguments.add(text)))) = \(arguments.add(text))"
+            case (.startsWith, .postgresql):
+                return "left(\(column), length(\(arguments.add(text)))) = \(arguments.add(text))"
+            case (.endsWith, .sqlite):
+                return "substr(\(column), -length(\(arguments.add(text)))) = \(arguments.add(text))"
+            case (.endsWith, .postgresql):
+                return "right(\(column), length(\(arguments.add(text)))) = \(arguments.add(text))"
             }
         case .isEmpty(let property):
             let (column, _) = try column(property)
@@ -78,10 +77,9 @@ struct SQLFilter {
             guard let end = type.relationships[name] else {
                 throw StorageError.unknownProperty(type: type.name, property: name)
             }
-            guard !ids.isEmpty else { return "0" }
-            let placeholders = Array(repeating: "?", count: ids.count).joined(separator: ", ")
-            for id in ids { arguments += [id] }
-            let table = Layout.linkTable(end.relationship)
+            guard !ids.isEmpty else { return dialect.alwaysFalse }
+            let table = SQLName.linkTable(end.relationship)
+            let placeholders = arguments.list(ids.map(SQLArgument.text))
             switch end.direction {
             case .outgoing: return "id IN (SELECT source FROM \(table) WHERE target IN (\(placeholders)))"
             case .incoming: return "id IN (SELECT target FROM \(table) WHERE source IN (\(placeholders)))"
@@ -90,30 +88,29 @@ struct SQLFilter {
             guard let end = type.relationships[name] else {
                 throw StorageError.unknownProperty(type: type.name, property: name)
             }
-            let table = Layout.linkTable(end.relationship)
+            let table = SQLName.linkTable(end.relationship)
             switch end.direction {
             case .outgoing: return "id IN (SELECT source FROM \(table))"
             case .incoming: return "id IN (SELECT target FROM \(table))"
             }
         case .visibleTo(let userID, let principals):
-            guard let userID else { return "visibleToPublicUsers = 1" }
-            arguments += [userID, userID]
-            var sql = "(visibleToAuthenticatedUsers = 1 OR owner = ? OR id = ?"
+            guard let userID else { return "\"visibleToPublicUsers\" = 1" }
+            var sql =
+                "(\"visibleToAuthenticatedUsers\" = 1 OR owner = \(arguments.add(userID)) OR id = \(arguments.add(userID))"
             if !principals.isEmpty {
                 sql += " OR id IN (SELECT node FROM _herald_security WHERE read = 1 AND principal IN ("
-                sql += Array(repeating: "?", count: principals.count).joined(separator: ", ") + "))"
-                for principal in principals { arguments += [principal] }
+                sql += arguments.list(principals.map(SQLArgument.text)) + "))"
             }
             return sql + ")"
         case .and(let filters):
-            guard !filters.isEmpty else { return "1" }
+            guard !filters.isEmpty else { return dialect.alwaysTrue }
             return "(" + (try filters.map { try sql($0, &arguments) }).joined(separator: " AND ") + ")"
         case .or(let filters):
-            guard !filters.isEmpty else { return "0" }
+            guard !filters.isEmpty else { return dialect.alwaysFalse }
             return "(" + (try filters.map { try sql($0, &arguments) }).joined(separator: " OR ") + ")"
         case .not(let inner):
             // SQL's NULL would make `NOT (x = 1)` drop rows without a value; treat unknown as false.
-            return "NOT COALESCE((" + (try sql(inner, &arguments)) + "), 0)"
+            return "NOT COALESCE((" + (try sql(inner, &arguments)) + "), \(dialect.alwaysFalse))"
         }
     }
 
@@ -125,4 +122,20 @@ struct SQLFilter {
         }
         return out
     }
+}
+
+/// Table and column names as both backends quote them.
+enum SQLName {
+    /// `name` as a quoted identifier: `"name"`, inner quotes doubled.
+    static func quoted(_ name: String) -> String {
+        "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    static func table(_ type: String) -> String { quoted(type) }
+
+    static func linkTableName(_ relationship: Relationship) -> String {
+        "_rel_\(relationship.sourceType)_\(relationship.name)"
+    }
+
+    static func linkTable(_ relationship: Relationship) -> String { quoted(linkTableName(relationship)) }
 }

@@ -1,0 +1,32 @@
+import Logging
+import NIOCore
+import PostgresNIO
+
+extension PostgreSQLStorage: SharedStorageBackend {
+    /// LISTENs on a connection of its own: PostgreSQL sends the notices a commit queued
+    /// (``PostgreSQLConnection/queueNotices()``) when it commits. Notifications sent while this
+    /// connection was down are lost, so every (re)connection starts with
+    /// ``CommitNotice/reconnected``: catch up from the log, forget what caches hold.
+    public func followCommits(_ notice: @escaping @Sendable (CommitNotice) async -> Void) async throws {
+        let connection = try await PostgresConnection.connect(
+            on: MultiThreadedEventLoopGroup.singleton.next(),
+            configuration: try location.connectionConfiguration(),
+            id: 0,
+            logger: logger
+        )
+        // Closed before it goes, however the listening ends (postgres-nio requires it).
+        do {
+            try await connection.listen(on: PostgreSQLConnection.noticeChannel) { notifications in
+                // Listening now: whatever committed before is in the database.
+                await notice(.reconnected)
+                for try await notification in notifications {
+                    if let parsed = PostgreSQLConnection.notice(notification.payload) { await notice(parsed) }
+                }
+            }
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try? await connection.close()
+    }
+}

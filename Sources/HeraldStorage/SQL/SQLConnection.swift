@@ -1,0 +1,70 @@
+import HeraldSchema
+
+/// One row of a result: its columns by name, with their stored values.
+struct SQLRow {
+    var columns: [String]
+    var values: [SQLArgument]
+
+    subscript(_ column: String) -> SQLArgument {
+        guard let at = columns.firstIndex(of: column) else { return .null }
+        return values[at]
+    }
+
+    func text(_ column: String) -> String {
+        if case .text(let s) = self[column] { return s }
+        return ""
+    }
+
+    func integer(_ column: String) -> Int64? { self[column].integerValue }
+}
+
+/// What a backend gives ``SQLTransaction``: statements run on the transaction's connection,
+/// synchronously, on the calling thread.
+protocol SQLConnection: AnyObject {
+    var dialect: SQLDialect { get }
+
+    /// Runs a query and returns its rows.
+    func rows(_ sql: String, _ arguments: SQLArguments) throws -> [SQLRow]
+
+    /// Runs a statement and returns how many rows it changed.
+    @discardableResult
+    func execute(_ sql: String, _ arguments: SQLArguments) throws -> Int
+
+    /// Runs `action` once the transaction has committed; never if it rolls back.
+    func afterCommit(_ action: @escaping @Sendable () -> Void)
+
+    /// Runs an `INSERT` into the event log that returns the ids it gave, in the order
+    /// ``AppendedEventIDs`` hands them over. PostgreSQL serialises the transactions that append
+    /// events from here to their commit, so that ids follow commit order.
+    func appendEvents(_ sql: String, _ arguments: SQLArguments) throws -> AppendedEventIDs
+
+    /// Called when the login session stored under `key` was deleted.
+    func didEndSession(key: String)
+}
+
+extension SQLConnection {
+    func rows(_ sql: String) throws -> [SQLRow] { try rows(sql, SQLArguments(dialect)) }
+
+    func execute(_ sql: String) throws { try execute(sql, SQLArguments(dialect)) }
+
+    /// The first column of the first row.
+    func value(_ sql: String, _ arguments: SQLArguments) throws -> SQLArgument {
+        try rows(sql, arguments).first?.values.first ?? .null
+    }
+
+    func integer(_ sql: String, _ arguments: SQLArguments) throws -> Int64? {
+        try value(sql, arguments).integerValue
+    }
+}
+
+extension SQLArgument {
+    /// The value as an integer, when it is one (or a whole real, or text of digits).
+    var integerValue: Int64? {
+        switch self {
+        case .integer(let i): i
+        case .real(let d): Int64(exactly: d)
+        case .text(let s): Int64(s)
+        case .null: nil
+        }
+    }
+}
