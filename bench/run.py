@@ -158,6 +158,18 @@ class Herald(Server):
         return [self.cookie]
 
 
+class HeraldBaseline(Herald):
+    """The commit a change started from (--baseline), built into .build-baseline: the same
+    scenarios in the same invocation, so a change is reported as a ratio."""
+    name = "herald-baseline"
+    label = "Herald (baseline)"
+
+    def command(self):
+        command = super().command()
+        command[0] = self.args.baseline
+        return command
+
+
 class HeraldH2(Herald):
     """The same Herald with h2c next to HTTP/1.1; its streams are HTTP/2 streams, 100 per connection."""
     name = "herald-h2"
@@ -168,6 +180,77 @@ class HeraldH2(Herald):
         env = super().env()
         env["HERALD_HTTP2_CLEARTEXT"] = "true"
         return env
+
+
+class HeraldPostgreSQL(Herald):
+    """The same Herald on PostgreSQL: a throwaway server (scripts/postgres) started with it."""
+    name = "herald-pg"
+    label = "Herald (PostgreSQL)"
+
+    def start(self):
+        self.pg_dir = tempfile.mkdtemp(prefix="bench-postgres-")
+        url = subprocess.run([os.path.join(ROOT, "scripts", "postgres"), "start", self.pg_dir],
+                             check=True, capture_output=True, text=True).stdout.strip()
+        subprocess.run(["psql", "-X", "-q", url, "-c", "CREATE DATABASE bench"], check=True)
+        self.database = url.rsplit("/", 1)[0] + "/bench"
+        try:
+            super().start()
+        except BaseException:
+            # Herald did not start (a wrong binary path, say): the PostgreSQL server goes too.
+            subprocess.run([os.path.join(ROOT, "scripts", "postgres"), "stop", self.pg_dir], check=False)
+            raise
+
+    def command(self):
+        return super().command() + ["--database", self.database]
+
+    def pids(self):
+        # PostgreSQL's processes do the database's share of the work: count their CPU too.
+        with open(os.path.join(self.pg_dir, "data", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        return super().pids() + [postmaster] + children(postmaster)
+
+    def stop(self):
+        super().stop()
+        subprocess.run([os.path.join(ROOT, "scripts", "postgres"), "stop", self.pg_dir], check=False)
+
+
+class HeraldCluster(HeraldPostgreSQL):
+    """Three Herald nodes on one PostgreSQL database; streams spread over them, publishes to the first."""
+    name = "herald-cluster"
+    label = "Herald (3 nodes, PostgreSQL)"
+    nodes = 3
+
+    def start(self):
+        super().start()
+        self.extra = []
+        self.ports = [self.port]
+        for n in range(1, self.nodes):
+            port = free_port()
+            command = [a for a in self.command()]
+            command[command.index("--port") + 1] = str(port)
+            command[command.index("--data") + 1] = os.path.join(self.dir, f"data-{n}")
+            proc = subprocess.Popen(command, cwd=self.dir, env=self.env(), stdout=self.log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            self.extra.append(proc)
+            self.ports.append(port)
+            wait_for_port(port)
+        time.sleep(0.5)
+
+    def pids(self):
+        pids = super().pids()
+        for proc in self.extra:
+            pids += [proc.pid] + children(proc.pid)
+        return pids
+
+    def stop(self):
+        for proc in self.extra:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        super().stop()
 
 
 class Nchan(Server):
@@ -213,7 +296,7 @@ class Trivial(Server):
 
 def sseload(args, server, streams, path=None, headers=(), target_path=None, target_headers=(), target_streams=0,
             pub_path=None, pub_headers=(), pub_body=None, rates=(), step=2.0, drain=2.0, hold=0.0, slow=0,
-            publishers=4, expect_per_publish=None, variants=0, ready_event=None):
+            publishers=4, expect_per_publish=None, variants=0, ready_event=None, ports=None, pub_port=None):
     cmd = [args.sseload, "run", "--port", str(server.port), "--path", path or server.stream_path,
            "--streams", str(streams), "--pid", ",".join(str(p) for p in server.pids()),
            "--step-seconds", str(step), "--drain-seconds", str(drain), "--hold-seconds", str(hold),
@@ -239,6 +322,10 @@ def sseload(args, server, streams, path=None, headers=(), target_path=None, targ
         cmd += ["--variants", str(variants)]
     if ready_event:
         cmd += ["--ready-event", ready_event]
+    if ports:
+        cmd += ["--ports", ",".join(str(p) for p in ports)]
+    if pub_port:
+        cmd += ["--pub-port", str(pub_port)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"sseload failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -425,6 +512,42 @@ def scenario_live(args, cls, size):
     return out
 
 
+def scenario_cluster(args, size):
+    """Fan-out with the subscribers spread over 3 nodes against 1 node with the same total, and
+    publish on one node, receive on another: p99 against the same node, at half the most the
+    single node sustains."""
+    subscribers, rates = size["cluster_subscribers"], size["cluster_rates"]
+    out = {}
+
+    def fanout(server, ports):
+        r = sseload(args, server, subscribers, headers=server.stream_headers(), pub_path=server.publish_path,
+                    pub_headers=server.publish_headers(), rates=rates, step=size["step"], drain=1.5, ports=ports)
+        best = sustained(r["steps"])
+        return {"connected": r["connected"], "max_deliveries_per_s": best["deliveries_per_s"] if best else 0,
+                "steps": [{k: st[k] for k in ("rate", "deliveries_per_s", "received", "expected", "p50_us",
+                                               "p99_us", "server_cpu_s")} for st in r["steps"]]}
+    out["fanout_1_node"] = with_server(HeraldPostgreSQL, args, lambda server: fanout(server, None))
+    out["fanout_3_nodes"] = with_server(HeraldCluster, args, lambda server: fanout(server, server.ports))
+    best = max((st["rate"] for st in out["fanout_1_node"]["steps"] if st["received"] >= st["expected"] * 0.999
+                and st["p99_us"] < 50_000), default=rates[0])
+    half = max(1, round(best / 2))
+
+    def latency(server, ports, pub_port):
+        r = sseload(args, server, size["cluster_latency_streams"], headers=server.stream_headers(),
+                    pub_path=server.publish_path, pub_headers=server.publish_headers(), rates=[half],
+                    step=size["step"] * 2, drain=1.5, ports=ports, pub_port=pub_port)
+        st = r["steps"][0]
+        return {"rate": half, "received": st["received"], "expected": st["expected"],
+                "p50_ms": st["p50_us"] / 1000, "p99_ms": st["p99_us"] / 1000}
+
+    def cross(server):
+        return {"same_node": latency(server, [server.ports[0]], server.ports[0]),
+                "other_node": latency(server, [server.ports[1]], server.ports[0])}
+    out["latency"] = with_server(HeraldCluster, args, cross)
+    out["latency"]["added_p99_ms"] = round(out["latency"]["other_node"]["p99_ms"] - out["latency"]["same_node"]["p99_ms"], 2)
+    return out
+
+
 def generator_ceiling(args, size):
     """How fast sseload parses: the trivial server writes 100 events at a time, as fast as it can."""
     def run(server):
@@ -443,15 +566,18 @@ SIZES = {
                  step=2.0, burst_subscribers=10000, burst_count=100, burst_rate=5, targeted_streams=[100, 10000],
                  targeted_rate=200, full_subscribers=1000, slow_streams=1000, slow_rate=50, slow_rounds=3,
                  ceiling_streams=1000, ceiling_rate=10, live_streams=1000, live_queries=100, live_rate=200,
-                 live_rounds=3),
+                 live_rounds=3, cluster_subscribers=3000, cluster_rates=[10, 20, 40, 60],
+                 cluster_latency_streams=300),
     "quick": dict(idle=1000, fanout_subscribers=[200, 1000], fanout_deliveries=[20000, 50000],
                   reference_load=20000, step=1.0, burst_subscribers=1000, burst_count=20, burst_rate=10,
                   targeted_streams=[10, 1000], targeted_rate=100, full_subscribers=100, slow_streams=100,
                   slow_rate=20, slow_rounds=1, ceiling_streams=100, ceiling_rate=5, live_streams=200,
-                  live_queries=20, live_rate=50, live_rounds=1),
+                  live_queries=20, live_rate=50, live_rounds=1, cluster_subscribers=300, cluster_rates=[20, 50],
+                  cluster_latency_streams=30),
 }
 
-SERVERS = {"herald": Herald, "herald-h2": HeraldH2, "nchan": Nchan, "node": Node, "trivial": Trivial}
+SERVERS = {"herald": Herald, "herald-baseline": HeraldBaseline, "herald-h2": HeraldH2, "herald-pg": HeraldPostgreSQL, "nchan": Nchan, "node": Node,
+           "trivial": Trivial}
 
 
 def machine():
@@ -473,13 +599,20 @@ def main():
     parser.add_argument("--sseload", required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="herald,herald-h2,nchan,node,trivial")
-    parser.add_argument("--scenarios", default="ceiling,idle,fanout,burst,targeted,full-stack,creates-1,slow,live")
+    parser.add_argument("--scenarios",
+                        default="ceiling,idle,fanout,burst,targeted,full-stack,creates-1,slow,live,postgresql,cluster")
     parser.add_argument("--output", default=RESULTS)
+    parser.add_argument("--baseline", help="a herald binary of the commit a change started from; "
+                        "adds the herald-baseline column")
     args = parser.parse_args()
     args.herald = os.path.abspath(args.herald)
     args.sseload = os.path.abspath(args.sseload)
     size = SIZES["quick" if args.quick else "full"]
     servers = [s for s in args.only.split(",") if s]
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        at = servers.index("herald") + 1 if "herald" in servers else 0
+        servers.insert(at, "herald-baseline")
     scenarios = args.scenarios.split(",")
     results = {"mode": "quick" if args.quick else "full", "machine": machine(), "servers": {}, "scenarios": {}}
     for name in servers:
@@ -507,8 +640,18 @@ def main():
         record("full-stack", "herald", lambda: scenario_full_stack(args, Herald, size))
     if "creates-1" in scenarios and "herald" in servers:
         record("creates-1", "herald", lambda: scenario_full_stack(args, Herald, size, subscribers=1))
+        if args.baseline:
+            record("creates-1", "herald-baseline",
+                   lambda: scenario_full_stack(args, HeraldBaseline, size, subscribers=1))
     if "live" in scenarios and "herald" in servers:
         record("live", "herald", lambda: scenario_live(args, Herald, size))
+    # PostgreSQL against SQLite, in the same invocation: creates with a hook, and a targeted send.
+    if "postgresql" in scenarios:
+        for cls in (Herald, HeraldPostgreSQL):
+            record("pg-creates-1", cls.name, lambda: scenario_full_stack(args, cls, size, subscribers=1))
+            record("pg-targeted", cls.name, lambda: scenario_targeted(args, cls, size))
+    if "cluster" in scenarios:
+        record("cluster", "herald-cluster", lambda: scenario_cluster(args, size))
 
     os.makedirs(args.output, exist_ok=True)
     prefix = "quick" if args.quick else "latest"
@@ -592,6 +735,11 @@ def report(results, size):
         lines += ["", f"The same creates with one subscriber: **{fmt(round(c1['max_creates_per_s']))} creates/s**; "
                   f"at half that rate POST-to-event p50 {fmt(c1['post_to_event_p50_ms'])} ms, "
                   f"p99 {fmt(c1['post_to_event_p99_ms'])} ms; {c1['create_errors']} errors."]
+    c1b = s.get("creates-1", {}).get("herald-baseline")
+    if c1 and c1b and "error" not in c1 and "error" not in c1b:
+        lines += ["", f"The baseline in the same invocation: {fmt(round(c1b['max_creates_per_s']))} creates/s "
+                  f"(ratio {c1['max_creates_per_s'] / max(1, c1b['max_creates_per_s']):.2f}); p99 "
+                  f"{fmt(c1b['post_to_event_p99_ms'])} ms."]
     lq = s.get("live", {}).get("herald")
     if lq and "error" not in lq:
         b, one, many = lq["broadcast"], lq["one_query"], lq["many_queries"]
@@ -603,6 +751,27 @@ def report(results, size):
                   f"matching one, p99 {fmt(many['p99_ms'])} ms ({fmt(many['server_cpu_us_per_change'])} µs per change, "
                   f"ratio {fmt(lq['many_queries_p99_ratio'], 2)}); deliveries {one['received']:,}/{one['expected']:,} "
                   f"and {many['received']:,}/{many['expected']:,}."]
+    pc, pt = s.get("pg-creates-1", {}), s.get("pg-targeted", {})
+    sq, pg = pc.get("herald"), pc.get("herald-pg")
+    if sq and pg and "error" not in sq and "error" not in pg:
+        ratio = pg["max_creates_per_s"] / max(1, sq["max_creates_per_s"])
+        lines += ["", f"PostgreSQL against SQLite (Herald, one subscriber, same invocation): creates with a broadcasting "
+                  f"`afterCreate` {fmt(round(sq['max_creates_per_s']))}/s on SQLite, {fmt(round(pg['max_creates_per_s']))}/s "
+                  f"on PostgreSQL, **ratio {ratio:.2f}** (target ≥ 0.5); {pg['create_errors']} errors on PostgreSQL."]
+    tq, tp = pt.get("herald"), pt.get("herald-pg")
+    if tq and tp and "error" not in tq and "error" not in tp:
+        lines += ["", f"Targeted `$.sendEvent` through a global method, server CPU µs per send with {few:,} streams open "
+                  f"(PostgreSQL's processes counted): SQLite {fmt(tq[str(few)]['server_cpu_us_per_send'])}, PostgreSQL "
+                  f"{fmt(tp[str(few)]['server_cpu_us_per_send'])}; p50 {fmt(tq[str(few)]['p50_ms'])} and "
+                  f"{fmt(tp[str(few)]['p50_ms'])} ms."]
+    cl = s.get("cluster", {}).get("herald-cluster")
+    if cl and "error" not in cl:
+        one, three, lat = cl["fanout_1_node"], cl["fanout_3_nodes"], cl["latency"]
+        lines += ["", f"Cluster on PostgreSQL, {size['cluster_subscribers']:,} subscribers: deliveries/s at p99 < 50 ms on one "
+                  f"node {fmt(round(one['max_deliveries_per_s']))}, spread over 3 nodes {fmt(round(three['max_deliveries_per_s']))} "
+                  f"(all on this machine's 2 cores). Publish on one node at {lat['same_node']['rate']}/s: p99 "
+                  f"{fmt(lat['same_node']['p99_ms'])} ms to streams on the same node, {fmt(lat['other_node']['p99_ms'])} ms "
+                  f"on another, **{lat['added_p99_ms']:+.2f} ms** (target ≤ +5)."]
     gc = s.get("generator-ceiling", {}).get("trivial")
     if gc and "error" not in gc:
         lines += ["", f"Generator ceiling: sseload parsed {fmt(round(gc['events_per_s']))} events/s from "

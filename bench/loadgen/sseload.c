@@ -209,6 +209,18 @@ typedef struct worker {
 } worker;
 
 static struct sockaddr_in server_addr;
+// A cluster: streams spread over these ports round-robin (--ports), publishes to --pub-port.
+static struct sockaddr_in stream_addrs[16];
+static int n_stream_addrs = 0;
+static _Atomic unsigned next_stream_addr = 0;
+static struct sockaddr_in pub_addr;
+static int opt_pub_port = 0;
+
+// The address the next stream (or HTTP/2 connection) connects to.
+static const struct sockaddr_in *stream_addr(void) {
+    if (n_stream_addrs == 0) return &server_addr;
+    return &stream_addrs[next_stream_addr++ % (unsigned)n_stream_addrs];
+}
 
 static void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 
@@ -354,7 +366,7 @@ static void stream_start(worker *w, stream *s) {
     s->state = S_CONNECTING;
     s->ev_t = s->ev_s = -1;
     w->pending_connects++;
-    int r = connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr);
+    int r = connect(fd, (const struct sockaddr *)stream_addr(), sizeof server_addr);
     if (r < 0 && errno != EINPROGRESS) {
         stream_close(w, s, 1);
         return;
@@ -525,7 +537,7 @@ static void h2_start(worker *w, h2conn *c) {
         c->streams[i].ev_t = c->streams[i].ev_s = -1;
     }
     w->pending_connects += c->nstreams;
-    int r = connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr);
+    int r = connect(fd, (const struct sockaddr *)stream_addr(), sizeof server_addr);
     if (r < 0 && errno != EINPROGRESS) {
         h2_close(c);
         return;
@@ -697,7 +709,7 @@ static int64_t next_seq = 0;
 
 static void pub_connect(publisher *p) {
     p->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (p->fd < 0 || connect(p->fd, (struct sockaddr *)&server_addr, sizeof server_addr) < 0)
+    if (p->fd < 0 || connect(p->fd, (struct sockaddr *)&pub_addr, sizeof pub_addr) < 0)
         die("publisher connect: %s", strerror(errno));
     int one = 1;
     setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -850,7 +862,7 @@ static void usage(void) {
             "         [--target-path P --target-streams N --target-header 'K: V'] [--slow N] [--threads N]\n"
             "         [--pub-path P --pub-body B --pub-header 'K: V' --publishers N --rates r1,r2 --step-seconds S]\n"
             "         [--drain-seconds S] [--hold-seconds S] [--pid PID[,PID...]] [--expect-per-publish N] [--h2 K] [--variants K]\n"
-            "         [--ready-event NAME]\n"
+            "         [--ready-event NAME] [--ports P1,P2,... (streams round-robin)] [--pub-port P]\n"
             "       sseload serve --port P\n");
     exit(2);
 }
@@ -884,6 +896,11 @@ int main(int argc, char **argv) {
         const char *v = argv[++i];
         if (!strcmp(a, "--host")) opt_host = v;
         else if (!strcmp(a, "--port")) opt_port = atoi(v);
+        else if (!strcmp(a, "--pub-port")) opt_pub_port = atoi(v);
+        else if (!strcmp(a, "--ports")) {
+            for (char *list = strdup(v), *part = strtok(list, ","); part && n_stream_addrs < 16; part = strtok(NULL, ","))
+                stream_addrs[n_stream_addrs++].sin_port = htons((uint16_t)atoi(part));
+        }
         else if (!strcmp(a, "--path")) opt_path = v;
         else if (!strcmp(a, "--streams")) opt_streams = atoi(v);
         else if (!strcmp(a, "--header")) add_header(opt_headers, v);
@@ -922,6 +939,13 @@ int main(int argc, char **argv) {
     server_addr.sin_family = AF_INET;
     server_addr.sin_port = htons((uint16_t)opt_port);
     if (inet_pton(AF_INET, opt_host, &server_addr.sin_addr) != 1) die("bad host %s", opt_host);
+    pub_addr = server_addr;
+    if (opt_pub_port) pub_addr.sin_port = htons((uint16_t)opt_pub_port);
+    for (int i = 0; i < n_stream_addrs; i++) {
+        in_port_t port = stream_addrs[i].sin_port;
+        stream_addrs[i] = server_addr;
+        stream_addrs[i].sin_port = port;
+    }
 
     seq_step = calloc(MAX_SEQ, 1);
     seq_count = calloc(MAX_SEQ, sizeof *seq_count);
