@@ -377,6 +377,57 @@ struct StreamEvent: Equatable, CustomStringConvertible {
         #expect(try await Self.changeRecords(directory) == 2)
     }
 
+    /// One statement's single value, read with `psql`.
+    static func psqlValue(_ url: String, _ sql: String) throws -> String {
+        let process = try ChildProcess("/usr/bin/psql", ["-X", "-q", "-t", "-A", url, "-c", sql])
+        process.waitUntilExit()
+        return String(decoding: process.output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A write that looked whether changes were followed just before the first live query
+    /// opened, and commits just after: on PostgreSQL (many writers at once) the new stream must
+    /// still see it. The write is held between its look and its commit by the event log's
+    /// advisory lock, which a psql session holds for four seconds.
+    @Test(.enabled(if: TestDatabase.isPostgreSQL, "PostgreSQL runs writes side by side"))
+    func aWriteThatLookedBeforeTheFirstLiveQueryOpenedIsInItsSnapshot() async throws {
+        let directory = try TestDirectory(
+            files: Self.files.merging(["Post/onCreate.js": "{ $.broadcastEvent('post', $.this.title); }"]) { $1 }
+        )
+        let server = try await TestServer.start(directory)
+        defer { Task { try? await server.stop() } }
+        let database = try #require(directory.database)
+        // PostgreSQLConnection.eventLogLock.
+        let lock = Int64(0x4845_5241_4C44_4556)
+        let holder = try ChildProcess(
+            "/usr/bin/psql",
+            ["-X", "-q", database, "-c", "SELECT pg_advisory_lock(\(lock))", "-c", "SELECT pg_sleep(4)"]
+        )
+        defer { holder.stop() }
+        // The server is shared with the other tests' databases: count this database's locks only.
+        let advisory = """
+            SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """
+        #expect(try await eventually(5) { try Self.psqlValue(database, advisory + " AND granted") == "1" })
+        let write = Task { try await server.create("Post", #"{"title": "held"}"#) }
+        // The create has looked (no live query yet) and waits for the lock to append its event.
+        #expect(try await eventually(5) { try Self.psqlValue(database, advisory + " AND NOT granted") == "1" })
+        let stream = try await EventStream(
+            server,
+            headers: TestServer.superuser + Self.live,
+            path: "/structr/rest/Post"
+        )
+        let post = try await write.value
+        let seen = try await eventually(10) {
+            events(stream).contains { event in
+                (event.type == "enter" && event.objectID == post)
+                    || (event.type == "snapshot"
+                        && event.data["result"]?.arrayValue?.contains { $0["id"]?.stringValue == post } == true)
+            }
+        }
+        #expect(seen, "\(stream.text)")
+    }
+
     @Test func afterAGracefulRestartAReconnectStillGetsWhatItMissed() async throws {
         let directory = try TestDirectory(files: Self.files)
         let server = try await TestServer.start(directory)

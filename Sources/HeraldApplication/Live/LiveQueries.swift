@@ -359,9 +359,9 @@ public final class LiveQueries: Service, Sendable {
     /// client's last id, read with the change records since then in one transaction.
     private func start(_ subscriber: Subscriber, resuming resume: Resume?) async throws {
         // Writes record their changes from the moment this stream counted as open; one that
-        // looked before that may still be committing. An empty write waits for it (SQLite has
-        // one writer), so the snapshot below sees it, and every later write is recorded.
-        try await workRunner.storage.write { _ in }
+        // looked before that may still be committing. Waiting for those to end puts their
+        // changes in the snapshot below, and every later write is recorded.
+        await workRunner.unrecordedWritesEnded()
         let (query, key) = (subscriber.query, subscriber.key)
         let first = try await workRunner.read(subscriber.caller) { work -> First in
             let scope = try work.scope

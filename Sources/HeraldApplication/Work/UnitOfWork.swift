@@ -33,6 +33,9 @@ public final class UnitOfWork {
     /// Runs `on…` hooks on this thread; nil for a unit of work that runs on a storage thread
     /// because none of its writes has hooks.
     let hooks: (any LifecycleHookRunner)?
+    /// The write's place among those that may leave changes unrecorded; given back by whoever
+    /// runs the transaction once it has ended.
+    let ticket: UnrecordedWrites.Ticket?
     /// Events raised in the transaction and appended to the event log: delivered when it
     /// commits, gone with it if it rolls back.
     public private(set) var appended: [EventLog.Appended] = []
@@ -69,9 +72,11 @@ public final class UnitOfWork {
         tx: any StorageTransaction,
         caller: Caller,
         readOnly: Bool,
-        hooks: (any LifecycleHookRunner)?
+        hooks: (any LifecycleHookRunner)?,
+        ticket: UnrecordedWrites.Ticket? = nil
     ) {
         self.workRunner = workRunner
+        self.ticket = ticket
         self.tx = tx
         self.model = workRunner.model(for: tx)
         self.caller = caller
@@ -209,8 +214,13 @@ public final class UnitOfWork {
     func finish() throws {
         if !validationErrors.isEmpty { throw DataError.validation(validationErrors) }
         let changes = tx.changes
-        if !changes.isEmpty, workRunner.changesAreFollowed {
-            raised += changes.map { (Self.changeEventType, $0.logData, .changes) }
+        if !changes.isEmpty {
+            // In line before looking, so a live query that starts following now waits for us.
+            if let ticket { workRunner.unrecorded.take(ticket) }
+            if workRunner.changesAreFollowed {
+                raised += changes.map { (Self.changeEventType, $0.logData, .changes) }
+                if let ticket { workRunner.unrecorded.end(ticket) }
+            }
         }
         try flushEvents()
     }

@@ -32,6 +32,8 @@ public final class WorkRunner: Sendable {
     private let models: Mutex<(latest: Int64, byGeneration: [Int64: DataModel])>
     private let commitObservers = Mutex<[@Sendable (Set<String>) -> Void]>([])
     private let changeFollowers = Mutex<[@Sendable () -> Bool]>([])
+    /// Writes in progress that did not record their changes: a new live query waits for them.
+    let unrecorded = UnrecordedWrites()
 
     /// - Parameters:
     ///   - model: the model of the schema storage was migrated to at start-up, generation
@@ -107,6 +109,12 @@ public final class WorkRunner: Sendable {
         changeFollowers.withLock { $0.append(isFollowing) }
     }
 
+    /// Returns once every write that may have left its changes unrecorded, because it looked
+    /// before a follower started following, has ended: what a follower reads next includes them.
+    func unrecordedWritesEnded() async {
+        await unrecorded.drain()
+    }
+
     /// Whether a write should record its changes in the event log now.
     var changesAreFollowed: Bool {
         changeFollowers.withLock { $0 }.contains { $0() }
@@ -145,9 +153,18 @@ public final class WorkRunner: Sendable {
         _ body: @escaping @Sendable (UnitOfWork) throws -> T
     ) async throws -> T {
         if !hooks {
+            let ticket = UnrecordedWrites.Ticket()
+            defer { unrecorded.end(ticket) }
             do {
                 let (value, changed) = try await storage.write { tx in
-                    let work = UnitOfWork(workRunner: self, tx: tx, caller: caller, readOnly: false, hooks: nil)
+                    let work = UnitOfWork(
+                        workRunner: self,
+                        tx: tx,
+                        caller: caller,
+                        readOnly: false,
+                        hooks: nil,
+                        ticket: ticket
+                    )
                     let value = try body(work)
                     try work.finish()
                     work.deliverEventsAfterCommit()
@@ -173,8 +190,17 @@ public final class WorkRunner: Sendable {
         var changed: Set<String> = []
         let run: ((any StorageTransaction) throws -> T) throws -> T =
             readOnly ? { try self.storage.readBlocking($0) } : { try self.storage.writeBlocking($0) }
+        let ticket = UnrecordedWrites.Ticket()
+        defer { unrecorded.end(ticket) }
         let result = try run { tx in
-            let work = UnitOfWork(workRunner: self, tx: tx, caller: caller, readOnly: readOnly, hooks: hooks)
+            let work = UnitOfWork(
+                workRunner: self,
+                tx: tx,
+                caller: caller,
+                readOnly: readOnly,
+                hooks: hooks,
+                ticket: ticket
+            )
             let value: T
             do {
                 value = try body(work)
@@ -203,9 +229,18 @@ public final class WorkRunner: Sendable {
         caller: Caller,
         hooks: any LifecycleHookRunner
     ) {
+        let ticket = UnrecordedWrites.Ticket()
+        defer { unrecorded.end(ticket) }
         do {
             let changed = try storage.writeBlocking { tx in
-                let work = UnitOfWork(workRunner: self, tx: tx, caller: caller, readOnly: false, hooks: hooks)
+                let work = UnitOfWork(
+                    workRunner: self,
+                    tx: tx,
+                    caller: caller,
+                    readOnly: false,
+                    hooks: hooks,
+                    ticket: ticket
+                )
                 try hooks.run(method, this: hook.this, input: hook.input, in: work)
                 try work.finish()
                 work.deliverEventsAfterCommit()
