@@ -37,6 +37,54 @@ import Testing
         "Hooked/afterSave.js": "{ $.broadcastEvent('saved', $.this.name); }",
     ]
 
+    /// A read whose snapshot began before a commit took a user out of a group, and which asks
+    /// for the user's groups (or the group's users) after that commit cleared the cache, must
+    /// not store what it saw: the user would keep the group's rights, and get its events,
+    /// until the next change to groups or users.
+    @Test func aReadThatBeganBeforeAMembershipChangeDoesNotCacheTheOldGroups() async throws {
+        let directory = try TestDirectory(files: Self.files)
+        let schema = try SchemaLoader(directory: directory.schema).load()
+        let storage = try TestDatabase.storage(directory)
+        let migration = try await storage.migrate(to: schema, allowDestructive: false)
+        let work = WorkRunner(
+            model: DataModel(schema: schema, hasher: BcryptPasswordHasher(cost: 4)),
+            generation: migration.generation,
+            storage: storage,
+            events: EventHub(),
+            hooks: EnginePool(configuration: .init(size: 1)),
+            logger: Logger(label: "test")
+        )
+        let user = try await work.create("User", [["name": "una"]], caller: .superuser)[0]
+        let group = try await work.create("Group", [["name": "crew", "members": [.string(user)]]], caller: .superuser)[
+            0
+        ]
+        let una = Caller.user(id: user, name: "una", isAdmin: false)
+        #expect(try await work.read(una) { try $0.scope.principals } == [user, group])
+
+        let snapshotTaken = DispatchSemaphore(value: 0)
+        let removed = DispatchSemaphore(value: 0)
+        let stale = Task {
+            try await work.read(una) { unit -> [String] in
+                // The snapshot: the transaction's first read, before the group changes.
+                _ = try unit.list(EntityQuery(type: "Plain"), as: AccessScope(caller: .superuser, principals: []))
+                snapshotTaken.signal()
+                removed.wait()
+                // Both caches: the user's groups, and the group's users (a `sendEvent` to it).
+                let members = try unit.users(in: [EntityReference(type: "Group", id: group)])
+                return try unit.scope.principals + members.sorted()
+            }
+        }
+        await Task.detached { snapshotTaken.wait() }.value
+        _ = try await work.update("Group", id: group, ["members": []], caller: .superuser)
+        removed.signal()
+        // That read still sees its snapshot, as it should...
+        #expect(try await stale.value == [user, group, user])
+        // ...but what it saw did not stay in the cache.
+        #expect(try await work.read(una) { try $0.scope.principals } == [user])
+        #expect(try await work.read(una) { try $0.users(in: [EntityReference(type: "Group", id: group)]) } == [])
+        try storage.close()
+    }
+
     @Test func writesWithoutHooksNeverTakeAnEngineAndWritesWithHooksDo() async throws {
         let directory = try TestDirectory(files: Self.files)
         let schema = try SchemaLoader(directory: directory.schema).load()

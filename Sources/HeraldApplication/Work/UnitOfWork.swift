@@ -36,6 +36,9 @@ public final class UnitOfWork {
     /// The write's place among those that may leave changes unrecorded; given back by whoever
     /// runs the transaction once it has ended.
     let ticket: UnrecordedWrites.Ticket?
+    /// The membership cache's generation before the transaction began: what it reads of groups
+    /// is cached only if no commit cleared the cache since.
+    let membershipGeneration: Int
     /// Events raised in the transaction and appended to the event log: delivered when it
     /// commits, gone with it if it rolls back.
     public private(set) var appended: [EventLog.Appended] = []
@@ -73,9 +76,11 @@ public final class UnitOfWork {
         caller: Caller,
         readOnly: Bool,
         hooks: (any LifecycleHookRunner)?,
+        membershipGeneration: Int,
         ticket: UnrecordedWrites.Ticket? = nil
     ) {
         self.workRunner = workRunner
+        self.membershipGeneration = membershipGeneration
         self.ticket = ticket
         self.tx = tx
         self.model = workRunner.model(for: tx)
@@ -92,7 +97,7 @@ public final class UnitOfWork {
             let scope: AccessScope
             if let user = caller.userID, !caller.isAdmin, !changesMembership {
                 let (schema, tx) = (model.schema, tx)
-                let principals = try workRunner.membership.principals(of: user) {
+                let principals = try workRunner.membership.principals(of: user, asOf: membershipGeneration) {
                     try AccessScope.principals(of: user, schema: schema, in: tx)
                 }
                 scope = AccessScope(caller: caller, principals: principals)
@@ -162,7 +167,11 @@ public final class UnitOfWork {
             } else if fresh {
                 users.formUnion(try members(of: root.id))
             } else {
-                users.formUnion(try workRunner.membership.users(of: root.id) { try members(of: root.id) })
+                users.formUnion(
+                    try workRunner.membership.users(of: root.id, asOf: membershipGeneration) {
+                        try members(of: root.id)
+                    }
+                )
             }
         }
         return users

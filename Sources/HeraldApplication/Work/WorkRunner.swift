@@ -139,8 +139,18 @@ public final class WorkRunner: Sendable {
     public func read<T: Sendable>(_ caller: Caller, _ body: @escaping @Sendable (UnitOfWork) throws -> T) async throws
         -> T
     {
-        try await storage.read { tx in
-            try body(UnitOfWork(workRunner: self, tx: tx, caller: caller, readOnly: true, hooks: nil))
+        let generation = membership.generation
+        return try await storage.read { tx in
+            try body(
+                UnitOfWork(
+                    workRunner: self,
+                    tx: tx,
+                    caller: caller,
+                    readOnly: true,
+                    hooks: nil,
+                    membershipGeneration: generation
+                )
+            )
         }
     }
 
@@ -155,6 +165,7 @@ public final class WorkRunner: Sendable {
         if !hooks {
             let ticket = UnrecordedWrites.Ticket()
             defer { unrecorded.end(ticket) }
+            let generation = membership.generation
             do {
                 let (value, changed) = try await storage.write { tx in
                     let work = UnitOfWork(
@@ -163,6 +174,7 @@ public final class WorkRunner: Sendable {
                         caller: caller,
                         readOnly: false,
                         hooks: nil,
+                        membershipGeneration: generation,
                         ticket: ticket
                     )
                     let value = try body(work)
@@ -192,6 +204,7 @@ public final class WorkRunner: Sendable {
             readOnly ? { try self.storage.readBlocking($0) } : { try self.storage.writeBlocking($0) }
         let ticket = UnrecordedWrites.Ticket()
         defer { unrecorded.end(ticket) }
+        let generation = membership.generation
         let result = try run { tx in
             let work = UnitOfWork(
                 workRunner: self,
@@ -199,6 +212,7 @@ public final class WorkRunner: Sendable {
                 caller: caller,
                 readOnly: readOnly,
                 hooks: hooks,
+                membershipGeneration: generation,
                 ticket: ticket
             )
             let value: T
@@ -231,6 +245,7 @@ public final class WorkRunner: Sendable {
     ) {
         let ticket = UnrecordedWrites.Ticket()
         defer { unrecorded.end(ticket) }
+        let generation = membership.generation
         do {
             let changed = try storage.writeBlocking { tx in
                 let work = UnitOfWork(
@@ -239,6 +254,7 @@ public final class WorkRunner: Sendable {
                     caller: caller,
                     readOnly: false,
                     hooks: hooks,
+                    membershipGeneration: generation,
                     ticket: ticket
                 )
                 try hooks.run(method, this: hook.this, input: hook.input, in: work)
