@@ -247,12 +247,17 @@ public enum HeraldServer {
         )
 
         let connections = ConnectionLimit.effective(configured: configuration.maxConnections, logger: logger)
+        let application = router.buildResponder()
         return Hummingbird.Application(
-            router: router,
-            server: try transport.serverBuilder(metrics: PrometheusMetricsFactory(registry: metrics)),
+            responder: application,
+            server: try transport.serverBuilder(
+                application: application,
+                metrics: PrometheusMetricsFactory(registry: metrics),
+                logger: logger
+            ),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port),
-                serverName: "Herald",
+                serverName: HTTPTransport.serverName,
                 backlog: configuration.backlog,
                 availableConnectionsDelegate: .maximum(connections, logger: logger)
             ),

@@ -1,3 +1,4 @@
+import Hummingbird
 import HummingbirdCore
 import HummingbirdHTTP2
 import Logging
@@ -51,36 +52,43 @@ public struct HTTPTransport: Sendable {
         return configuration.cleartextHTTP2 ? "h2c, http/1.1" : "http/1.1"
     }
 
-    /// The server's child channels for Hummingbird; `metrics` gets the requests in progress.
-    public func serverBuilder(metrics: any MetricsFactory) throws -> HTTPServerBuilder {
+    /// The server's child channels for Hummingbird. HTTP/1.1 connections answer with
+    /// `application` themselves (``HTTP1Connection``); HTTP/2 streams through the responder
+    /// Hummingbird's `Application` passes in, which answers with the same. `metrics` gets the
+    /// requests in progress.
+    public func serverBuilder<Responder: HTTPResponder>(
+        application: Responder,
+        metrics: any MetricsFactory,
+        logger: Logger
+    ) throws -> HTTPServerBuilder where Responder.Context == HeraldRequestContext {
         let configuration = self.configuration
-        let tasks = RequestTasks(metrics: metrics)
+        let inProgress = RequestsInProgress(metrics: metrics)
+        let answering = ApplicationResponder(responder: application, serverName: Self.serverName, logger: logger)
+        let http1 = HTTP1ServerChannel(
+            answer: { request, channel in
+                await inProgress.counting {
+                    await ResponseOutcome.write(await answering.respond(to: request, channel: channel), to: channel)
+                }
+            },
+            idleTimeout: configuration.idleTimeout,
+            headerTimeout: configuration.headerTimeout,
+            bodyTimeout: configuration.bodyTimeout
+        )
         if tlsConfiguration != nil || configuration.cleartextHTTP2 {
             let context = try tlsConfiguration.map { try NIOSSLContext(configuration: $0) }
             return .init { responder in
                 NegotiatedHTTPChannel(
                     tls: context,
-                    http1: Self.http1(tasks.inTaskOfItsOwn(responder), configuration),
-                    http2: Self.http2(tasks.counted(responder), configuration)
+                    http1: http1,
+                    http2: Self.http2(inProgress.counted(responder), configuration)
                 )
             }
         }
-        return .init { responder in Self.http1(tasks.inTaskOfItsOwn(responder), configuration) }
+        return .init { _ in http1 }
     }
 
-    private static func http1(
-        _ responder: @escaping HTTPChannelHandler.Responder,
-        _ configuration: Configuration
-    ) -> TimedHTTP1Channel {
-        TimedHTTP1Channel(
-            inner: HTTP1Channel(
-                responder: responder,
-                configuration: .init(idleTimeout: TimeAmount(configuration.idleTimeout))
-            ),
-            headerTimeout: configuration.headerTimeout,
-            bodyTimeout: configuration.bodyTimeout
-        )
-    }
+    /// The `Server` header of every answer.
+    public static let serverName = "Herald"
 
     private static func http2(
         _ responder: @escaping HTTPChannelHandler.Responder,
@@ -123,13 +131,13 @@ struct LimitedHTTP2Channel: ServerChildChannel {
 /// neither), without it as the connection's first bytes do (``PriorKnowledgeDetector``).
 struct NegotiatedHTTPChannel: ServerChildChannel {
     struct Value: ServerChildChannelValue {
-        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<TimedHTTP1Channel.Value, HTTP2Channel.Value>>
+        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<HTTP1ServerChannel.Value, HTTP2Channel.Value>>
         let channel: any Channel
     }
 
     /// Nil: cleartext, HTTP/2 by prior knowledge.
     let tls: NIOSSLContext?
-    let http1: TimedHTTP1Channel
+    let http1: HTTP1ServerChannel
     let http2: LimitedHTTP2Channel
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {

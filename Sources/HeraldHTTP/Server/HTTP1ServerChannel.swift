@@ -5,42 +5,61 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
-/// Hummingbird's HTTP/1.1 child channel with two more limits on slow clients: a request head
-/// must arrive within `headerTimeout` of its first byte, and a request body may go no longer
-/// than `bodyTimeout` without a byte. Idle keep-alive connections are closed by Hummingbird's
-/// own `idleTimeout`. A connection past a limit is closed. HTTP/1.0 requests get HTTP/1.0
-/// answers (``HTTP10Responses``).
-public struct TimedHTTP1Channel: ServerChildChannel {
-    public typealias Value = HTTP1Channel.Value
+/// Herald's HTTP/1.1 child channel for Hummingbird's server: NIO's HTTP/1.1 codec and
+/// Hummingbird's connection-state handler (idle timeout, graceful shutdown), with the
+/// connection served by ``HTTP1Connection``, a task per request and none per connection.
+/// Two more limits on slow clients: a request head must arrive within `headerTimeout` of its
+/// first byte, and a request body may go no longer than `bodyTimeout` without a byte; a
+/// connection past a limit is closed. HTTP/1.0 requests get HTTP/1.0 answers
+/// (``HTTP10Responses``).
+struct HTTP1ServerChannel: ServerChildChannel {
+    /// The connection, which its handler serves: nothing is left for a task to do.
+    struct Value: ServerChildChannelValue {
+        let channel: any Channel
+    }
 
-    let inner: HTTP1Channel
+    let answer: HTTP1Connection.Answer
+    let idleTimeout: TimeAmount
     let headerTimeout: TimeAmount
     let bodyTimeout: TimeAmount
 
-    public init(inner: HTTP1Channel, headerTimeout: Duration, bodyTimeout: Duration) {
-        self.inner = inner
+    init(
+        answer: @escaping HTTP1Connection.Answer,
+        idleTimeout: Duration,
+        headerTimeout: Duration,
+        bodyTimeout: Duration
+    ) {
+        self.answer = answer
+        self.idleTimeout = TimeAmount(idleTimeout)
         self.headerTimeout = TimeAmount(headerTimeout)
         self.bodyTimeout = TimeAmount(bodyTimeout)
     }
 
-    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let (headerTimeout, bodyTimeout) = (self.headerTimeout, self.bodyTimeout)
-        return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            var limits = NIOHTTPDecoderLimitConfiguration()
+            limits.maxHeaderFieldCount = 1000  // Hummingbird's HTTP1Channel's
             let timer = RequestTimer(channel: channel, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout)
             let pipeline = channel.pipeline.syncOperations
-            // Right before the request decoder: under TLS, after the TLS handler.
-            let decoder = try pipeline.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
-            try pipeline.addHandler(HeadBytesHandler(timer: timer), position: .before(decoder.handler))
-            let codec = try pipeline.handler(type: HTTP1ToHTTPServerCodec.self)
-            try pipeline.addHandler(HTTP10Responses(), position: .before(codec))
-            try pipeline.addHandler(RequestPartsHandler(timer: timer), position: .after(codec))
-            return value
+            // Under TLS, after the TLS handler.
+            try pipeline.addHandler(HeadBytesHandler(timer: timer))
+            try pipeline.configureHTTPServerPipeline(
+                withPipeliningAssistance: false,  // HTTP1Connection holds pipelined requests back
+                withErrorHandling: false,  // HTTP1Connection answers a request it cannot parse
+                withOutboundHeaderValidation: false,  // Swift HTTP Types validate them
+                withEncoderConfiguration: .init(),
+                withDecoderLimitConfiguration: limits
+            )
+            try pipeline.addHandler(HTTP10Responses())
+            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandler(RequestPartsHandler(timer: timer))
+            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: .init(idleTimeout), logger: logger))
+            try pipeline.addHandler(HTTP1Connection(answer: answer, logger: logger))
+            return Value(channel: channel)
         }
     }
 
-    public func handle(value: Value, logger: Logger) async {
-        await inner.handle(value: value, logger: logger)
-    }
+    func handle(value: Value, logger: Logger) async {}
 }
 
 /// The one timer of a connection, confined to its event loop.
