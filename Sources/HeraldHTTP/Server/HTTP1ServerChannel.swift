@@ -40,6 +40,9 @@ struct HTTP1ServerChannel: ServerChildChannel {
             var limits = NIOHTTPDecoderLimitConfiguration()
             limits.maxHeaderFieldCount = 1000  // Hummingbird's HTTP1Channel's
             let timer = RequestTimer(channel: channel, headerTimeout: headerTimeout, bodyTimeout: bodyTimeout)
+            // NIO keeps a channel's last receive buffer for its next read; an idle connection
+            // that read one request head keeps one sized for a head, not NIO's default 2 KB.
+            try channel.syncOptions?.setOption(.recvAllocator, value: Self.receiveBuffers)
             let pipeline = channel.pipeline.syncOperations
             // Under TLS, after the TLS handler.
             try pipeline.addHandler(HeadBytesHandler(timer: timer))
@@ -60,6 +63,9 @@ struct HTTP1ServerChannel: ServerChildChannel {
     }
 
     func handle(value: Value, logger: Logger) async {}
+
+    /// Receive buffers from 1 KB, most request heads, growing for bodies as NIO's default does.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536)
 }
 
 /// The one timer of a connection, confined to its event loop.
