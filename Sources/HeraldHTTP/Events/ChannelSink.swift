@@ -119,6 +119,8 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         eventLoop.assertInEventLoop()
         channel.closeFuture.whenComplete { _ in self.finish(.disconnected) }
         guard isOpen else { return }
+        // The head goes out now that the stream is subscribed (HTTP/2; see StreamHeadFlush).
+        StreamHeadFlush.releaseResponse(on: channel)
         let pipeline = channel.pipeline.syncOperations
         if endsResponse {
             // Hummingbird's connection handler takes the quiesce event of a graceful shutdown;
@@ -230,6 +232,7 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         isOpen = false
         timer?.cancel()
         timer = nil
+        StreamHeadFlush.releaseResponse(on: channel)
         done.succeed(ending)
         if endsResponse, ending == .ended { endResponse() }
     }
@@ -307,6 +310,7 @@ extension ChannelSink {
             throw RESTError(.internalServerError, "The connection is not available for streaming")
         }
         let mayEndResponse = request.headers[.connection]?.lowercased() != "close"
+        StreamHeadFlush.holdResponse(on: channel)
         return Response(
             status: .ok,
             headers: EventSourceController.streamHeaders,

@@ -95,7 +95,13 @@ public struct HTTPTransport: Sendable {
         _ configuration: Configuration
     ) -> LimitedHTTP2Channel {
         LimitedHTTP2Channel(
-            inner: HTTP2Channel(responder: responder, configuration: .init(idleTimeout: configuration.idleTimeout)),
+            inner: HTTP2Channel(
+                responder: responder,
+                configuration: .init(
+                    idleTimeout: configuration.idleTimeout,
+                    streamConfiguration: .init(additionalChannelHandlers: [StreamHeadFlush()])
+                )
+            ),
             maxConcurrentStreams: configuration.maxConcurrentStreams
         )
     }
