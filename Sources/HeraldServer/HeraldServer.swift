@@ -257,7 +257,6 @@ public enum HeraldServer {
             ),
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port),
-                serverName: HTTPTransport.serverName,
                 backlog: configuration.backlog,
                 availableConnectionsDelegate: .maximum(connections, logger: logger)
             ),

@@ -120,6 +120,9 @@ import Testing
         let h2 = try await server.request(.GET, "/structr/rest/Item")
         #expect(h2.status == 200)
         #expect(h2.version == .http2)
+        // Both transports answer through ApplicationResponder.
+        #expect(h2.headers["Server"] == ["Herald"])
+        #expect(h2.headers["Date"].count == 1)
 
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(TestCertificate.shared.authorityFile)
@@ -132,6 +135,7 @@ import Testing
         let answer = try await http1.execute(request, timeout: .seconds(10))
         #expect(answer.status == .ok)
         #expect(answer.version == .http1_1)
+        #expect(answer.headers["Server"] == ["Herald"])
 
         #expect(try await Self.sessionCookie(server).contains("; Secure"))
         // Cleartext HTTP to the TLS port gets no answer.

@@ -25,8 +25,8 @@ import ServiceLifecycle
 /// the channel's close callback run there, so it needs no lock.
 ///
 /// Over HTTP/1.x the sink ends the response itself (``endsResponse``): once the stream is open,
-/// the request's task returns and Hummingbird writes nothing more, so an open stream holds no
-/// Swift task, only its channel and this sink. It then ends the response with the last chunk and
+/// the request's task returns and ``HTTP1Connection`` leaves the connection to the sink, so an
+/// open stream holds no Swift task, only its channel and this sink. It then ends the response with the last chunk and
 /// closes the connection, and ends the stream when the server asks its connections to quiesce.
 final class ChannelSink: StreamSink, @unchecked Sendable {
     struct Settings: Sendable {
@@ -75,13 +75,15 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     private let tickInterval: TimeAmount
     /// Whether the sink, not the request's task, ends the response (HTTP/1.x).
     let endsResponse: Bool
+    /// What holds an HTTP/2 stream's head until the sink opens.
+    private var headFlush: StreamHeadFlush?
 
     /// Completes when the stream is over.
     var finished: EventLoopFuture<Ending> { done.futureResult }
 
     /// A sink for the response being written on `channel`, made on its event loop, where the
     /// pipeline tells the transport. `mayEndResponse` is false when the request asked to close
-    /// the connection after the answer: Hummingbird then closes it once the request's task
+    /// the connection after the answer: the connection then closes once the request's task
     /// returns, so that task must wait for the stream.
     static func make(
         channel: any Channel,
@@ -110,7 +112,10 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
             endsResponse = mayEndResponse
         } else {
             encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self)
-            if encoder == nil { http2Pending = 0 }
+            if encoder == nil {
+                http2Pending = 0
+                headFlush = try? pipeline.handler(type: StreamHeadFlush.self)
+            }
             endsResponse = mayEndResponse && encoder != nil
         }
     }
@@ -120,7 +125,7 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         channel.closeFuture.whenComplete { _ in self.finish(.disconnected) }
         guard isOpen else { return }
         // The head goes out now that the stream is subscribed (HTTP/2; see StreamHeadFlush).
-        StreamHeadFlush.releaseResponse(on: channel)
+        headFlush?.release()
         let pipeline = channel.pipeline.syncOperations
         if endsResponse {
             // Hummingbird's connection handler takes the quiesce event of a graceful shutdown;
@@ -232,7 +237,7 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         isOpen = false
         timer?.cancel()
         timer = nil
-        StreamHeadFlush.releaseResponse(on: channel)
+        headFlush?.release()
         done.succeed(ending)
         if endsResponse, ending == .ended { endResponse() }
     }
@@ -269,12 +274,10 @@ public final class ChunkedFraming: StreamFraming {
     }
 }
 
-/// The connection events a stream whose sink ends its response must hear before Hummingbird's
-/// handlers do, placed before its connection handler. A graceful shutdown's quiesce event ends
-/// the stream (Hummingbird's handler takes the event). A client that closes its sending side
-/// after the request still gets the stream, as RFC 9112 allows: the input's end is not passed
-/// on while the stream is open, else Hummingbird's request loop would end and close the
-/// connection. Confined to the connection's event loop.
+/// The graceful shutdown a stream whose sink ends its response must hear before Hummingbird's
+/// connection-state handler takes it, placed before that handler: its quiesce event ends the
+/// stream. (A client that closes its sending side keeps its stream: ``HTTP1Connection`` closes
+/// nothing it has handed to a sink.) Confined to the connection's event loop.
 final class StreamConnectionEvents: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = Any
     private weak var sink: ChannelSink?
@@ -283,7 +286,6 @@ final class StreamConnectionEvents: ChannelInboundHandler, RemovableChannelHandl
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent { sink?.end() }
-        if let event = event as? ChannelEvent, event == .inputClosed, sink?.isOpen == true { return }
         context.fireUserInboundEventTriggered(event)
     }
 }
@@ -295,7 +297,7 @@ extension ChannelSink {
     ///
     /// When the sink ends the response itself (HTTP/1.x) the body returns once the stream is
     /// open, and the request's task with it. Else (HTTP/2, or a request that asked to close the
-    /// connection after the answer, which Hummingbird closes when the task returns) the task
+    /// connection after the answer, which closes when the task returns) the task
     /// waits for the stream, ending it when the server shuts down gracefully, and ends the
     /// response normally when the server ended the stream; a stream the client left or that
     /// fell behind has its connection dropped.
@@ -310,7 +312,6 @@ extension ChannelSink {
             throw RESTError(.internalServerError, "The connection is not available for streaming")
         }
         let mayEndResponse = request.headers[.connection]?.lowercased() != "close"
-        StreamHeadFlush.holdResponse(on: channel)
         return Response(
             status: .ok,
             headers: EventSourceController.streamHeaders,

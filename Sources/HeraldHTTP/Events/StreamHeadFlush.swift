@@ -1,15 +1,19 @@
+import HTTPTypes
 import NIOCore
+import NIOHTTPTypes
 
-/// Holds an HTTP/2 stream's flushes from when its stream endpoint answers until its sink opens,
-/// so the response head reaches the client only once the stream is subscribed.
+/// Holds back an HTTP/2 event stream's response head until its sink opens, so the head reaches
+/// the client only once the stream is subscribed.
 ///
 /// Hummingbird writes and flushes a response's head before the body runs, and the body is
 /// where an event stream joins the hub. Without this, a client could see its stream open
 /// (`EventSource.onopen`) and publish before the join, and miss its own event. Over HTTP/1.1
 /// the head waits for the sink's first flush anyway (``ResponseOutcome``). One per HTTP/2
-/// stream channel, passing flushes on unless held; confined to the stream's event loop.
+/// stream channel: from a `text/event-stream` head it holds flushes until the sink releases
+/// them or the response ends (an answer to `HEAD` has no sink). Confined to the stream's loop.
 final class StreamHeadFlush: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = Any
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
 
     private var context: ChannelHandlerContext?
     private var holding = false
@@ -19,6 +23,18 @@ final class StreamHeadFlush: ChannelOutboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head):
+            holding = head.headerFields[.contentType]?.hasPrefix("text/event-stream") == true
+        case .end:
+            release()
+        case .body:
+            break
+        }
+        context.write(data, promise: promise)
+    }
+
     func flush(context: ChannelHandlerContext) {
         if holding {
             heldFlush = true
@@ -27,27 +43,11 @@ final class StreamHeadFlush: ChannelOutboundHandler, RemovableChannelHandler {
         }
     }
 
-    /// Holds flushes from now.
-    func hold() { holding = true }
-
     /// Passes on the flush held, if any, and every flush after it.
     func release() {
         holding = false
         guard heldFlush else { return }
         heldFlush = false
         context?.flush()
-    }
-
-    /// Holds the flushes of `channel`'s response if it is an HTTP/2 stream's, from the loop.
-    static func holdResponse(on channel: any Channel) {
-        channel.eventLoop.execute {
-            (try? channel.pipeline.syncOperations.handler(type: StreamHeadFlush.self))?.hold()
-        }
-    }
-
-    /// Releases `channel`'s held flushes, if any; on its event loop.
-    static func releaseResponse(on channel: any Channel) {
-        channel.eventLoop.assertInEventLoop()
-        (try? channel.pipeline.syncOperations.handler(type: StreamHeadFlush.self))?.release()
     }
 }

@@ -4,10 +4,9 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// The application as an HTTP/1.1 connection asks it (``HTTP1Connection``): the router's answer
-/// with what Hummingbird's `Application` adds to it on HTTP/2, so both transports answer
-/// alike: a request id in the log, 500 for an error no middleware turned into an answer, and
-/// the `Date` and `Server` headers.
+/// The application as both transports ask it: the router's answer with what Hummingbird's
+/// `Application` would add to it (its own `DateCache` is internal): a request id in the log,
+/// 500 for an error no middleware turned into an answer, and the `Date` and `Server` headers.
 struct ApplicationResponder<Responder: HTTPResponder>: Sendable where Responder.Context == HeraldRequestContext {
     let responder: Responder
     let serverName: String

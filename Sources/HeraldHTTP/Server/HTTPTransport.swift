@@ -52,10 +52,10 @@ public struct HTTPTransport: Sendable {
         return configuration.cleartextHTTP2 ? "h2c, http/1.1" : "http/1.1"
     }
 
-    /// The server's child channels for Hummingbird. HTTP/1.1 connections answer with
-    /// `application` themselves (``HTTP1Connection``); HTTP/2 streams through the responder
-    /// Hummingbird's `Application` passes in, which answers with the same. `metrics` gets the
-    /// requests in progress.
+    /// The server's child channels for Hummingbird. Both transports answer with `application`
+    /// through ``ApplicationResponder``: HTTP/1.1 connections themselves (``HTTP1Connection``),
+    /// HTTP/2 streams through Hummingbird's stream channels; the responder Hummingbird's
+    /// `Application` passes in goes unused. `metrics` gets the requests in progress.
     public func serverBuilder<Responder: HTTPResponder>(
         application: Responder,
         metrics: any MetricsFactory,
@@ -63,7 +63,7 @@ public struct HTTPTransport: Sendable {
     ) throws -> HTTPServerBuilder where Responder.Context == HeraldRequestContext {
         let configuration = self.configuration
         let inProgress = RequestsInProgress(metrics: metrics)
-        let answering = ApplicationResponder(responder: application, serverName: Self.serverName, logger: logger)
+        let answering = ApplicationResponder(responder: application, serverName: "Herald", logger: logger)
         let http1 = HTTP1ServerChannel(
             answer: { request, channel in
                 await inProgress.counting {
@@ -74,21 +74,17 @@ public struct HTTPTransport: Sendable {
             headerTimeout: configuration.headerTimeout,
             bodyTimeout: configuration.bodyTimeout
         )
-        if tlsConfiguration != nil || configuration.cleartextHTTP2 {
-            let context = try tlsConfiguration.map { try NIOSSLContext(configuration: $0) }
-            return .init { responder in
-                NegotiatedHTTPChannel(
-                    tls: context,
-                    http1: http1,
-                    http2: Self.http2(inProgress.counted(responder), configuration)
-                )
-            }
-        }
-        return .init { _ in http1 }
+        guard tlsConfiguration != nil || configuration.cleartextHTTP2 else { return .init { _ in http1 } }
+        let context = try tlsConfiguration.map { try NIOSSLContext(configuration: $0) }
+        let http2 = Self.http2(
+            inProgress.counted { request, writer, channel in
+                let response = await answering.respond(to: request, channel: channel)
+                try await writer.write(response: response.head, body: response.body)
+            },
+            configuration
+        )
+        return .init { _ in NegotiatedHTTPChannel(tls: context, http1: http1, http2: http2) }
     }
-
-    /// The `Server` header of every answer.
-    public static let serverName = "Herald"
 
     private static func http2(
         _ responder: @escaping HTTPChannelHandler.Responder,

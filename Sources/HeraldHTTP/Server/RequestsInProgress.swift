@@ -9,7 +9,7 @@ struct RequestsInProgress: Sendable {
         meter = Meter(label: "herald_requests_in_progress", factory: metrics)
     }
 
-    /// `responder`, counted while it runs (HTTP/2, answered through Hummingbird).
+    /// `responder`, counted while it runs (HTTP/2, whose streams Hummingbird serves).
     func counted(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
         let meter = self.meter
         return { request, writer, channel in
