@@ -23,7 +23,7 @@ extension EventHub {
             var read: [Entry] = []
             if let lastEventID, let end { read = try await log.entries(after: lastEventID, through: end) }
             let older = read
-            let joined = try await sink.eventLoop.submit {
+            let joined = try await Self.run(on: sink.eventLoop) {
                 self.subscribe(
                     caller,
                     channels: channels,
@@ -33,10 +33,10 @@ extension EventHub {
                     olderThrough: end,
                     sink: sink
                 )
-            }.get()
+            }
             if let joined { return joined }
         }
-        return try await sink.eventLoop.submit {
+        return try await Self.run(on: sink.eventLoop) {
             // With `forceResync` and no log read the hub always takes the stream.
             self.subscribe(
                 caller,
@@ -46,6 +46,15 @@ extension EventHub {
                 forceResync: true,
                 sink: sink
             )!
-        }.get()
+        }
+    }
+
+    /// `body` on `eventLoop`: at once when the caller runs there (a task on the loop's
+    /// executor), else submitted.
+    static func run<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable () throws -> T) async throws
+        -> T
+    {
+        if eventLoop.inEventLoop { return try body() }
+        return try await eventLoop.submit(body).get()
     }
 }

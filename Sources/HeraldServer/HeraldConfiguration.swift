@@ -212,6 +212,7 @@ public struct HeraldConfiguration: Sendable {
         if let tlsCertificate, let tlsKey { c.tls = TLSFiles(certificate: tlsCertificate, key: tlsKey) }
         c.cleartextHTTP2 = http2Cleartext
         c.maxConcurrentStreams = http2MaxConcurrentStreams
+        c.loopPaths = [eventSourcePath, AdminController.eventsPath]
         return c
     }
 

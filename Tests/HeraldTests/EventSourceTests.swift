@@ -172,6 +172,30 @@ func eventIDs(_ text: String) -> [UInt64] {
         #expect(try await stream.waitFor(": heartbeat\n\n", seconds: 15))
     }
 
+    @Test func streamsThatEndLeaveTheOthersTheirHeartbeats() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: Self.files)) {
+            $0.eventSourceHeartbeat = 300
+        }
+        defer { Task { try? await server.stop() } }
+        // One task per event loop ticks all its streams; ending some moves others in its list.
+        var streams: [EventStream] = []
+        for _ in 0..<8 { streams.append(try await EventStream(server, headers: Self.root)) }
+        defer { for stream in streams { stream.close() } }
+        for index in [0, 3, 4, 7] { streams[index].close() }
+        let kept = [1, 2, 5, 6].map { streams[$0] }
+        let marks = kept.map { $0.text.components(separatedBy: ": heartbeat").count }
+        for (stream, mark) in zip(kept, marks) {
+            #expect(try await eventually(15) { stream.text.components(separatedBy: ": heartbeat").count > mark + 1 })
+        }
+        // A stream opened after the others ended, and after every stream of a loop may have
+        // ended, is ticked too.
+        for stream in kept { stream.close() }
+        try await Task.sleep(for: .milliseconds(200))
+        let late = try await EventStream(server, headers: Self.root)
+        defer { late.close() }
+        #expect(try await late.waitFor(": heartbeat\n\n", seconds: 15))
+    }
+
     @Test func theFirstHeartbeatComesOnePeriodAfterTheStreamOpens() async throws {
         // Server and client each in a process of their own: the in-process servers and the HTTP
         // client of other suites share event loops that heavy tests keep busy, which would delay

@@ -132,4 +132,33 @@ import Testing
         let parsed = date.flatMap { formatter.date(from: String($0.dropFirst(6))) }
         #expect(parsed.map { abs($0.timeIntervalSinceNow) < 5 } == true, "\(date ?? head)")
     }
+
+    @Test func theRequestTimerMovesWithEachRequestOfAKeepAliveConnection() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: projectSchema)) {
+            $0.headerTimeout = 1
+            $0.bodyTimeout = 1
+        }
+        defer { Task { try? await server.stop() } }
+        // A request every 300 ms for 3 s on one connection: each one starts the header timer
+        // and its end stops it, so none of the timer's earlier deadlines closes the connection.
+        let socket = try loopbackClient(port: server.port, request: Self.get("/structr/rest/Project"))
+        let reader = SocketReader(socket)
+        defer { reader.stop() }
+        for sent in 1...10 {
+            #expect(try await eventually(10) { Self.statuses(reader.text).count == sent })
+            try await Task.sleep(for: .milliseconds(300))
+            let request = Array(Self.get("/structr/rest/Project").utf8)
+            #expect(send(socket, request, request.count, 0) == request.count)
+        }
+        #expect(try await eventually(10) { Self.statuses(reader.text).count == 11 })
+        #expect(!reader.closed)
+        // Then half a head: the timer still closes the connection, one timeout after it began.
+        let started = ContinuousClock.now
+        let half = Array("GET /structr/rest/Project HTTP/1.1\r\nHost: x".utf8)
+        #expect(send(socket, half, half.count, 0) == half.count)
+        #expect(try await eventually(10) { reader.closed })
+        let waited = ContinuousClock.now - started
+        #expect(waited >= .milliseconds(900) && waited < .seconds(3), "closed after \(waited)")
+        #expect(Self.statuses(reader.text) == Array(repeating: 200, count: 11))
+    }
 }

@@ -12,6 +12,8 @@ import NIOCore
 /// (``EventMonitor``).
 public struct AdminController: Sendable {
     public static let root = "/structr/admin"
+    /// The event monitor's stream.
+    public static let eventsPath = "\(root)/events"
 
     let monitor: EventMonitor
     let sinkSettings: ChannelSink.Settings
@@ -32,7 +34,7 @@ public struct AdminController: Sendable {
     public func register(on router: Router<HeraldRequestContext>) {
         // `/structr/admin` and `/structr/admin/` are one route; the console's links are absolute.
         router.get(RouterPath(Self.root)) { _, _ in try Self.file("index.html") }
-        router.get(RouterPath("\(Self.root)/events")) { request, context in
+        router.get(RouterPath(Self.eventsPath)) { request, context in
             try await feed(request, context: context)
         }
         router.get(RouterPath("\(Self.root)/:file")) { _, context in

@@ -21,7 +21,7 @@ import ServiceLifecycle
 /// `maxBufferedBytes`, or more than `maxBufferedEvents` events were written since the connection
 /// last had room, or its writes make no progress for `writeTimeout`, the connection is closed and
 /// the client reconnects with `Last-Event-ID`. Idle streams get a heartbeat comment.
-/// Its state is confined to the channel's event loop: the hub calls it there, and its timer and
+/// Its state is confined to the channel's event loop: the hub calls it there, and its ticks and
 /// the channel's close callback run there, so it needs no lock.
 ///
 /// Over HTTP/1.x the sink ends the response itself (``endsResponse``): once the stream is open,
@@ -30,11 +30,25 @@ import ServiceLifecycle
 /// closes the connection, and ends the stream when the server asks its connections to quiesce.
 final class ChannelSink: StreamSink, @unchecked Sendable {
     struct Settings: Sendable {
-        var retry: Int
-        var heartbeat: TimeAmount
-        var writeTimeout: TimeAmount
-        var maxBufferedBytes: Int
-        var maxBufferedEvents: Int
+        let retry: Int
+        let heartbeat: TimeAmount
+        let writeTimeout: TimeAmount
+        let maxBufferedBytes: Int
+        let maxBufferedEvents: Int
+        /// What ticks the sinks made with these settings.
+        let ticks: SinkTicks
+
+        init(retry: Int, heartbeat: TimeAmount, writeTimeout: TimeAmount, maxBufferedBytes: Int, maxBufferedEvents: Int)
+        {
+            self.retry = retry
+            self.heartbeat = heartbeat
+            self.writeTimeout = writeTimeout
+            self.maxBufferedBytes = maxBufferedBytes
+            self.maxBufferedEvents = maxBufferedEvents
+            // A quarter of the shorter period: a heartbeat or a stall is noticed within 1.25 times it.
+            let shorter = min(heartbeat, writeTimeout).nanoseconds
+            self.ticks = SinkTicks(interval: .nanoseconds(max(1_000_000, shorter / 4)))
+        }
     }
 
     /// Why the stream ended.
@@ -57,22 +71,24 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     // On the event loop only.
     /// Whether the stream is open: on the event loop only.
     private(set) var isOpen = true
-    /// Whether anything was written since the last tick, and for how many ticks nothing was.
+    /// Whether anything was written since the last tick, and when the last tick that found a
+    /// write (or the opening) was.
     private var wroteSinceTick = false
-    private var idleTicks = 0
-    private var stalledTicks = 0
+    private var lastWrite = NIODeadline.distantPast
+    /// Since when the connection's pending bytes have not gone down, and how many there were.
+    private var stalledSince: NIODeadline?
     private var lastBuffered = 0
     /// Events written since the connection last had room: an upper bound on those the client
     /// has not taken yet.
     private var unsentEvents = 0
-    private var timer: RepeatedTask?
+    /// Where the sink is in its loop's ticks (``SinkTicks``), while it is ticked.
+    var tickPosition: Int?
     /// Where pre-framed chunks enter the pipeline: below the HTTP encoder, which would frame the
     /// same bytes once per stream. Nil: body parts go through the whole pipeline.
     private let encoder: ChannelHandlerContext?
     /// Over HTTP/2, the bytes written to the stream whose writes have not completed: NIO keeps
     /// no count of them that a stream channel reports.
     private var http2Pending: Int?
-    private let tickInterval: TimeAmount
     /// Whether the sink, not the request's task, ends the response (HTTP/1.x).
     let endsResponse: Bool
     /// What holds an HTTP/2 stream's head until the sink opens.
@@ -91,7 +107,16 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         lastEventID: UInt64?,
         mayEndResponse: Bool
     ) async throws -> ChannelSink {
-        try await channel.eventLoop.submit {
+        // A stream request's task runs on the loop (``LoopTaskExecutor``).
+        if channel.eventLoop.inEventLoop {
+            return ChannelSink(
+                channel: channel,
+                settings: settings,
+                lastEventID: lastEventID,
+                mayEndResponse: mayEndResponse
+            )
+        }
+        return try await channel.eventLoop.submit {
             ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID, mayEndResponse: mayEndResponse)
         }.get()
     }
@@ -103,8 +128,6 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         self.settings = settings
         self.lastEventID = lastEventID
         self.done = channel.eventLoop.makePromise(of: Ending.self)
-        // Ticks check for idleness and stalls; half the shorter period keeps both within 1.5x.
-        self.tickInterval = .nanoseconds(max(1_000_000, min(settings.heartbeat, settings.writeTimeout).nanoseconds / 2))
         let pipeline = channel.pipeline.syncOperations
         if let http10 = try? pipeline.handler(type: HTTP10Responses.self), http10.answersHTTP10 {
             // HTTP/1.0 has no chunks: the body goes through the encoder as it is, ended by closing.
@@ -133,13 +156,13 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
             let state = try? pipeline.handler(type: HTTPConnectionStateHandler.self)
             try? pipeline.addHandler(StreamConnectionEvents(sink: self), position: state.map { .before($0) } ?? .last)
         }
-        timer = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { _ in self.tick() }
+        settings.ticks.add(self)
         var opening = ByteBuffer(string: "retry: \(settings.retry)\n\n")
         if resync, let lastEventID { opening.writeString(EventSourceController.resyncEvent(lastEventID: lastEventID)) }
         send(opening, chunk: ChunkedFraming.shared.frame(opening), flush: true)
-        // The ticks start with the stream: the opening does not push the first heartbeat back
-        // by a tick, so it comes one period after the stream opens.
+        // The first heartbeat comes one period after the stream opens (within a tick).
         wroteSinceTick = false
+        lastWrite = .now()
     }
 
     func write(_ events: EncodedEvents, flush: Bool) -> Bool {
@@ -197,27 +220,26 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     }
 
     /// Heartbeats for idle streams; closes a stream whose writes made no progress for too long.
-    private func tick() {
+    /// Called by ``SinkTicks`` on the loop, with the time of its pass.
+    func tick(now: NIODeadline) {
         guard isOpen else { return }
         let pending = buffered
         if pending > 0, pending >= lastBuffered {
-            stalledTicks += 1
-            if TimeAmount.nanoseconds(tickInterval.nanoseconds * Int64(stalledTicks)) >= settings.writeTimeout {
+            let since = stalledSince ?? now
+            stalledSince = since
+            if now - since >= settings.writeTimeout {
                 drop()
                 return
             }
         } else {
-            stalledTicks = 0
+            stalledSince = nil
         }
         lastBuffered = pending
         if wroteSinceTick {
-            idleTicks = 0
-        } else {
-            idleTicks += 1
-            if TimeAmount.nanoseconds(tickInterval.nanoseconds * Int64(idleTicks)) >= settings.heartbeat {
-                send(Self.heartbeat, chunk: Self.heartbeatChunk, flush: true)
-                idleTicks = 0
-            }
+            lastWrite = now
+        } else if now - lastWrite >= settings.heartbeat {
+            send(Self.heartbeat, chunk: Self.heartbeatChunk, flush: true)
+            lastWrite = now
         }
         wroteSinceTick = false
     }
@@ -235,8 +257,7 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     private func finish(_ ending: Ending) {
         guard isOpen else { return }
         isOpen = false
-        timer?.cancel()
-        timer = nil
+        settings.ticks.remove(self)
         headFlush?.release()
         done.succeed(ending)
         if endsResponse, ending == .ended { endResponse() }

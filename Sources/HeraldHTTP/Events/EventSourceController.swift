@@ -90,7 +90,10 @@ public struct EventSourceController: Sendable {
     /// As RFC 9110 has it, the most specific range that matches decides, and `q=0` refuses:
     /// `text/event-stream;q=0, */*` does not admit it.
     static func accepts(_ accept: String?) -> Bool {
-        guard let accept, !accept.trimmingCharacters(in: .whitespaces).isEmpty else { return true }
+        guard let accept else { return true }
+        // What EventSource sends, decided without parsing.
+        if accept == "text/event-stream" || accept == "*/*" { return true }
+        guard !accept.allSatisfy({ $0 == " " || $0 == "\t" }) else { return true }
         var best: (specificity: Int, quality: Double)?
         for (range, quality) in mediaRanges(accept) {
             let specificity: Int
@@ -109,13 +112,21 @@ public struct EventSourceController: Sendable {
     /// says otherwise).
     static func mediaRanges(_ accept: String) -> [(range: String, quality: Double)] {
         accept.split(separator: ",").map { range in
-            let parts = range.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            let parts = range.split(separator: ";").map { Self.trimmed($0).lowercased() }
             var quality = 1.0
             for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
                 quality = Double(parameter.dropFirst(2)) ?? 1
             }
             return (parts.first ?? "", quality)
         }
+    }
+
+    /// `text` without the spaces and tabs around it (a header's optional whitespace).
+    static func trimmed(_ text: Substring) -> Substring {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = text.firstIndex(where: { !isSpace($0) }), let last = text.lastIndex(where: { !isSpace($0) })
+        else { return "" }
+        return text[first...last]
     }
 
     /// The most channels one stream may subscribe to.
@@ -168,7 +179,7 @@ public struct EventSourceController: Sendable {
     /// set headers.
     static func lastEventID(of request: Request) -> UInt64? {
         (request.headers[lastEventIDHeader] ?? request.uri.queryParameters["lastEventId"].map(String.init))
-            .flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+            .flatMap { UInt64(Self.trimmed(Substring($0))) }
     }
 
     /// Sent first when a client's `Last-Event-ID` is older than the history: what it missed is

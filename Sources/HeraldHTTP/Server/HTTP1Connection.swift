@@ -28,12 +28,18 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Answers one request on the channel and writes the answer (errors are answers too).
     typealias Answer = @Sendable (Request, any Channel) async -> ResponseOutcome
+    /// Whether a request is answered in a task on the connection's event loop
+    /// (``LoopTaskExecutor``) rather than on Swift's shared executor.
+    typealias RunsOnLoop = @Sendable (HTTPRequest) -> Bool
 
     /// Request parts held back while a request is answered, before reads stop.
     static let maxDeferredParts = 8
 
     private let answer: Answer
+    private let runsOnLoop: RunsOnLoop
     private let logger: Logger
+    /// Made for the first request that runs on the loop.
+    private var loopExecutor: LoopTaskExecutor?
     private var context: ChannelHandlerContext?
 
     /// A request's task runs.
@@ -57,8 +63,9 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler {
     /// Requests with a body so far, which tells one body's demand from another's.
     private var requests = 0
 
-    init(answer: @escaping Answer, logger: Logger) {
+    init(answer: @escaping Answer, runsOnLoop: @escaping RunsOnLoop, logger: Logger) {
         self.answer = answer
+        self.runsOnLoop = runsOnLoop
         self.logger = logger
     }
 
@@ -126,8 +133,18 @@ final class HTTP1Connection: ChannelDuplexHandler, RemovableChannelHandler {
         let channel = context.channel
         let answer = self.answer
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        Task {
+        guard runsOnLoop(head) else {
+            Task {
+                let outcome = await answer(request, channel)
+                channel.eventLoop.execute { handler.value.answered(outcome) }
+            }
+            return
+        }
+        let executor = loopExecutor ?? LoopTaskExecutor(eventLoop: context.eventLoop)
+        loopExecutor = executor
+        Task(executorPreference: executor) {
             let outcome = await answer(request, channel)
+            // On the loop already, but after the task: the handler is not re-entered.
             channel.eventLoop.execute { handler.value.answered(outcome) }
         }
     }

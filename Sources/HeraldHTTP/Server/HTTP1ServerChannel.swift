@@ -19,17 +19,20 @@ struct HTTP1ServerChannel: ServerChildChannel {
     }
 
     let answer: HTTP1Connection.Answer
+    let runsOnLoop: HTTP1Connection.RunsOnLoop
     let idleTimeout: TimeAmount
     let headerTimeout: TimeAmount
     let bodyTimeout: TimeAmount
 
     init(
         answer: @escaping HTTP1Connection.Answer,
+        runsOnLoop: @escaping HTTP1Connection.RunsOnLoop,
         idleTimeout: Duration,
         headerTimeout: Duration,
         bodyTimeout: Duration
     ) {
         self.answer = answer
+        self.runsOnLoop = runsOnLoop
         self.idleTimeout = TimeAmount(idleTimeout)
         self.headerTimeout = TimeAmount(headerTimeout)
         self.bodyTimeout = TimeAmount(bodyTimeout)
@@ -57,7 +60,7 @@ struct HTTP1ServerChannel: ServerChildChannel {
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(RequestPartsHandler(timer: timer))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: .init(idleTimeout), logger: logger))
-            try pipeline.addHandler(HTTP1Connection(answer: answer, logger: logger))
+            try pipeline.addHandler(HTTP1Connection(answer: answer, runsOnLoop: runsOnLoop, logger: logger))
             return Value(channel: channel)
         }
     }
@@ -69,12 +72,21 @@ struct HTTP1ServerChannel: ServerChildChannel {
 }
 
 /// The one timer of a connection, confined to its event loop.
+///
+/// Starting and stopping it only moves a deadline: NIO cancels a scheduled task by searching
+/// every task scheduled on the loop, which with thousands of open streams cost more than the
+/// rest of a request. One task stays scheduled while a deadline is set; when it runs early (the
+/// deadline moved later) it schedules itself again for the deadline, and when the deadline was
+/// cleared it does nothing.
 final class RequestTimer {
     let channel: any Channel
     let headerTimeout: TimeAmount
     let bodyTimeout: TimeAmount
     var awaitingHead = true
-    var scheduled: Scheduled<Void>?
+    /// When the connection closes unless the timer is started again or stopped.
+    private(set) var deadline: NIODeadline?
+    /// When the scheduled task runs, if one is scheduled.
+    private var wakeUp: NIODeadline?
 
     init(channel: any Channel, headerTimeout: TimeAmount, bodyTimeout: TimeAmount) {
         self.channel = channel
@@ -82,15 +94,45 @@ final class RequestTimer {
         self.bodyTimeout = bodyTimeout
     }
 
+    /// Whether a deadline is set.
+    var isRunning: Bool { deadline != nil }
+
     func start(_ amount: TimeAmount) {
-        scheduled?.cancel()
-        let channel = self.channel
-        scheduled = channel.eventLoop.scheduleTask(in: amount) { channel.close(promise: nil) }
+        let deadline = NIODeadline.now() + amount
+        self.deadline = deadline
+        // A task that runs before the deadline reschedules itself; a later one would be late.
+        if let wakeUp, wakeUp <= deadline { return }
+        schedule(at: deadline)
     }
 
     func cancel() {
-        scheduled?.cancel()
-        scheduled = nil
+        deadline = nil
+    }
+
+    private func schedule(at time: NIODeadline) {
+        wakeUp = time
+        // Held weakly: a closed connection is not kept until its task runs.
+        let timer = NIOLoopBound(Reference(self), eventLoop: channel.eventLoop)
+        channel.eventLoop.scheduleTask(deadline: time) { timer.value.timer?.fire(scheduledFor: time) }
+    }
+
+    private final class Reference {
+        weak var timer: RequestTimer?
+        init(_ timer: RequestTimer) { self.timer = timer }
+    }
+
+    private func fire(scheduledFor time: NIODeadline) {
+        // A task scheduled for an earlier deadline than the current one runs first: it is the
+        // one to act, and later ones find `wakeUp` moved on.
+        guard wakeUp == time else { return }
+        wakeUp = nil
+        guard let deadline else { return }
+        if deadline > .now() {
+            schedule(at: deadline)
+        } else {
+            self.deadline = nil
+            channel.close(promise: nil)
+        }
     }
 }
 
@@ -102,7 +144,7 @@ final class HeadBytesHandler: ChannelInboundHandler, RemovableChannelHandler {
     init(timer: RequestTimer) { self.timer = timer }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if timer.awaitingHead, timer.scheduled == nil { timer.start(timer.headerTimeout) }
+        if timer.awaitingHead, !timer.isRunning { timer.start(timer.headerTimeout) }
         context.fireChannelRead(data)
     }
 

@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import HummingbirdHTTP2
@@ -29,8 +30,19 @@ public struct HTTPTransport: Sendable {
         /// The most streams (EventSources and requests) one HTTP/2 connection may have open at
         /// once; a client that opens more gets its extra streams refused (`REFUSED_STREAM`).
         public var maxConcurrentStreams = 100
+        /// Paths (without a query) whose HTTP/1.1 `GET` and `HEAD` requests are answered in a task
+        /// on their connection's event loop: the event-stream endpoints, which check the caller
+        /// and hand the connection to a sink on that loop (``LoopTaskExecutor``).
+        public var loopPaths: Set<String> = []
 
         public init() {}
+
+        /// Whether `head` is answered on its connection's event loop (see ``loopPaths``).
+        func runsOnLoop(_ head: HTTPRequest) -> Bool {
+            guard head.method == .get || head.method == .head, let path = head.path else { return false }
+            let query = path.firstIndex(of: "?") ?? path.endIndex
+            return loopPaths.contains(String(path[..<query]))
+        }
     }
 
     public let configuration: Configuration
@@ -70,6 +82,7 @@ public struct HTTPTransport: Sendable {
                     await ResponseOutcome.write(await answering.respond(to: request, channel: channel), to: channel)
                 }
             },
+            runsOnLoop: configuration.runsOnLoop,
             idleTimeout: configuration.idleTimeout,
             headerTimeout: configuration.headerTimeout,
             bodyTimeout: configuration.bodyTimeout
