@@ -19,19 +19,26 @@ import Testing
 
     static func build() async throws -> URL { try await compiled.value }
 
-    /// Builds sseload into a temporary folder.
+    /// Builds sseload into the package's `.build/test-tools`, which goes with the build: built
+    /// under a name of its own, then moved into place, so a run beside this one never sees half
+    /// a binary and nothing is left in the temporary folder.
     static func compile() throws -> URL {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("sseload-\(UUID().uuidString)")
+        let folder = root.appendingPathComponent(".build/test-tools")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let building = folder.appendingPathComponent("sseload-\(UUID().uuidString)")
         let binary = folder.appendingPathComponent("sseload")
         let status = try run(
             "/usr/bin/cc",
             [
-                "-O2", "-pthread", "-o", binary.path, root.appendingPathComponent("bench/loadgen/sseload.c").path,
+                "-O2", "-pthread", "-o", building.path, root.appendingPathComponent("bench/loadgen/sseload.c").path,
                 "-lnghttp2",
             ]
         ).status
-        guard status == 0 else { throw TestFailure("cc failed") }
+        guard status == 0 else {
+            try? FileManager.default.removeItem(at: building)
+            throw TestFailure("cc failed")
+        }
+        guard rename(building.path, binary.path) == 0 else { throw TestFailure("could not move sseload into place") }
         return binary
     }
 
