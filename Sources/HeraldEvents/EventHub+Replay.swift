@@ -23,7 +23,7 @@ extension EventHub {
             var read: [Entry] = []
             if let lastEventID, let end { read = try await log.entries(after: lastEventID, through: end) }
             let older = read
-            let joined = try await Self.run(on: sink.eventLoop) {
+            let joined = try await sink.eventLoop.run {
                 self.subscribe(
                     caller,
                     channels: channels,
@@ -36,7 +36,7 @@ extension EventHub {
             }
             if let joined { return joined }
         }
-        return try await Self.run(on: sink.eventLoop) {
+        return try await sink.eventLoop.run {
             // With `forceResync` and no log read the hub always takes the stream.
             self.subscribe(
                 caller,
@@ -49,12 +49,13 @@ extension EventHub {
         }
     }
 
-    /// `body` on `eventLoop`: at once when the caller runs there (a task on the loop's
-    /// executor), else submitted.
-    static func run<T: Sendable>(on eventLoop: any EventLoop, _ body: @escaping @Sendable () throws -> T) async throws
-        -> T
-    {
-        if eventLoop.inEventLoop { return try body() }
-        return try await eventLoop.submit(body).get()
+}
+
+extension EventLoop {
+    /// `body` on this loop: at once when the caller runs here (a task on the loop's executor),
+    /// else submitted and awaited.
+    package func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        if inEventLoop { return try body() }
+        return try await submit(body).get()
     }
 }

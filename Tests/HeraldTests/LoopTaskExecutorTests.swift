@@ -4,6 +4,7 @@ import NIOPosix
 import Testing
 
 @testable import HeraldHTTP
+@testable import HeraldServer
 
 /// Event-stream requests answered in a task on their connection's event loop.
 @Suite struct LoopTaskExecutorTests {
@@ -42,5 +43,13 @@ import Testing
         #expect(!configuration.runsOnLoop(head(.get, "/structr/rest/Project")))
         #expect(!configuration.runsOnLoop(head(.get, "/structr/admin")))
         #expect(!HTTPTransport.Configuration().runsOnLoop(head(.get, "/structr/EventSource")))
+    }
+
+    @Test func theServerRunsItsStreamEndpointsOnTheLoop() {
+        // The configured EventSource path, wherever it is, and the admin console's feed.
+        var configuration = HeraldConfiguration()
+        #expect(configuration.transport.loopPaths == ["/structr/EventSource", "/structr/admin/events"])
+        configuration.eventSourcePath = "/events"
+        #expect(configuration.transport.loopPaths == ["/events", "/structr/admin/events"])
     }
 }

@@ -75,7 +75,8 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
     /// write (or the opening) was.
     private var wroteSinceTick = false
     private var lastWrite = NIODeadline.distantPast
-    /// Since when the connection's pending bytes have not gone down, and how many there were.
+    /// Since when the connection's pending bytes have not gone down; `lastBuffered` is how many
+    /// there were at the last tick.
     private var stalledSince: NIODeadline?
     private var lastBuffered = 0
     /// Events written since the connection last had room: an upper bound on those the client
@@ -107,18 +108,10 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         lastEventID: UInt64?,
         mayEndResponse: Bool
     ) async throws -> ChannelSink {
-        // A stream request's task runs on the loop (``LoopTaskExecutor``).
-        if channel.eventLoop.inEventLoop {
-            return ChannelSink(
-                channel: channel,
-                settings: settings,
-                lastEventID: lastEventID,
-                mayEndResponse: mayEndResponse
-            )
-        }
-        return try await channel.eventLoop.submit {
+        // At once for an HTTP/1.1 stream request, whose task runs on the loop (``LoopTaskExecutor``).
+        try await channel.eventLoop.run {
             ChannelSink(channel: channel, settings: settings, lastEventID: lastEventID, mayEndResponse: mayEndResponse)
-        }.get()
+        }
     }
 
     private init(channel: any Channel, settings: Settings, lastEventID: UInt64?, mayEndResponse: Bool) {
