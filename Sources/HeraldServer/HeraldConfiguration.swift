@@ -97,6 +97,8 @@ public struct HeraldConfiguration: Sendable {
     public var eventSourceHeartbeat = 15000
     /// A stream write still pending after this many milliseconds closes the connection.
     public var eventSourceWriteTimeout = 30000
+    /// The most an HTTP/1.x stream's socket holds unsent (bytes; 0: the kernel's own bound).
+    public var eventSourceSocketUnsentBytes = 16 * 1024
     /// Events kept for replay after reconnects: at most this many, none older (seconds).
     public var eventHistoryCount = 10_000
     public var eventHistoryAge = 3600
@@ -175,6 +177,10 @@ public struct HeraldConfiguration: Sendable {
         eventSourceRetry = reader.int(forKey: "eventSource.retry", default: d.eventSourceRetry)
         eventSourceHeartbeat = reader.int(forKey: "eventSource.heartbeat", default: d.eventSourceHeartbeat)
         eventSourceWriteTimeout = reader.int(forKey: "eventSource.writeTimeout", default: d.eventSourceWriteTimeout)
+        eventSourceSocketUnsentBytes = reader.int(
+            forKey: "eventSource.socketUnsentBytes",
+            default: d.eventSourceSocketUnsentBytes
+        )
         eventHistoryCount = reader.int(forKey: "eventSource.historyCount", default: d.eventHistoryCount)
         eventHistoryAge = reader.int(forKey: "eventSource.historyAge", default: d.eventHistoryAge)
         eventWindowCount = reader.int(forKey: "eventSource.windowCount", default: d.eventWindowCount)
@@ -269,6 +275,9 @@ public struct HeraldConfiguration: Sendable {
             throw ConfigurationError(
                 "eventSource.retry must not be negative and eventSource.heartbeat must be positive"
             )
+        }
+        guard eventSourceSocketUnsentBytes >= 0 else {
+            throw ConfigurationError("eventSource.socketUnsentBytes must not be negative (0: the kernel's own bound)")
         }
         guard eventHistoryCount >= 0, eventHistoryAge >= 0, eventWindowCount >= 0, eventQueueEvents > 0,
             eventQueueBytes > 0,

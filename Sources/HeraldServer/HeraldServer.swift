@@ -171,6 +171,7 @@ public enum HeraldServer {
         eventSource.retry = configuration.eventSourceRetry
         eventSource.heartbeat = .milliseconds(configuration.eventSourceHeartbeat)
         eventSource.writeTimeout = .milliseconds(configuration.eventSourceWriteTimeout)
+        eventSource.socketUnsentBytes = configuration.eventSourceSocketUnsentBytes
         let eventSourceController = EventSourceController(
             hub: hub,
             log: log,

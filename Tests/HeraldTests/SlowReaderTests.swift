@@ -89,6 +89,66 @@ final class StalledClient {
         }
     }
 
+    @Test func aStalledReadersKernelBufferHoldsLittleSoItsQueueLimitHolds() async throws {
+        // 2 MB for a reader that takes nothing, with a 500 KB queue: a loopback socket's send
+        // buffer grows to about 4 MB, so unless the sink bounds what the kernel holds unsent,
+        // the kernel takes all of it, NIO never holds a byte and the stream is never dropped.
+        let files = EventSourceTests.files.merging([
+            "global/burst.js":
+                "{ const s = 'x'.repeat(100000); for (let i = 0; i < 10; i++) { $.broadcastEvent('big', s); } }"
+        ]) { $1 }
+        let server = try await TestServer.start(try TestDirectory(files: files)) {
+            $0.eventQueueBytes = 500_000
+            $0.eventQueueEvents = 1_000_000
+            $0.eventSourceWriteTimeout = 600_000
+        }
+        defer { Task { try? await server.stop() } }
+        let stalled = try StalledClient(
+            port: server.port,
+            request:
+                "GET /structr/EventSource HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+        )
+        #expect(
+            try await eventually {
+                (try await server.request(.GET, "/structr/metrics").text).contains("herald_open_streams 1")
+            }
+        )
+        for _ in 1...2 { #expect(try await server.request(.POST, "/structr/rest/burst").status == 200) }
+        #expect(
+            try await eventually {
+                let metrics = try await server.request(.GET, "/structr/metrics").text
+                return metrics.contains("herald_open_streams 0")
+                    && metrics.contains("herald_streams_dropped_slow_total 1")
+            }
+        )
+        #expect(try await stalled.drainsToEnd(seconds: 10))
+    }
+
+    @Test func aStreamsSocketHoldsAtMostTheConfiguredUnsentBytesAndARESTConnectionTheKernels() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: EventSourceTests.files)) {
+            $0.eventSourceSocketUnsentBytes = 5000
+        }
+        defer { Task { try? await server.stop() } }
+        let stream = try StalledClient(
+            port: server.port,
+            request:
+                "GET /structr/EventSource HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+        )
+        #expect(
+            try await eventually {
+                (try await server.request(.GET, "/structr/metrics").text).contains("herald_open_streams 1")
+            }
+        )
+        #expect(try serverSideTCPOption(of: stream.socket, TCP_NOTSENT_LOWAT) == 5000)
+        let rest = try loopbackClient(
+            port: server.port,
+            request: "GET /structr/rest/Post HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        defer { close(rest) }
+        #expect(try await eventually { try serverSideTCPOption(of: rest, TCP_NOTSENT_LOWAT) != nil })
+        #expect(try serverSideTCPOption(of: rest, TCP_NOTSENT_LOWAT) != 5000)
+    }
+
     /// A client that never reads gets 8 MB, more than the kernel's buffers hold; the server must
     /// drop its stream, count it, and close its connection.
     func expectStalledStreamDropped(_ configure: (inout HeraldConfiguration) -> Void) async throws {

@@ -6,6 +6,12 @@ import NIOHTTP1
 import NIOHTTPTypes
 import ServiceLifecycle
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A stream's events written straight to its HTTP connection, on the connection's event loop.
 ///
 /// The response head went out through Hummingbird before the sink opens; from then on the sink
@@ -35,16 +41,25 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
         let writeTimeout: TimeAmount
         let maxBufferedBytes: Int
         let maxBufferedEvents: Int
+        /// The unsent bytes an HTTP/1.x stream's socket may hold (0: the kernel's default).
+        let socketUnsentBytes: Int
         /// What ticks the sinks made with these settings.
         let ticks: SinkTicks
 
-        init(retry: Int, heartbeat: TimeAmount, writeTimeout: TimeAmount, maxBufferedBytes: Int, maxBufferedEvents: Int)
-        {
+        init(
+            retry: Int,
+            heartbeat: TimeAmount,
+            writeTimeout: TimeAmount,
+            maxBufferedBytes: Int,
+            maxBufferedEvents: Int,
+            socketUnsentBytes: Int
+        ) {
             self.retry = retry
             self.heartbeat = heartbeat
             self.writeTimeout = writeTimeout
             self.maxBufferedBytes = maxBufferedBytes
             self.maxBufferedEvents = maxBufferedEvents
+            self.socketUnsentBytes = socketUnsentBytes
             // A quarter of the shorter period: a heartbeat or a stall is noticed within 1.25 times it.
             let shorter = min(heartbeat, writeTimeout).nanoseconds
             self.ticks = SinkTicks(interval: .nanoseconds(max(1_000_000, shorter / 4)))
@@ -134,7 +149,20 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
             }
             endsResponse = mayEndResponse && encoder != nil
         }
+        if http2Pending == nil, settings.socketUnsentBytes > 0 {
+            // A loopback or LAN socket's send buffer grows to megabytes, and a reader that takes
+            // nothing would have all of it filled before NIO holds a byte: the queue limits would
+            // not see the backlog, and the fan-out would copy every event into the kernel for it.
+            // Bounded, the backlog waits in NIO, as one reference to the event shared by every
+            // stream, and the stream is written after healthy ones (``isBackedUp``).
+            try? channel.syncOptions?.setOption(
+                Self.unsentLowWater,
+                value: SocketOptionValue(settings.socketUnsentBytes)
+            )
+        }
     }
+
+    private static let unsentLowWater = ChannelOptions.tcpOption(NIOBSDSocket.Option(rawValue: CInt(TCP_NOTSENT_LOWAT)))
 
     func open(resync: Bool) {
         eventLoop.assertInEventLoop()

@@ -18,6 +18,10 @@ public struct EventSourceSettings: Sendable {
     public var heartbeat: Duration = .seconds(15)
     /// A write that has not completed after this long closes the connection.
     public var writeTimeout: Duration = .seconds(30)
+    /// The most an HTTP/1.x stream's socket holds that the kernel has not sent yet
+    /// (`TCP_NOTSENT_LOWAT`); beyond it bytes wait in NIO, where the queue limits count them.
+    /// 0 leaves the kernel's own bound, a send buffer that grows to megabytes.
+    public var socketUnsentBytes = 16 * 1024
 
     public init() {}
 }
@@ -52,7 +56,8 @@ public struct EventSourceController: Sendable {
             heartbeat: TimeAmount(settings.heartbeat),
             writeTimeout: TimeAmount(settings.writeTimeout),
             maxBufferedBytes: hub.limits.queueBytes,
-            maxBufferedEvents: hub.limits.queueEvents
+            maxBufferedEvents: hub.limits.queueEvents,
+            socketUnsentBytes: settings.socketUnsentBytes
         )
     }
 

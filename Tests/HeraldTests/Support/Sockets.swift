@@ -95,3 +95,32 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thro
         Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
     }
 }
+
+/// The TCP option `option` of the server's end of `socket`, a connection this process made to
+/// a server running in this process: the socket here whose peer is `socket`'s local address.
+/// Nil while the server has not accepted it.
+func serverSideTCPOption(of socket: Int32, _ option: Int32) throws -> Int32? {
+    func address(_ call: (UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32) -> sockaddr_in? {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let result = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call($0, &length) }
+        }
+        guard result == 0, length == MemoryLayout<sockaddr_in>.size, address.sin_family == sa_family_t(AF_INET)
+        else { return nil }
+        return address
+    }
+    guard let local = address({ getsockname(socket, $0, $1) }) else { throw TestFailure("not an IPv4 socket") }
+    for name in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
+        guard let fd = Int32(name), fd != socket, let peer = address({ getpeername(fd, $0, $1) }),
+            peer.sin_port == local.sin_port, peer.sin_addr.s_addr == local.sin_addr.s_addr
+        else { continue }
+        var value: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, Int32(IPPROTO_TCP), option, &value, &size) == 0 else {
+            throw TestFailure("getsockopt failed on the server's socket")
+        }
+        return value
+    }
+    return nil
+}
