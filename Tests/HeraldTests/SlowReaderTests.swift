@@ -124,6 +124,41 @@ final class StalledClient {
         #expect(try await stalled.drainsToEnd(seconds: 10))
     }
 
+    @Test func aStalledReaderCountsAsBackedUpOnceNIOHoldsTheUnsentBoundNotNIOs64KiB() async throws {
+        // 80 events of 1 KB, one write each, to a reader that takes nothing, dropped after 20
+        // written while it is backed up: the kernel takes about 22 (its 16 KiB unsent and the
+        // reader's 4 KiB window), NIO 16 more before the stream is backed up, so it is dropped
+        // near the 58th. With NIO's default high-water mark of 64 KiB it would be near the 106th.
+        let files = EventSourceTests.files.merging([
+            "global/kilobyte.js": "{ $.broadcastEvent('kilobyte', 'x'.repeat(1000)); }"
+        ]) { $1 }
+        let server = try await TestServer.start(try TestDirectory(files: files)) {
+            $0.eventQueueBytes = 200_000_000
+            $0.eventQueueEvents = 20
+            $0.eventSourceWriteTimeout = 600_000
+        }
+        defer { Task { try? await server.stop() } }
+        let stalled = try StalledClient(
+            port: server.port,
+            request:
+                "GET /structr/EventSource HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
+        )
+        #expect(
+            try await eventually {
+                (try await server.request(.GET, "/structr/metrics").text).contains("herald_open_streams 1")
+            }
+        )
+        for _ in 1...80 { #expect(try await server.request(.POST, "/structr/rest/kilobyte").status == 200) }
+        #expect(
+            try await eventually {
+                (try await server.request(.GET, "/structr/metrics").text).contains(
+                    "herald_streams_dropped_slow_total 1"
+                )
+            }
+        )
+        #expect(try await stalled.drainsToEnd(seconds: 10))
+    }
+
     @Test func aStreamsSocketHoldsAtMostTheConfiguredUnsentBytesAndARESTConnectionTheKernels() async throws {
         let server = try await TestServer.start(try TestDirectory(files: EventSourceTests.files)) {
             $0.eventSourceSocketUnsentBytes = 5000

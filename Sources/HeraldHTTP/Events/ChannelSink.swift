@@ -154,10 +154,13 @@ final class ChannelSink: StreamSink, @unchecked Sendable {
             // nothing would have all of it filled before NIO holds a byte: the queue limits would
             // not see the backlog, and the fan-out would copy every event into the kernel for it.
             // Bounded, the backlog waits in NIO, as one reference to the event shared by every
-            // stream, and the stream is written after healthy ones (``isBackedUp``).
-            try? channel.syncOptions?.setOption(
-                Self.unsentLowWater,
-                value: SocketOptionValue(settings.socketUnsentBytes)
+            // stream; and once NIO holds as much again, the stream is backed up and written after
+            // the healthy ones (``isBackedUp``), not after NIO's default 64 KiB.
+            let options = channel.syncOptions
+            try? options?.setOption(Self.unsentLowWater, value: SocketOptionValue(settings.socketUnsentBytes))
+            try? options?.setOption(
+                .writeBufferWaterMark,
+                value: .init(low: settings.socketUnsentBytes / 2, high: settings.socketUnsentBytes)
             )
         }
     }
