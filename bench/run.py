@@ -451,14 +451,18 @@ def scenario_slow(args, cls, size):
     body = '{"t":%T,"s":%S,"pad":"' + pad + '"}'
 
     def run(slow):
+        # Two steps at the same rate: in the first the slow readers stop reading and their socket
+        # buffers fill; the second is next to readers that have stalled, the figure compared.
         def inner(server):
             r = sseload(args, server, healthy + slow, headers=server.stream_headers(), slow=slow,
                         pub_path=server.publish_path, pub_headers=server.publish_headers(), pub_body=body,
-                        rates=[size["slow_rate"]], step=size["step"] * 2, drain=2, expect_per_publish=healthy)
-            s = r["steps"][0]
+                        rates=[size["slow_rate"]] * 2, step=size["step"] * 2, drain=2, expect_per_publish=healthy)
+            first, s = r["steps"]
             return {"healthy_p50_ms": s["p50_us"] / 1000, "healthy_p99_ms": s["p99_us"] / 1000,
+                    "first_step_p99_ms": first["p99_us"] / 1000,
                     "received": s["received"], "expected": s["expected"], "rss_before_kb": r["server_rss_held_kb"],
-                    "rss_max_kb": r["server_rss_max_kb"], "streams_closed": s["streams_closed"]}
+                    "rss_max_kb": r["server_rss_max_kb"], "kernel_queued_kb": r.get("server_send_queue_kb", 0),
+                    "streams_closed": first["streams_closed"] + s["streams_closed"]}
         return with_server(cls, args, inner)
     # Alternating runs, the median of each kind: one run each is at the mercy of this machine.
     runs = [(run(0), run(healthy)) for _ in range(size["slow_rounds"])]
@@ -470,6 +474,7 @@ def scenario_slow(args, cls, size):
     return {"healthy": healthy, "slow": healthy, "rounds": len(runs), "without_slow": alone, "with_slow": mixed,
             "p99_ratio": round(mixed["healthy_p99_ms"] / max(0.001, alone["healthy_p99_ms"]), 2),
             "rss_growth_kb": max(pair[1]["rss_max_kb"] - pair[1]["rss_before_kb"] for pair in runs),
+            "kernel_queued_kb": max(pair[1]["kernel_queued_kb"] for pair in runs),
             "slow_streams_closed": mixed["streams_closed"]}
 
 
@@ -717,13 +722,17 @@ def report(results, size):
         [cell("targeted", n, lambda v: fmt(v[str(many)]["server_cpu_us_per_send"])) for n in names])
     row(f"targeted: cost ratio {many:,} / {few:,} streams",
         [cell("targeted", n, lambda v: fmt(v["cost_ratio"], 2)) for n in names], "≤ 2")
-    row(f"slow readers: healthy p99 ms, {size['slow_streams']:,} healthy alone",
+    row(f"slow readers: healthy p99 ms, {size['slow_streams']:,} healthy alone (second step)",
         [cell("slow", n, lambda v: fmt(v["without_slow"]["healthy_p99_ms"])) for n in names])
-    row(f"slow readers: healthy p99 ms next to {size['slow_streams']:,} stalled",
+    row(f"slow readers: healthy p99 ms while {size['slow_streams']:,} stop reading (first step)",
+        [cell("slow", n, lambda v: fmt(v["with_slow"]["first_step_p99_ms"])) for n in names])
+    row(f"slow readers: healthy p99 ms next to {size['slow_streams']:,} stalled (second step)",
         [cell("slow", n, lambda v: fmt(v["with_slow"]["healthy_p99_ms"])) for n in names])
     row("slow readers: p99 ratio", [cell("slow", n, lambda v: fmt(v["p99_ratio"], 2)) for n in names], "≤ 1.2")
     row("slow readers: server memory growth MB",
         [cell("slow", n, lambda v: fmt(v["rss_growth_kb"] / 1024)) for n in names], "bounded")
+    row("slow readers: kernel send queues MB after the steps (not in RSS)",
+        [cell("slow", n, lambda v: fmt(v.get("kernel_queued_kb", 0) / 1024)) for n in names], "bounded")
     fs = s.get("full-stack", {}).get("herald")
     if fs and "error" not in fs:
         lines += ["", f"Through the whole stack (Herald only): REST creates whose `afterCreate` broadcasts to "
