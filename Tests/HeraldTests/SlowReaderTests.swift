@@ -32,12 +32,14 @@ final class StalledClient {
 }
 
 @Suite struct SlowReaderTests {
+    /// The test schema with `POST /structr/rest/burst`: ten events of 100 KB in one transaction.
+    static let burstFiles = EventSourceTests.files.merging([
+        "global/burst.js":
+            "{ const s = 'x'.repeat(100000); for (let i = 0; i < 10; i++) { $.broadcastEvent('big', s); } }"
+    ]) { $1 }
+
     @Test func aStalledStreamIsDroppedWhileAHealthyOneGetsEverything() async throws {
-        let files = EventSourceTests.files.merging([
-            "global/burst.js":
-                "{ const s = 'x'.repeat(100000); for (let i = 0; i < 10; i++) { $.broadcastEvent('big', s); } }"
-        ]) { $1 }
-        let server = try await TestServer.start(try TestDirectory(files: files)) {
+        let server = try await TestServer.start(try TestDirectory(files: Self.burstFiles)) {
             $0.eventQueueBytes = 3_000_000
             $0.eventQueueEvents = 1000
         }
@@ -93,35 +95,15 @@ final class StalledClient {
         // 2 MB for a reader that takes nothing, with a 500 KB queue: a loopback socket's send
         // buffer grows to about 4 MB, so unless the sink bounds what the kernel holds unsent,
         // the kernel takes all of it, NIO never holds a byte and the stream is never dropped.
-        let files = EventSourceTests.files.merging([
-            "global/burst.js":
-                "{ const s = 'x'.repeat(100000); for (let i = 0; i < 10; i++) { $.broadcastEvent('big', s); } }"
-        ]) { $1 }
-        let server = try await TestServer.start(try TestDirectory(files: files)) {
+        let server = try await TestServer.start(try TestDirectory(files: Self.burstFiles)) {
             $0.eventQueueBytes = 500_000
             $0.eventQueueEvents = 1_000_000
             $0.eventSourceWriteTimeout = 600_000
         }
         defer { Task { try? await server.stop() } }
-        let stalled = try StalledClient(
-            port: server.port,
-            request:
-                "GET /structr/EventSource HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
-        )
-        #expect(
-            try await eventually {
-                (try await server.request(.GET, "/structr/metrics").text).contains("herald_open_streams 1")
-            }
-        )
+        let stalled = try await stalledStream(server)
         for _ in 1...2 { #expect(try await server.request(.POST, "/structr/rest/burst").status == 200) }
-        #expect(
-            try await eventually {
-                let metrics = try await server.request(.GET, "/structr/metrics").text
-                return metrics.contains("herald_open_streams 0")
-                    && metrics.contains("herald_streams_dropped_slow_total 1")
-            }
-        )
-        #expect(try await stalled.drainsToEnd(seconds: 10))
+        try await expectDropped(stalled, by: server)
     }
 
     @Test func aStalledReaderCountsAsBackedUpOnceNIOHoldsTheUnsentBoundNotNIOs64KiB() async throws {
@@ -138,25 +120,9 @@ final class StalledClient {
             $0.eventSourceWriteTimeout = 600_000
         }
         defer { Task { try? await server.stop() } }
-        let stalled = try StalledClient(
-            port: server.port,
-            request:
-                "GET /structr/EventSource HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
-        )
-        #expect(
-            try await eventually {
-                (try await server.request(.GET, "/structr/metrics").text).contains("herald_open_streams 1")
-            }
-        )
+        let stalled = try await stalledStream(server)
         for _ in 1...80 { #expect(try await server.request(.POST, "/structr/rest/kilobyte").status == 200) }
-        #expect(
-            try await eventually {
-                (try await server.request(.GET, "/structr/metrics").text).contains(
-                    "herald_streams_dropped_slow_total 1"
-                )
-            }
-        )
-        #expect(try await stalled.drainsToEnd(seconds: 10))
+        try await expectDropped(stalled, by: server)
     }
 
     @Test func aStreamsSocketHoldsAtMostTheConfiguredUnsentBytesAndARESTConnectionTheKernels() async throws {
@@ -164,16 +130,7 @@ final class StalledClient {
             $0.eventSourceSocketUnsentBytes = 5000
         }
         defer { Task { try? await server.stop() } }
-        let stream = try StalledClient(
-            port: server.port,
-            request:
-                "GET /structr/EventSource HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: root\r\nX-Password: root-pw\r\n\r\n"
-        )
-        #expect(
-            try await eventually {
-                (try await server.request(.GET, "/structr/metrics").text).contains("herald_open_streams 1")
-            }
-        )
+        let stream = try await stalledStream(server)
         #expect(try serverSideTCPOption(of: stream.socket, TCP_NOTSENT_LOWAT) == 5000)
         let rest = try loopbackClient(
             port: server.port,
@@ -187,12 +144,15 @@ final class StalledClient {
     /// A client that never reads gets 8 MB, more than the kernel's buffers hold; the server must
     /// drop its stream, count it, and close its connection.
     func expectStalledStreamDropped(_ configure: (inout HeraldConfiguration) -> Void) async throws {
-        let files = EventSourceTests.files.merging([
-            "global/burst.js":
-                "{ const s = 'x'.repeat(100000); for (let i = 0; i < 10; i++) { $.broadcastEvent('big', s); } }"
-        ]) { $1 }
-        let server = try await TestServer.start(try TestDirectory(files: files), configure: configure)
+        let server = try await TestServer.start(try TestDirectory(files: Self.burstFiles), configure: configure)
         defer { Task { try? await server.stop() } }
+        let stalled = try await stalledStream(server)
+        for _ in 1...8 { #expect(try await server.request(.POST, "/structr/rest/burst").status == 200) }
+        try await expectDropped(stalled, by: server)
+    }
+
+    /// A stream from a client that never reads, once the server counts it open.
+    func stalledStream(_ server: TestServer) async throws -> StalledClient {
         let stalled = try StalledClient(
             port: server.port,
             request:
@@ -200,12 +160,15 @@ final class StalledClient {
         )
         #expect(
             try await eventually {
-                (try await server.request(.GET, "/structr/metrics").text).contains(
-                    "herald_open_streams 1"
-                )
+                (try await server.request(.GET, "/structr/metrics").text).contains("herald_open_streams 1")
             }
         )
-        for _ in 1...8 { #expect(try await server.request(.POST, "/structr/rest/burst").status == 200) }
+        return stalled
+    }
+
+    /// The server dropped the stalled stream, counted it, and closed its connection rather than
+    /// leave it hanging in a blocked write.
+    func expectDropped(_ stalled: StalledClient, by server: TestServer) async throws {
         #expect(
             try await eventually {
                 let metrics = try await server.request(.GET, "/structr/metrics").text
