@@ -732,7 +732,7 @@ def report(results, size):
     row("slow readers: server memory growth MB",
         [cell("slow", n, lambda v: fmt(v["rss_growth_kb"] / 1024)) for n in names], "bounded")
     row("slow readers: kernel send queues MB after the steps (not in RSS)",
-        [cell("slow", n, lambda v: fmt(v.get("kernel_queued_kb", 0) / 1024)) for n in names], "bounded")
+        [cell("slow", n, lambda v: fmt(v["kernel_queued_kb"] / 1024)) for n in names], "bounded")
     fs = s.get("full-stack", {}).get("herald")
     if fs and "error" not in fs:
         lines += ["", f"Through the whole stack (Herald only): REST creates whose `afterCreate` broadcasts to "
