@@ -461,7 +461,7 @@ def scenario_slow(args, cls, size):
             return {"healthy_p50_ms": s["p50_us"] / 1000, "healthy_p99_ms": s["p99_us"] / 1000,
                     "first_step_p99_ms": first["p99_us"] / 1000,
                     "received": s["received"], "expected": s["expected"], "rss_before_kb": r["server_rss_held_kb"],
-                    "rss_max_kb": r["server_rss_max_kb"], "kernel_queued_kb": r.get("server_send_queue_kb", 0),
+                    "rss_max_kb": r["server_rss_max_kb"], "kernel_queued_kb": r["server_send_queue_kb"],
                     "streams_closed": first["streams_closed"] + s["streams_closed"]}
         return with_server(cls, args, inner)
     # Alternating runs, the median of each kind: one run each is at the mercy of this machine.

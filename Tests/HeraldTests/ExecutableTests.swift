@@ -238,6 +238,20 @@ import Testing
         #expect(running.log.contains("Item.json: properties.count.type: unknown property type 'int'"))
     }
 
+    @Test func aNegativeSocketUnsentBytesInTheConfigFileStopsStartUpNamingTheKey() async throws {
+        let directory = try TestDirectory(files: projectSchema)
+        try Data(#"{"eventSource": {"socketUnsentBytes": -1}}"#.utf8)
+            .write(to: directory.root.appendingPathComponent("herald.json"))
+        let running = try Running(
+            arguments: ["serve", "--schema", "schema", "--port", "0", "--data", "data"],
+            environment: [:],
+            directory: directory.root,
+            database: directory.database
+        )
+        #expect(try await running.exitStatus() == 1)
+        #expect(running.log.contains("eventSource.socketUnsentBytes must not be negative"))
+    }
+
     @Test func checkListsTheSchema() async throws {
         let running = try Running(
             arguments: ["check", "--schema", "schema"],
