@@ -9,9 +9,11 @@ import Synchronization
 /// `ResourceAccess`) makes the next request read them again.
 public final class ResourceAccessPolicy: AccessPolicy {
     let storage: any StorageBackend
-    /// The grants by signature, and a generation that `invalidate()` bumps so a read racing a
-    /// change never stores stale grants.
-    private let cache = Mutex<(grants: [String: Int64]?, generation: Int)>((nil, 0))
+    /// The grants by signature, or the one read of them under way, and a generation that
+    /// `invalidate()` bumps so a read racing a change never stores stale grants.
+    private let cache = Mutex<(grants: Grants?, generation: Int)>((nil, 0))
+
+    private typealias Grants = Task<[String: Int64], any Error>
 
     public init(storage: any StorageBackend) {
         self.storage = storage
@@ -30,10 +32,27 @@ public final class ResourceAccessPolicy: AccessPolicy {
         else { throw RESTError.accessDenied() }
     }
 
+    /// The grants: cached, or read once for every caller that asks while the cache is empty (a
+    /// thousand streams opening on a fresh server wait for one read, not a thousand).
     func loaded() async throws -> [String: Int64] {
-        let (cached, generation) = cache.withLock { $0 }
-        if let cached { return cached }
-        let grants = try await storage.read { tx in
+        let storage = self.storage
+        let (grants, generation) = cache.withLock { cache in
+            if let grants = cache.grants { return (grants, cache.generation) }
+            let read = Grants { try await Self.read(storage) }
+            cache.grants = read
+            return (read, cache.generation)
+        }
+        do {
+            return try await grants.value
+        } catch {
+            // A failed read is not kept: the next caller reads again.
+            cache.withLock { if $0.generation == generation, $0.grants == grants { $0.grants = nil } }
+            throw error
+        }
+    }
+
+    private static func read(_ storage: any StorageBackend) async throws -> [String: Int64] {
+        try await storage.read { tx in
             try tx.fetch(EntityQuery(type: BuiltInType.resourceAccess)).reduce(into: [String: Int64]()) {
                 grants,
                 grant in
@@ -41,8 +60,6 @@ public final class ResourceAccessPolicy: AccessPolicy {
                 grants[signature, default: 0] |= grant.values["flags"]?.intValue ?? 0
             }
         }
-        cache.withLock { if $0.generation == generation { $0.grants = grants } }
-        return grants
     }
 
     /// Structr's flag bits: `AUTH_USER_GET = 1`, `NON_AUTH_USER_GET = 16`, and so on.
