@@ -9,9 +9,11 @@ import Hummingbird
 import Logging
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// Builds a running Herald: loads the schema, opens and migrates storage, loads initial data
-/// and wires the HTTP routes. The result is a Hummingbird application to run as a service.
+/// and wires the HTTP routes. The result is a service to run: storage, the event feeds, the
+/// scheduler and the listener.
 public enum HeraldServer {
     /// Starts the server and runs until SIGTERM or SIGINT, then shuts down gracefully:
     /// in-flight requests finish, then storage closes.
@@ -21,7 +23,10 @@ public enum HeraldServer {
     public static func run(configuration: HeraldConfiguration, logger: Logger) async throws {
         let app = try await makeApplication(configuration: configuration, logger: logger)
         let deadline = ShutdownDeadline(after: .seconds(configuration.shutdownTimeout), logger: logger)
-        try await app.runService()
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        )
+        try await group.run()
         deadline.cancel()
     }
 
@@ -32,7 +37,7 @@ public enum HeraldServer {
         configuration: HeraldConfiguration,
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) async throws -> some ApplicationProtocol {
+    ) async throws -> some Service {
         try configuration.validate()
         // Certificate problems stop start-up before anything else is opened.
         let transport = try HTTPTransport(configuration: configuration.transport)
@@ -247,34 +252,28 @@ public enum HeraldServer {
             )
         )
 
-        let connections = ConnectionLimit.effective(configured: configuration.maxConnections, logger: logger)
-        let application = router.buildResponder()
-        return Hummingbird.Application(
-            responder: application,
-            server: try transport.serverBuilder(
-                application: application,
-                metrics: PrometheusMetricsFactory(registry: metrics),
-                logger: logger
-            ),
-            configuration: .init(
-                address: .hostname(configuration.host, port: configuration.port),
-                backlog: configuration.backlog,
-                availableConnectionsDelegate: .maximum(connections, logger: logger)
-            ),
-            services: services,
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? configuration.port
-                logger.info(
-                    "Herald listening",
-                    metadata: [
-                        "host": "\(configuration.host)", "port": "\(port)",
-                        "protocols": "\(transport.protocols)",
-                    ]
-                )
-                await onServerRunning(port)
-            },
+        var listening = HTTPListener.Configuration()
+        listening.host = configuration.host
+        listening.port = configuration.port
+        listening.backlog = configuration.backlog
+        listening.maxConnections = ConnectionLimit.effective(configured: configuration.maxConnections, logger: logger)
+        let listener = try transport.listener(
+            application: router.buildResponder(),
+            configuration: listening,
+            metrics: PrometheusMetricsFactory(registry: metrics),
             logger: logger
-        )
+        ) { channel in
+            let port = channel.localAddress?.port ?? configuration.port
+            logger.info(
+                "Herald listening",
+                metadata: [
+                    "host": "\(configuration.host)", "port": "\(port)", "protocols": "\(transport.protocols)",
+                ]
+            )
+            await onServerRunning(port)
+        }
+        // Shut down in reverse: the listener first, storage last.
+        return ServiceGroup(configuration: .init(services: services + [listener], logger: logger))
     }
 }
 

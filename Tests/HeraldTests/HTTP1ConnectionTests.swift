@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -99,6 +100,38 @@ import Testing
         let (text, closed) = await readUntilClosed(socket, seconds: 10)
         #expect(Self.statuses(text) == [200])
         #expect(closed)
+    }
+
+    @Test func shutdownWaitsForARequestInProgressAndClosesIdleConnectionsAtOnce() async throws {
+        let server = try await TestServer.start(try TestDirectory(files: projectSchema))
+        let idle = SocketReader(try loopbackClient(port: server.port, request: Self.get("/structr/rest/Project")))
+        defer { idle.stop() }
+        #expect(try await eventually(10) { Self.statuses(idle.text) == [200] })
+        // A create whose body is still on its way when the shutdown begins: its head and five
+        // bytes of the body.
+        let body = #"{"name": "last words"}"#
+        let whole = Self.post("/structr/rest/Project", body: body)
+        let partial = try loopbackClient(port: server.port, request: String(whole.dropLast(body.utf8.count - 5)))
+        let slow = SocketReader(partial)
+        defer { slow.stop() }
+        try await Task.sleep(for: .milliseconds(300))
+
+        let stopped = Atomic<Bool>(false)
+        let stopping = Task {
+            try await server.stop()
+            stopped.store(true, ordering: .sequentiallyConsistent)
+        }
+        // Idle keep-alive connections close at once; the one receiving a body is waited for.
+        #expect(try await eventually(10) { idle.closed })
+        try await Task.sleep(for: .milliseconds(700))
+        let stoppedEarly = stopped.load(ordering: .sequentiallyConsistent)
+        #expect(!stoppedEarly)
+        #expect(!slow.closed)
+        _ = String(body.dropFirst(5)).withCString { send(partial, $0, strlen($0), 0) }
+        #expect(try await eventually(10) { Self.statuses(slow.text) == [201] && slow.closed })
+        try await stopping.value
+        let stoppedAtLast = stopped.load(ordering: .sequentiallyConsistent)
+        #expect(stoppedAtLast)
     }
 
     @Test func bytesThatAreNotHTTPGet400AndTheConnectionCloses() async throws {

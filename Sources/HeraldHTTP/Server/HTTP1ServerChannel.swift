@@ -5,16 +5,16 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
-/// Herald's HTTP/1.1 child channel for Hummingbird's server: NIO's HTTP/1.1 codec and
+/// Herald's HTTP/1.1 connections as ``HTTPListener`` sets them up: NIO's HTTP/1.1 codec and
 /// Hummingbird's connection-state handler (idle timeout, graceful shutdown), with the
 /// connection served by ``HTTP1Connection``, a task per request and none per connection.
 /// Two more limits on slow clients: a request head must arrive within `headerTimeout` of its
 /// first byte, and a request body may go no longer than `bodyTimeout` without a byte; a
 /// connection past a limit is closed. HTTP/1.0 requests get HTTP/1.0 answers
 /// (``HTTP10Responses``).
-struct HTTP1ServerChannel: ServerChildChannel {
+struct HTTP1ServerChannel: Sendable {
     /// The connection, which its handler serves: nothing is left for a task to do.
-    struct Value: ServerChildChannelValue {
+    struct Value: Sendable {
         let channel: any Channel
     }
 
@@ -64,8 +64,6 @@ struct HTTP1ServerChannel: ServerChildChannel {
             return Value(channel: channel)
         }
     }
-
-    func handle(value: Value, logger: Logger) async {}
 
     /// Receive buffers from 1 KB, most request heads, growing for bodies as NIO's default does.
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536)

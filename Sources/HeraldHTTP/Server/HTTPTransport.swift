@@ -64,15 +64,30 @@ public struct HTTPTransport: Sendable {
         return configuration.cleartextHTTP2 ? "h2c, http/1.1" : "http/1.1"
     }
 
-    /// The server's child channels for Hummingbird. Both transports answer with `application`
-    /// through ``ApplicationResponder``: HTTP/1.1 connections themselves (``HTTP1Connection``),
-    /// HTTP/2 streams through Hummingbird's stream channels; the responder Hummingbird's
-    /// `Application` passes in goes unused. `metrics` gets the requests in progress.
-    public func serverBuilder<Responder: HTTPResponder>(
+    /// The listener that serves `application` on this transport. Both transports answer through
+    /// ``ApplicationResponder``: HTTP/1.1 connections themselves (``HTTP1Connection``), HTTP/2
+    /// streams through Hummingbird's stream channels. `metrics` gets the requests in progress;
+    /// `onRunning` is called with the listening socket.
+    public func listener<Responder: HTTPResponder>(
+        application: Responder,
+        configuration listening: HTTPListener.Configuration,
+        metrics: any MetricsFactory,
+        logger: Logger,
+        onRunning: @escaping @Sendable (any Channel) async -> Void
+    ) throws -> HTTPListener where Responder.Context == HeraldRequestContext {
+        HTTPListener(
+            configuration: listening,
+            connections: try connections(application: application, metrics: metrics, logger: logger),
+            onRunning: onRunning,
+            logger: logger
+        )
+    }
+
+    private func connections<Responder: HTTPResponder>(
         application: Responder,
         metrics: any MetricsFactory,
         logger: Logger
-    ) throws -> HTTPServerBuilder where Responder.Context == HeraldRequestContext {
+    ) throws -> any ListenerChildChannel where Responder.Context == HeraldRequestContext {
         let configuration = self.configuration
         let inProgress = RequestsInProgress(metrics: metrics)
         let answering = ApplicationResponder(responder: application, serverName: "Herald", logger: logger)
@@ -87,7 +102,7 @@ public struct HTTPTransport: Sendable {
             headerTimeout: configuration.headerTimeout,
             bodyTimeout: configuration.bodyTimeout
         )
-        guard tlsConfiguration != nil || configuration.cleartextHTTP2 else { return .init { _ in http1 } }
+        guard tlsConfiguration != nil || configuration.cleartextHTTP2 else { return http1 }
         let context = try tlsConfiguration.map { try NIOSSLContext(configuration: $0) }
         let http2 = Self.http2(
             inProgress.counted { request, writer, channel in
@@ -96,7 +111,7 @@ public struct HTTPTransport: Sendable {
             },
             configuration
         )
-        return .init { _ in NegotiatedHTTPChannel(tls: context, http1: http1, http2: http2) }
+        return NegotiatedHTTPChannel(tls: context, http1: http1, http2: http2)
     }
 
     private static func http2(
@@ -144,8 +159,8 @@ struct LimitedHTTP2Channel: ServerChildChannel {
 
 /// HTTP/2 or HTTP/1.1 on one port: with TLS as ALPN decides (HTTP/1.1 when the client offers
 /// neither), without it as the connection's first bytes do (``PriorKnowledgeDetector``).
-struct NegotiatedHTTPChannel: ServerChildChannel {
-    struct Value: ServerChildChannelValue {
+struct NegotiatedHTTPChannel: Sendable {
+    struct Value: Sendable {
         let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<HTTP1ServerChannel.Value, HTTP2Channel.Value>>
         let channel: any Channel
     }
@@ -171,17 +186,6 @@ struct NegotiatedHTTPChannel: ServerChildChannel {
             self.http2.setup(channel: channel, logger: logger)
         }
         .map { Value(negotiated: $0, channel: channel) }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        do {
-            switch try await value.negotiated.get() {
-            case .http1_1(let connection): await http1.handle(value: connection, logger: logger)
-            case .http2(let connection): await http2.handle(value: connection, logger: logger)
-            }
-        } catch {
-            logger.debug("TLS or protocol negotiation failed: \(error)")
-        }
     }
 }
 
