@@ -94,11 +94,7 @@ struct Serve: AsyncParsableCommand {
         if let tlsKey { values["tls.key"] = .init(.string(tlsKey), isSecret: false) }
         let configuration = HeraldConfiguration(reader: try await common.reader(extra: values))
         let level = configuration.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { label in StandardErrorLogHandler(label: label, level: level) }
         let logger = Logger(label: "herald")
         do {
             try await HeraldServer.run(configuration: configuration, logger: logger)
