@@ -1,3 +1,4 @@
+import Foundation
 import HummingbirdCore
 import HummingbirdHTTP2
 import Logging
@@ -7,8 +8,8 @@ import NIOHTTP2
 import NIOPosix
 import ServiceLifecycle
 
-/// Herald's listening socket: accepts connections and sets each one up on its own event loop,
-/// with no Swift task per connection.
+/// Herald's listening sockets: accept connections and set each one up on its event loop, with
+/// no Swift task per connection.
 ///
 /// Hummingbird's `Server` hands every accepted connection to an asynchronous sequence that a
 /// task on Swift's shared executor reads, and starts a task per connection there. An HTTP/1.1
@@ -18,7 +19,10 @@ import ServiceLifecycle
 /// (an HTTP/2 connection's streams, see ``ListenerChildChannel``), in a task group of the
 /// listener's run.
 ///
-/// Graceful shutdown: the socket closes, every connection is asked to quiesce (idle ones close,
+/// There is a listening socket per event loop (`SO_REUSEPORT`), so each loop accepts the
+/// connections it serves.
+///
+/// Graceful shutdown: the sockets close, every connection is asked to quiesce (idle ones close,
 /// requests in progress finish, event streams end), and `run()` returns once all have closed.
 public struct HTTPListener: Service {
     /// Where and how the listener listens.
@@ -28,7 +32,8 @@ public struct HTTPListener: Service {
         public var port = 8082
         /// Connections the kernel holds before they are accepted.
         public var backlog = 256
-        /// The most connections open at once; past it, accepting waits for one to close.
+        /// The most connections open at once; past it, accepting waits for one to close. Each
+        /// event loop's socket takes its share: the kernel spreads connections evenly over them.
         public var maxConnections = 4096
 
         public init() {}
@@ -56,11 +61,90 @@ public struct HTTPListener: Service {
 
     public func run() async throws {
         let (work, spawn) = AsyncStream.makeStream(of: ListenerChildChannel.Work.self)
-        let quiescing = ServerQuiescingHelper(group: eventLoopGroup)
-        let (connections, logger, maxConnections) = (self.connections, self.logger, configuration.maxConnections)
-        let server = try await ServerBootstrap(group: eventLoopGroup)
+        let sockets = try await bind { spawn.yield($0) }
+        await withGracefulShutdownHandler {
+            await onRunning(sockets[0].channel)
+            await withDiscardingTaskGroup { group in
+                // Ends when every socket has closed (graceful shutdown or cancellation).
+                let closed = sockets.map(\.channel.closeFuture)
+                EventLoopFuture.andAllComplete(closed, on: sockets[0].channel.eventLoop).whenComplete { _ in
+                    spawn.finish()
+                }
+                for await task in work {
+                    group.addTask { await task() }
+                }
+            }
+        } onGracefulShutdown: {
+            for socket in sockets { socket.quiescing.initiateShutdown(promise: nil) }
+        }
+        if Task.isCancelled {
+            for socket in sockets { try? await socket.channel.close() }
+            return
+        }
+        // Every connection has closed once a second shutdown's promise is kept.
+        for socket in sockets {
+            let closed = socket.channel.eventLoop.makePromise(of: Void.self)
+            socket.quiescing.initiateShutdown(promise: closed)
+            try? await closed.futureResult.get()
+        }
+    }
+
+    /// A listening socket and what tracks its connections for a graceful shutdown.
+    struct Socket: Sendable {
+        let channel: any Channel
+        let quiescing: ServerQuiescingHelper
+    }
+
+    /// One listening socket per event loop on the same port (`SO_REUSEPORT`): the kernel spreads
+    /// new connections over them, and each loop accepts and serves its own with no hand-over to
+    /// another loop. With port 0 the first socket's port is taken for the others.
+    private func bind(spawn: @escaping @Sendable (@escaping ListenerChildChannel.Work) -> Void) async throws
+        -> [Socket]
+    {
+        let loops = Array(eventLoopGroup.makeIterator())
+        try await refuseATakenPort(on: loops[0])
+        // Each socket gets its share of the connection limit, as it gets its share of connections.
+        let maxConnections = max(1, configuration.maxConnections / loops.count)
+        var sockets: [Socket] = []
+        var port = configuration.port
+        do {
+            for loop in loops {
+                let socket = try await bind(on: loop, port: port, maxConnections: maxConnections, spawn: spawn)
+                port = socket.channel.localAddress?.port ?? port
+                sockets.append(socket)
+            }
+        } catch {
+            for socket in sockets { try? await socket.channel.close() }
+            throw error
+        }
+        return sockets
+    }
+
+    /// Fails with "address already in use" when something listens on the configured port: the
+    /// sockets of another process of the same user that also set `SO_REUSEPORT` (a second
+    /// Herald) would otherwise share the port with this one, each taking part of the clients.
+    /// Port 0 is left to the kernel, which picks a port nothing listens on.
+    private func refuseATakenPort(on loop: any EventLoop) async throws {
+        guard configuration.port != 0 else { return }
+        let probe = try await ServerBootstrap(group: loop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: configuration.host, port: configuration.port)
+            .get()
+        try await probe.close()
+    }
+
+    private func bind(
+        on loop: any EventLoop,
+        port: Int,
+        maxConnections: Int,
+        spawn: @escaping @Sendable (@escaping ListenerChildChannel.Work) -> Void
+    ) async throws -> Socket {
+        let quiescing = ServerQuiescingHelper(group: loop)
+        let (connections, logger) = (self.connections, self.logger)
+        let channel = try await ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: Int32(clamping: configuration.backlog))
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
@@ -70,30 +154,11 @@ public struct HTTPListener: Service {
             }
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                connections.setUp(channel, logger: logger) { spawn.yield($0) }
+                connections.setUp(channel, logger: logger, spawn: spawn)
             }
-            .bind(host: configuration.host, port: configuration.port)
+            .bind(host: configuration.host, port: port)
             .get()
-        await withGracefulShutdownHandler {
-            await onRunning(server)
-            await withDiscardingTaskGroup { group in
-                // Ends when the socket has closed (graceful shutdown or cancellation).
-                server.closeFuture.whenComplete { _ in spawn.finish() }
-                for await task in work {
-                    group.addTask { await task() }
-                }
-            }
-        } onGracefulShutdown: {
-            quiescing.initiateShutdown(promise: nil)
-        }
-        if Task.isCancelled {
-            try? await server.close()
-            return
-        }
-        // Every connection has closed once a second shutdown's promise is kept.
-        let closed = server.eventLoop.makePromise(of: Void.self)
-        quiescing.initiateShutdown(promise: closed)
-        try? await closed.futureResult.get()
+        return Socket(channel: channel, quiescing: quiescing)
     }
 }
 
