@@ -27,6 +27,7 @@ import ServiceLifecycle
 public struct HTTPListener: Service {
     /// Where and how the listener listens.
     public struct Configuration: Sendable {
+        /// The address to listen on.
         public var host = "127.0.0.1"
         /// 0: a free port, which `onRunning` is told.
         public var port = 8082
@@ -59,6 +60,7 @@ public struct HTTPListener: Service {
         self.logger = logger
     }
 
+    /// Listens until a graceful shutdown, then returns once every connection has closed.
     public func run() async throws {
         let (work, spawn) = AsyncStream.makeStream(of: ListenerChildChannel.Work.self)
         let sockets = try await bind { spawn.yield($0) }
