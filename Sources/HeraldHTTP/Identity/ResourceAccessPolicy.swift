@@ -9,9 +9,9 @@ import Synchronization
 /// `ResourceAccess`) makes the next request read them again.
 public final class ResourceAccessPolicy: AccessPolicy {
     let storage: any StorageBackend
-    /// The grants by signature, or the one read of them under way, and a generation that
-    /// `invalidate()` bumps so a read racing a change never stores stale grants.
-    private let cache = Mutex<(grants: Grants?, generation: Int)>((nil, 0))
+    /// The grants by signature: the read of them, under way or done. `invalidate()` drops it, so a
+    /// read that raced a change is never handed to a caller that asks after it.
+    private let cache = Mutex<Grants?>(nil)
 
     private typealias Grants = Task<[String: Int64], any Error>
 
@@ -21,7 +21,7 @@ public final class ResourceAccessPolicy: AccessPolicy {
 
     /// Forgets the cached grants.
     public func invalidate() {
-        cache.withLock { $0 = (nil, $0.generation + 1) }
+        cache.withLock { $0 = nil }
     }
 
     public func authorize(_ caller: Caller, _ operation: RESTOperation) async throws {
@@ -36,17 +36,17 @@ public final class ResourceAccessPolicy: AccessPolicy {
     /// thousand streams opening on a fresh server wait for one read, not a thousand).
     func loaded() async throws -> [String: Int64] {
         let storage = self.storage
-        let (grants, generation) = cache.withLock { cache in
-            if let grants = cache.grants { return (grants, cache.generation) }
+        let grants = cache.withLock { cache in
+            if let grants = cache { return grants }
             let read = Grants { try await Self.read(storage) }
-            cache.grants = read
-            return (read, cache.generation)
+            cache = read
+            return read
         }
         do {
             return try await grants.value
         } catch {
             // A failed read is not kept: the next caller reads again.
-            cache.withLock { if $0.generation == generation, $0.grants == grants { $0.grants = nil } }
+            cache.withLock { if $0 == grants { $0 = nil } }
             throw error
         }
     }

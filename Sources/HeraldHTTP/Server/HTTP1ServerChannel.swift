@@ -13,11 +13,6 @@ import NIOHTTPTypesHTTP1
 /// connection past a limit is closed. HTTP/1.0 requests get HTTP/1.0 answers
 /// (``HTTP10Responses``).
 struct HTTP1ServerChannel: Sendable {
-    /// The connection, which its handler serves: nothing is left for a task to do.
-    struct Value: Sendable {
-        let channel: any Channel
-    }
-
     let answer: HTTP1Connection.Answer
     let runsOnLoop: HTTP1Connection.RunsOnLoop
     let idleTimeout: TimeAmount
@@ -38,7 +33,8 @@ struct HTTP1ServerChannel: Sendable {
         self.bodyTimeout = TimeAmount(bodyTimeout)
     }
 
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+    /// Sets the connection's pipeline up; its handlers serve it, nothing is left for a task.
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
             var limits = NIOHTTPDecoderLimitConfiguration()
             limits.maxHeaderFieldCount = 1000  // Hummingbird's HTTP1Channel's
@@ -61,7 +57,6 @@ struct HTTP1ServerChannel: Sendable {
             try pipeline.addHandler(RequestPartsHandler(timer: timer))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: .init(idleTimeout), logger: logger))
             try pipeline.addHandler(HTTP1Connection(answer: answer, runsOnLoop: runsOnLoop, logger: logger))
-            return Value(channel: channel)
         }
     }
 

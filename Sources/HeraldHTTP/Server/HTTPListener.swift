@@ -42,23 +42,9 @@ public struct HTTPListener: Service {
 
     let configuration: Configuration
     let connections: any ListenerChildChannel
-    let eventLoopGroup: any EventLoopGroup
     let onRunning: @Sendable (any Channel) async -> Void
     let logger: Logger
-
-    init(
-        configuration: Configuration,
-        connections: any ListenerChildChannel,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        onRunning: @escaping @Sendable (any Channel) async -> Void,
-        logger: Logger
-    ) {
-        self.configuration = configuration
-        self.connections = connections
-        self.eventLoopGroup = eventLoopGroup
-        self.onRunning = onRunning
-        self.logger = logger
-    }
+    private let eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
 
     /// Listens until a graceful shutdown, then returns once every connection has closed.
     public func run() async throws {
@@ -180,12 +166,12 @@ extension HTTP1ServerChannel: ListenerChildChannel {
     func setUp(_ channel: any Channel, logger: Logger, spawn: @escaping @Sendable (@escaping Work) -> Void)
         -> EventLoopFuture<Void>
     {
-        setup(channel: channel, logger: logger).map { _ in }
+        setup(channel: channel, logger: logger)
     }
 }
 
 extension NegotiatedHTTPChannel: ListenerChildChannel {
-    typealias Negotiated = NIONegotiatedHTTPVersion<HTTP1ServerChannel.Value, HTTP2Channel.Value>
+    typealias Negotiated = NIONegotiatedHTTPVersion<Void, HTTP2Channel.Value>
 
     /// An HTTP/2 connection leaves its streams to Hummingbird's task; HTTP/1.1 leaves nothing.
     func setUp(_ channel: any Channel, logger: Logger, spawn: @escaping @Sendable (@escaping Work) -> Void)

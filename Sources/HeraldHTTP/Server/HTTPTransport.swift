@@ -161,7 +161,7 @@ struct LimitedHTTP2Channel: ServerChildChannel {
 /// neither), without it as the connection's first bytes do (``PriorKnowledgeDetector``).
 struct NegotiatedHTTPChannel: Sendable {
     struct Value: Sendable {
-        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<HTTP1ServerChannel.Value, HTTP2Channel.Value>>
+        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<Void, HTTP2Channel.Value>>
         let channel: any Channel
     }
 
