@@ -67,7 +67,7 @@ public struct EventLog: Sendable {
         let (limit, oldest) = (limits.historyCount, oldestKept)
         let after = Int64(clamping: id)
         let through = Int64(clamping: last)
-        let stored = try await storage.read { tx in try tx.events(after: after, through: through, limit: limit) }
+        let stored = try await storage.events(after: after, through: through, limit: limit)
         return stored.compactMap { Self.entry($0, notBefore: oldest) }
     }
 

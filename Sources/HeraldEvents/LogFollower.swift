@@ -45,8 +45,7 @@ public final class LogFollower: Sendable {
         while true {
             let after = Int64(clamping: newest)
             do {
-                let stored = try await storage.read { tx in try tx.events(after: after, through: through, limit: batch)
-                }
+                let stored = try await storage.events(after: after, through: through, limit: batch)
                 hub.deliver(stored.compactMap(Self.entry))
                 guard stored.count == batch, let last = stored.last else { return }
                 newest = UInt64(last.id)
@@ -60,9 +59,11 @@ public final class LogFollower: Sendable {
     /// The committed entries with ids between `after` and `before` (both excluded).
     private func gap(after: UInt64, before: UInt64) -> [EventHub.Entry] {
         do {
-            let stored = try storage.readBlocking { tx in
-                try tx.events(after: Int64(clamping: after), through: Int64(clamping: before) - 1, limit: .max)
-            }
+            let stored = try storage.eventsBlocking(
+                after: Int64(clamping: after),
+                through: Int64(clamping: before) - 1,
+                limit: .max
+            )
             return stored.compactMap(Self.entry)
         } catch {
             // The entries after the gap still go out; a reconnect's replay serves the gap.

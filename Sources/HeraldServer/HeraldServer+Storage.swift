@@ -22,6 +22,7 @@ extension HeraldServer {
             var settings = PostgreSQLStorage.Configuration()
             settings.connections = configuration.databaseConnections
             settings.attempts = configuration.databaseWriteAttempts
+            settings.announcedTypes = WorkRunner.typesCachesFollow
             return try PostgreSQLStorage(location: location, configuration: settings, logger: storageLogger)
         }
     }

@@ -172,13 +172,15 @@ import Testing
         )
         let second = try SchemaLoader(directory: directory.schema).load()
 
-        // A read that began before the migration keeps the old schema for its whole life,
-        // and its rows decode with it, even after the migration committed and was installed.
+        // A read whose snapshot began before the migration (at its first statement) keeps the
+        // old schema for its whole life, and its rows decode with it, even after the migration
+        // committed and was installed.
         let began = DispatchSemaphore(value: 0)
         let migrated = DispatchSemaphore(value: 0)
         let held = Task {
             try await work.read(.superuser) { work -> (Int64, Bool, Bool, [String]) in
                 let before = work.tx.schemaGeneration
+                _ = try work.tx.metadata("snapshot")
                 began.signal()
                 migrated.wait()
                 let names = try work.tx.fetch(EntityQuery(type: "Plain")).map { $0.values["name"]?.stringValue ?? "" }
@@ -208,6 +210,98 @@ import Testing
         #expect(after.0 == next.generation)
         #expect(after.1)
         #expect(after.2 == 0)
+        try storage.close()
+    }
+
+    @Test func aWriteKnowsWhatItStoredAndAnAfterHookStartsFromIt() async throws {
+        let (_, storage, _, _) = try await Self.plainStore()
+        let id = EntityID.generate()
+        let now = "2026-12-08T00:00:00.000Z"
+        let entity = StoredEntity(
+            type: "Plain",
+            id: id,
+            values: ["name": "first", "createdDate": .string(now), "lastModifiedDate": .string(now)]
+        )
+        // The state a write left is the row as stored (every column, in stored form, the
+        // defaults the database filled in included), as a read in the same transaction gives
+        // it, and it survives the transaction.
+        let (written, readBack) = try await storage.write { tx in
+            try tx.insert(entity)
+            try tx.update(type: "Plain", id: id, values: ["name": "second"])
+            return (tx.written(type: "Plain", id: id), try tx.fetch(type: "Plain", id: id))
+        }
+        let stored = try await storage.read { tx in try tx.fetch(type: "Plain", id: id) }
+        #expect(written?.value == stored)
+        #expect(readBack == stored)
+        #expect(stored?.values["name"] == "second")
+        #expect(stored?.values["createdDate"] == .string(now))
+        #expect(stored?.values["visibleToPublicUsers"] != nil && stored?.values["visibleToPublicUsers"] != .null)
+        // Nothing read or written: nothing known.
+        #expect(try await storage.read { tx in tx.written(type: "Plain", id: id) == nil })
+
+        // A transaction that assumes a state reads that, not the row (so an after… hook's
+        // `$.this` costs no read); a write of its own replaces it.
+        var assumed = try #require(stored)
+        assumed.values["name"] = "assumed"
+        let (seen, afterWrite) = try await storage.write { [assumed] tx in
+            tx.assume(assumed)
+            let seen = try tx.fetch(type: "Plain", id: id)
+            try tx.update(type: "Plain", id: id, values: ["name": "third"])
+            return (seen, try tx.fetch(type: "Plain", id: id))
+        }
+        #expect(seen?.values["name"] == "assumed")
+        #expect(afterWrite?.values["name"] == "third")
+
+        // A deleted object reads as gone in its transaction.
+        let gone = try await storage.write { tx in
+            _ = try tx.fetch(type: "Plain", id: id)
+            try tx.delete(type: "Plain", id: id)
+            return try tx.fetch(type: "Plain", id: id)
+        }
+        #expect(gone == nil)
+        try storage.close()
+    }
+
+    @Test func workWhoseFirstStatementFollowsAMigrationRunsAgainWithTheNewSchema() async throws {
+        let (directory, storage, work, migration) = try await Self.plainStore()
+        _ = try await work.create("Plain", [["name": "old"]], caller: .superuser)
+        try #"{"properties": {"title": "string"}}"#.write(
+            to: directory.schema.appendingPathComponent("Later.json"),
+            atomically: true,
+            encoding: .utf8
+        )
+        let second = try SchemaLoader(directory: directory.schema).load()
+        // The unit of work takes its schema before its first statement; the migration commits
+        // in between. Its snapshot then has the new tables, so it must not keep the old schema.
+        let began = DispatchSemaphore(value: 0)
+        let migrated = DispatchSemaphore(value: 0)
+        let runs = Atomic(0)
+        let held = Task {
+            try await work.read(.superuser) { work -> (Int64, Bool, Int) in
+                if runs.add(1, ordering: .relaxed).newValue == 1 {
+                    began.signal()
+                    migrated.wait()
+                }
+                let later = work.tx.schema.types["Later"] != nil
+                return (work.tx.schemaGeneration, later, try work.tx.count(EntityQuery(type: "Plain")))
+            }
+        }
+        try await offPool { began.wait() }
+        let next = try await storage.migrate(to: second, allowDestructive: false)
+        migrated.signal()
+        let (generation, seesLater, count) = try await held.value
+        #expect(count == 1)
+        // Whichever schema it ran with, it is the one of its snapshot's tables.
+        #expect(seesLater == (generation == next.generation))
+        if storage is PostgreSQLStorage {
+            // PostgreSQL's snapshot begins at the first statement, which checks the schema
+            // generation the work took: it was the old one, so the work ran again.
+            #expect(generation == next.generation)
+            #expect(runs.load(ordering: .relaxed) == 2)
+        } else {
+            // SQLite's begins as the work takes its schema.
+            #expect(generation == migration.generation)
+        }
         try storage.close()
     }
 

@@ -14,6 +14,8 @@ public final class UnitOfWork {
         var methods: [MethodDefinition]
         var this: EntityReference?
         var input: HookInput
+        /// `this` as the unit of work left it (taken when it finishes): the hook starts from it.
+        var written: WrittenEntity?
     }
 
     public let tx: any StorageTransaction
@@ -232,6 +234,10 @@ public final class UnitOfWork {
             }
         }
         try flushEvents()
+        for index in afterHooks.indices {
+            guard let this = afterHooks[index].this else { continue }
+            afterHooks[index].written = tx.written(type: this.type, id: this.id)
+        }
     }
 
     /// The type of the log's change records.

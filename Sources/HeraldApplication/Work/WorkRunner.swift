@@ -99,6 +99,7 @@ public final class WorkRunner: Sendable {
     }
 
     /// Calls `observer` after every commit with the types it wrote, so caches can follow changes.
+    /// Of another process's commits it hears only of ``typesCachesFollow``.
     public func onCommit(_ observer: @escaping @Sendable (Set<String>) -> Void) {
         commitObservers.withLock { $0.append(observer) }
     }
@@ -119,6 +120,10 @@ public final class WorkRunner: Sendable {
     var changesAreFollowed: Bool {
         changeFollowers.withLock { $0 }.contains { $0() }
     }
+
+    /// The types whose changes the caches follow (group members, grants, signed-in users): the
+    /// only ones another process sharing the database needs to hear of.
+    public static let typesCachesFollow = Set(BuiltInType.all)
 
     /// Another process sharing the database committed changes to objects of `types`, or,
     /// when nil, anything may have changed (its feed reconnected): caches follow as after a
@@ -257,6 +262,8 @@ public final class WorkRunner: Sendable {
                     membershipGeneration: generation,
                     ticket: ticket
                 )
+                // `$.this` starts as the commit left it, without reading it again.
+                if let written = hook.written?.value { tx.assume(written) }
                 try hooks.run(method, this: hook.this, input: hook.input, in: work)
                 try work.finish()
                 work.deliverEventsAfterCommit()

@@ -53,8 +53,25 @@ public protocol StorageBackend: Sendable {
     /// `read` on the calling (dedicated) thread.
     func readBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T
 
+    /// Logged events with ids in `id+1 ... last`, oldest first, at most `limit`, read by one
+    /// statement that needs no transaction around it (PostgreSQL runs it alone).
+    func events(after id: Int64, through last: Int64, limit: Int) async throws -> [PersistedEvent]
+
+    /// `events(after:through:limit:)` on the calling (dedicated) thread.
+    func eventsBlocking(after id: Int64, through last: Int64, limit: Int) throws -> [PersistedEvent]
+
     /// Closes the database; later calls fail.
     func close() throws
+}
+
+extension StorageBackend {
+    public func events(after id: Int64, through last: Int64, limit: Int) async throws -> [PersistedEvent] {
+        try await read { tx in try tx.events(after: id, through: last, limit: limit) }
+    }
+
+    public func eventsBlocking(after id: Int64, through last: Int64, limit: Int) throws -> [PersistedEvent] {
+        try readBlocking { tx in try tx.events(after: id, through: last, limit: limit) }
+    }
 }
 
 /// Operations available inside a transaction.
@@ -68,6 +85,14 @@ public protocol StorageTransaction: AnyObject {
 
     /// The object of `type` with `id`, if it exists.
     func fetch(type: String, id: String) throws -> StoredEntity?
+
+    /// The object as this transaction last inserted or updated it, for use after the commit;
+    /// nil if it did not write it.
+    func written(type: String, id: String) -> WrittenEntity?
+
+    /// Takes `entity` as its object's stored state in this transaction instead of reading it:
+    /// for an object another transaction just wrote (``written(type:id:)``).
+    func assume(_ entity: StoredEntity)
 
     /// The objects matching `query`, sorted and paged.
     func fetch(_ query: EntityQuery) throws -> [StoredEntity]

@@ -5,6 +5,12 @@ import PostgresNIO
 /// ``SQLTransaction``'s statements on one leased PostgreSQL connection, each waited for on the
 /// calling (dedicated) thread.
 ///
+/// Nothing is sent until the first statement, which goes with the `BEGIN` and the check of the
+/// schema generation the transaction expects: one round trip for the three. Statements whose
+/// answer nothing needs (writes, the event append, the commit's notices) are sent without
+/// waiting and answered in order before the next one waited for. A transaction that only
+/// appends events sends its append alone, which PostgreSQL commits as it runs.
+///
 /// PostgreSQL aborts a transaction at its first failed statement, so the first failure is kept:
 /// the transaction is then rolled back (or run again) whatever the body made of the error.
 final class PostgreSQLConnection: SQLConnection {
@@ -15,10 +21,34 @@ final class PostgreSQLConnection: SQLConnection {
     private(set) var commitActions: [@Sendable () -> Void] = []
     /// The first statement that failed in this transaction.
     private(set) var failure: (any Error)?
-    private var holdsEventLock = false
+    /// The statement that opens the transaction, sent with its first statement.
+    private let begin: String
+    private let isReadOnly: Bool
+    /// The schema generation the transaction takes as its own, checked with its first
+    /// statement; nil: read it.
+    private let expectedGeneration: Int64?
+    /// Whether the `BEGIN` was sent.
+    private(set) var hasBegun = false
+    /// Where the newest id of each append is noted as its answer arrives.
+    private let recentAppends: RecentAppends?
+    /// Whether each statement runs alone, as a transaction of its own (a single read).
+    private let isAlone: Bool
 
-    init(_ connection: PostgresConnection, logger: Logger) {
+    init(
+        _ connection: PostgresConnection,
+        isolation: PostgreSQLStorage.Isolation,
+        readOnly: Bool,
+        expectedGeneration: Int64?,
+        alone: Bool = false,
+        recentAppends: RecentAppends? = nil,
+        logger: Logger
+    ) {
+        self.isAlone = alone
+        self.recentAppends = recentAppends
         self.connection = connection
+        self.begin = "BEGIN ISOLATION LEVEL \(isolation.rawValue)\(readOnly ? " READ ONLY" : "")"
+        self.isReadOnly = readOnly
+        self.expectedGeneration = expectedGeneration
         self.logger = logger
     }
 
@@ -37,30 +67,65 @@ final class PostgreSQLConnection: SQLConnection {
         try run(sql, arguments).metadata.rows ?? 0
     }
 
+    func write(_ sql: String, _ arguments: SQLArguments) throws {
+        if let failure { throw failure }
+        send(sql, arguments)
+    }
+
+    func writeReturning(_ sql: String, _ arguments: SQLArguments) throws -> PendingRows {
+        if let failure { throw failure }
+        let answer = send(sql, arguments)
+        return PendingRows(
+            read: { try self.wait(for: answer).rows.map(Self.row) },
+            committed: { try? answer.wait().rows.map(Self.row) }
+        )
+    }
+
+    /// The generation this transaction read (when it expected none).
+    private(set) var generationRead: Int64?
+
+    /// The expected generation, whose check goes with the first statement; else the one read.
+    func schemaGeneration() throws -> Int64 {
+        if let expectedGeneration { return expectedGeneration }
+        let generation = try SQLTransaction.generation(self)
+        generationRead = generation
+        return generation
+    }
+
     func afterCommit(_ action: @escaping @Sendable () -> Void) {
         commitActions.append(action)
     }
 
-    /// Appends to the event log under the log's lock, held until commit: the ids a sequence
-    /// hands out follow the order of the lock, and the lock is released only once the commit is
-    /// visible, so a reader never sees an id before a smaller one that will still commit.
-    ///
-    /// The lock and the insert are sent without waiting: they go with the commit, so the lock
-    /// is held for that one round trip, and the ids are read from the insert's answer once the
-    /// commit has answered (``commit()``).
-    func appendEvents(_ sql: String, _ arguments: SQLArguments) throws -> AppendedEventIDs {
+    /// Keeps the events for the commit, which sends their append (``appendStatement(_:)``) just
+    /// before its `COMMIT`: the log's lock is held from the append to the commit only. The ids
+    /// are read from the append's answer once the commit has answered (``commit()``).
+    func appendEvents(_ events: ArraySlice<EventToLog>) throws -> AppendedEventIDs {
         if let failure { throw failure }
-        if !holdsEventLock {
-            send("SELECT pg_advisory_xact_lock(\(Self.eventLogLock))")
-            holdsEventLock = true
-        }
         let ids = AppendedEventIDs()
-        if let answer = send(sql, arguments) { appended.append((answer, ids)) }
+        appends.append((events, ids))
         return ids
     }
 
-    /// The appends of this transaction, each with the ids its answer resolves.
-    private var appended: [(answer: EventLoopFuture<PostgresQueryResult>, ids: AppendedEventIDs)] = []
+    /// The events this transaction appends at its commit, each batch with its ids.
+    private var appends: [(events: ArraySlice<EventToLog>, ids: AppendedEventIDs)] = []
+
+    /// One statement that appends `events` under the log's lock, held until commit, and queues
+    /// the notice of its newest id. Ids come from a sequence in the order the lock is taken (the
+    /// lock is the insert's one-time filter, evaluated before its first row), and the lock is
+    /// released only once the commit is visible, so a reader never sees an id before a smaller
+    /// one that will still commit.
+    static func appendStatement(_ events: ArraySlice<EventToLog>) -> (sql: String, arguments: SQLArguments) {
+        var arguments = SQLArguments(.postgresql)
+        let rows = SQLTransaction.eventRows(events, &arguments)
+        let sql = """
+            WITH appended AS (INSERT INTO _herald_events (type, data, audience, created) \
+            SELECT * FROM (VALUES \(rows)) AS appending \
+            WHERE EXISTS (SELECT FROM (SELECT pg_advisory_xact_lock(\(eventLogLock))) AS held) RETURNING id), \
+            noticed AS (SELECT pg_notify('\(noticeChannel)', 'e:' || MAX(id)) FROM appended) \
+            SELECT id FROM appended, noticed ORDER BY id
+            """
+        return (sql, arguments)
+    }
 
     /// The types of the objects this transaction changed (set before the commit).
     var changedTypes: Set<String> = []
@@ -74,17 +139,10 @@ final class PostgreSQLConnection: SQLConnection {
     /// The channel on which commits tell every process what they did.
     static let noticeChannel = "herald"
 
-    /// Queues the notices of this transaction (``CommitNotice``): PostgreSQL sends them at the
-    /// commit, and never if the transaction rolls back.
-    func queueNotices() {
+    /// Queues the notices of this transaction other than its events' (``CommitNotice``):
+    /// PostgreSQL sends them at the commit, and never if the transaction rolls back.
+    private func queueNotices() {
         var payloads: [String] = endedSessions.map { "s:" + $0 }
-        // The newest id the log gave this transaction: the identity sequence's value in this
-        // session, as the insert (sent, not yet answered) leaves it.
-        if !appended.isEmpty {
-            send(
-                "SELECT pg_notify('\(Self.noticeChannel)', 'e:' || currval(pg_get_serial_sequence('_herald_events', 'id')))"
-            )
-        }
         let types = changedTypes.filter { !$0.isEmpty }.sorted().joined(separator: ",")
         // NOTIFY's payload ends below 8,000 bytes; a longer list means "everything changed".
         if !types.isEmpty { payloads.append("t:" + (types.utf8.count < 7000 ? types : "*")) }
@@ -109,47 +167,126 @@ final class PostgreSQLConnection: SQLConnection {
     /// Statements sent without waiting for their answer (``send(_:_:)``), oldest first.
     private var unanswered: [EventLoopFuture<PostgresQueryResult>] = []
 
+    /// Opens the transaction before its first statement: `BEGIN`, then the check that the
+    /// snapshot's schema generation is the expected one (a function the migration made; it
+    /// fails the transaction with ``PostgreSQLErrors/generationChanged`` otherwise). Neither
+    /// is waited for.
+    private func beginIfNeeded() {
+        guard !hasBegun, !isAlone else { return }
+        hasBegun = true
+        unanswered.append(connection.query(PostgresQuery(unsafeSQL: begin), logger: logger))
+        if let expectedGeneration {
+            var binds = PostgresBindings(capacity: 1)
+            binds.append(expectedGeneration)
+            unanswered.append(
+                connection.query(
+                    PostgresQuery(unsafeSQL: "SELECT _herald_expect_generation($1)", binds: binds),
+                    logger: logger
+                )
+            )
+        }
+    }
+
     /// Sends a statement whose answer nothing needs without waiting for it: PostgreSQL answers
     /// in order, so the next statement waited for (or the commit) also waits for it, and its
-    /// failure, if any, fails the transaction there. Saves a round trip each.
+    /// failure, if any, fails the transaction there. Saves a round trip each. Callers send
+    /// nothing once a statement has failed (``failure``).
     @discardableResult
-    func send(
+    private func send(
         _ sql: String,
         _ arguments: SQLArguments = SQLArguments(.postgresql)
-    ) -> EventLoopFuture<PostgresQueryResult>? {
-        guard failure == nil else { return nil }
+    ) -> EventLoopFuture<PostgresQueryResult> {
+        beginIfNeeded()
         let answer = connection.query(PostgresQuery(unsafeSQL: sql, binds: Self.binds(arguments)), logger: logger)
         unanswered.append(answer)
         return answer
     }
 
-    /// Commits: sends `COMMIT` after whatever is still unanswered and waits for all of it. A
-    /// statement that failed meanwhile aborted the transaction, whose `COMMIT` PostgreSQL then
-    /// answers as a `ROLLBACK`: that is a failure, not a commit.
+    /// Commits: sends the appends, the notices and `COMMIT` after whatever is still unanswered
+    /// and waits for all of it. A statement that failed meanwhile aborted the transaction, whose
+    /// `COMMIT` PostgreSQL then answers as a `ROLLBACK`: that is a failure, not a commit.
+    ///
+    /// A transaction that sent nothing commits without a round trip, or, when all it did was
+    /// one append, with that append alone: PostgreSQL runs a statement outside a transaction as
+    /// a transaction of its own, the lock and the notice included.
     func commit() throws {
-        let answer = try run("COMMIT", SQLArguments(.postgresql))
-        guard answer.metadata.command == "COMMIT" else {
-            throw failure ?? StorageError.database(code: "PostgreSQL", message: "the commit was rolled back")
+        if let failure { throw failure }
+        if !hasBegun, appends.count <= 1, endedSessions.isEmpty, !isReadOnly {
+            guard let (events, ids) = appends.first else { return }
+            let (sql, arguments) = Self.appendStatement(events)
+            let query = PostgresQuery(unsafeSQL: sql, binds: Self.binds(arguments))
+            let answer = noted(connection.query(query, logger: logger))
+            do {
+                ids.resolve(Self.ids(try answer.wait().rows))
+            } catch {
+                failure = error
+                throw error
+            }
+            return
+        }
+        var answers: [(answer: EventLoopFuture<PostgresQueryResult>, ids: AppendedEventIDs)] = []
+        for (events, ids) in appends {
+            let (sql, arguments) = Self.appendStatement(events)
+            answers.append((noted(send(sql, arguments)), ids))
+        }
+        queueNotices()
+        guard hasBegun else { return }
+        do {
+            let answer = try run("COMMIT", SQLArguments(.postgresql))
+            guard answer.metadata.command == "COMMIT" else {
+                throw failure ?? StorageError.database(code: "PostgreSQL", message: "the commit was rolled back")
+            }
+        } catch {
+            // Its notice, if it committed after all, must not be skipped.
+            for (answer, _) in answers {
+                if let newest = try? Self.ids(answer.wait().rows).last { recentAppends?.forget(newest) }
+            }
+            throw error
         }
         // Answered before the commit: these only hand over what they hold.
-        for (answer, ids) in appended {
-            let rows = try answer.wait().rows
-            ids.resolve(rows.compactMap { $0.first.map(Self.value)?.integerValue }.sorted())
+        for (answer, ids) in answers { ids.resolve(Self.ids(try answer.wait().rows)) }
+    }
+
+    /// Notes the newest id of an append's answer as soon as it arrives (``RecentAppends``).
+    private func noted(_ answer: EventLoopFuture<PostgresQueryResult>) -> EventLoopFuture<PostgresQueryResult> {
+        if let recentAppends {
+            answer.whenSuccess { result in
+                if let newest = Self.ids(result.rows).last { recentAppends.note(newest) }
+            }
         }
+        return answer
+    }
+
+    private static func ids(_ rows: [PostgresRow]) -> [Int64] {
+        rows.compactMap { $0.first.map(Self.value)?.integerValue }.sorted()
     }
 
     private func run(_ sql: String, _ arguments: SQLArguments) throws -> PostgresQueryResult {
         if let failure { throw failure }
+        beginIfNeeded()
         let answer = connection.query(PostgresQuery(unsafeSQL: sql, binds: Self.binds(arguments)), logger: logger)
+        unanswered.append(answer)
+        return try wait(for: answer)
+    }
+
+    /// Waits for the answer of a statement sent, after those of every statement sent before it
+    /// (PostgreSQL answers in order): the first that failed fails the transaction, and that
+    /// failure is the one thrown, here and from then on.
+    private func wait(for answer: EventLoopFuture<PostgresQueryResult>) throws -> PostgresQueryResult {
+        if let failure { throw failure }
         do {
-            for earlier in unanswered { _ = try earlier.wait() }
-            unanswered = []
+            while !unanswered.isEmpty {
+                let earlier = unanswered.removeFirst()
+                let result = try earlier.wait()
+                if earlier === answer { return result }
+            }
+            // Answered before, while waiting for a later statement.
             return try answer.wait()
         } catch {
             failure = error
-            unanswered = []
             // Every answer still owed is awaited, so none outlives the transaction.
-            _ = try? answer.wait()
+            for owed in unanswered { _ = try? owed.wait() }
+            unanswered = []
             throw error
         }
     }

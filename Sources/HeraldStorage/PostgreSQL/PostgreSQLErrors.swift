@@ -13,6 +13,15 @@ enum PostgreSQLErrors {
         ["40001", "40P01"].contains(sqlState(error))
     }
 
+    /// The SQLSTATE with which `_herald_expect_generation` fails a transaction whose snapshot
+    /// has another schema generation than it expected (a class of its own, "HG").
+    static let generationChanged = "HG001"
+
+    /// A migration committed since the transaction took the schema generation it expected.
+    static func isGenerationChange(_ error: any Error) -> Bool {
+        sqlState(error) == generationChanged
+    }
+
     /// The connection broke: the connection cannot be used again.
     static func isConnectionLost(_ error: any Error) -> Bool {
         guard let error = error as? PSQLError else { return false }

@@ -2,6 +2,7 @@ import Foundation
 import HeraldSchema
 import Logging
 import NIOPosix
+import Synchronization
 
 extension PostgreSQLStorage {
     /// Migrates under an advisory lock, so that of several nodes starting at once one migrates
@@ -19,6 +20,7 @@ extension PostgreSQLStorage {
             }
         }
         for change in report.changes { logger.info("migration: \(change)") }
+        knownGeneration.withLock { $0 = report.generation }
         return report
     }
 }
@@ -104,7 +106,7 @@ struct PostgreSQLCatalog: MigrationCatalog {
             )
             """,
             // The event log: ids from an identity column, taken under the event log's advisory
-            // lock (``PostgreSQLConnection/appendEvents(_:_:)``), so they follow commit order.
+            // lock (``PostgreSQLConnection/appendStatement(_:)``), so they follow commit order.
             """
             CREATE TABLE IF NOT EXISTS _herald_events (
               id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -113,6 +115,16 @@ struct PostgreSQLCatalog: MigrationCatalog {
               audience TEXT NOT NULL,
               created BIGINT NOT NULL
             )
+            """,
+            // Fails a transaction whose snapshot is not at the schema generation it expects
+            // (``PostgreSQLConnection``): checked with its first statement instead of read first.
+            """
+            CREATE OR REPLACE FUNCTION _herald_expect_generation(expected BIGINT) RETURNS void LANGUAGE plpgsql AS $$
+            BEGIN
+              IF (SELECT value FROM _herald_meta WHERE key = '\(SQLTransaction.generationKey)') IS DISTINCT FROM expected::text THEN
+                RAISE EXCEPTION 'the schema generation is no longer %', expected USING ERRCODE = '\(PostgreSQLErrors.generationChanged)';
+              END IF;
+            END $$
             """,
             """
             CREATE OR REPLACE FUNCTION _herald_security_cleanup() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PostgresNIO
+import Synchronization
 
 /// The PostgreSQL backend, through postgres-nio: the same tables, statements and answers as the
 /// SQLite file, on a server several Herald processes can share.
@@ -29,6 +30,9 @@ public final class PostgreSQLStorage: StorageBackend {
         public var attempts = 10
         /// Threads that run transactions for callers on Swift's executor.
         public var threads = 8
+        /// The types whose changes the other processes hear of (``CommitNotice/changed(types:)``),
+        /// for the caches they keep; nil: every type.
+        public var announcedTypes: Set<String>?
 
         public init() {}
     }
@@ -69,18 +73,34 @@ public final class PostgreSQLStorage: StorageBackend {
     }
 
     public func writeBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try transaction(readOnly: false) { connection in
+        try transaction(readOnly: false, checksGeneration: true) { connection in
             let tx = try SQLTransaction(connection: connection, layout: layout)
             let value = try body(tx)
-            connection.changedTypes = Set(tx.changes.map(\.type))
+            connection.changedTypes = Set(tx.changes.map(\.type)).filter(announces)
             return value
         }
     }
 
     public func readBlocking<T>(_ body: (any StorageTransaction) throws -> T) throws -> T {
-        try transaction(readOnly: true) { connection in
+        try transaction(readOnly: true, checksGeneration: true) { connection in
             try body(try SQLTransaction(connection: connection, layout: layout))
         }
+    }
+
+    /// The read alone, outside a transaction: no `BEGIN`, no generation check, no `COMMIT`.
+    public func events(after id: Int64, through last: Int64, limit: Int) async throws -> [PersistedEvent] {
+        try await threads.runIfActive { try self.eventsBlocking(after: id, through: last, limit: limit) }
+    }
+
+    public func eventsBlocking(after id: Int64, through last: Int64, limit: Int) throws -> [PersistedEvent] {
+        try transaction(readOnly: true, alone: true) { connection in
+            try SQLTransaction.events(after: id, through: last, limit: limit, on: connection)
+        }
+    }
+
+    /// Whether the other processes hear of changes to objects of `type`.
+    private func announces(_ type: String) -> Bool {
+        configuration.announcedTypes?.contains(type) ?? true
     }
 
     public func close() throws {
@@ -88,8 +108,6 @@ public final class PostgreSQLStorage: StorageBackend {
         try threads.syncShutdownGracefully()
     }
 
-    /// Runs `body` in one transaction on a leased connection: commits, or rolls back on any
-    /// error; runs it again on a conflict; then runs the commit actions.
     /// How a transaction sees the others' commits.
     enum Isolation: String {
         /// One snapshot from the first statement on: reads and writes.
@@ -99,35 +117,65 @@ public final class PostgreSQLStorage: StorageBackend {
         case readCommitted = "READ COMMITTED"
     }
 
+    /// This process's recent commits with events, whose notices it skips.
+    let recentAppends = RecentAppends()
+
+    /// The schema generation the database was last seen at: transactions expect it (and check
+    /// it with their first statement) instead of reading it first. Nil: read it.
+    let knownGeneration = Mutex<Int64?>(nil)
+
+    /// Runs `body` in one transaction on a leased connection: commits, or rolls back on any
+    /// error; runs it again on a conflict; then runs the commit actions.
+    ///
+    /// With `alone`, `body` runs one statement, which PostgreSQL runs as a transaction of its own.
+    /// With `checksGeneration`, the transaction's schema generation is the one last seen, and
+    /// its first statement checks that its snapshot has it; when not, the work runs again with
+    /// the generation read, which is then the one last seen.
     func transaction<T>(
         readOnly: Bool,
         isolation: Isolation = .repeatableRead,
+        checksGeneration: Bool = false,
+        alone: Bool = false,
         _ body: (PostgreSQLConnection) throws -> T
     ) throws -> T {
         var attempt = 1
         while true {
             let leased = try connections.lease()
-            let connection = PostgreSQLConnection(leased, logger: logger)
+            let expected = checksGeneration ? knownGeneration.withLock { $0 } : nil
+            let connection = PostgreSQLConnection(
+                leased,
+                isolation: isolation,
+                readOnly: readOnly,
+                expectedGeneration: expected,
+                alone: alone,
+                recentAppends: recentAppends,
+                logger: logger
+            )
             var reusable = true
             do {
                 defer { connections.release(leased, reusable: reusable) }
                 do {
-                    // Sent with the transaction's first statement: one round trip for both.
-                    connection.send("BEGIN ISOLATION LEVEL \(isolation.rawValue)\(readOnly ? " READ ONLY" : "")")
                     let value = try body(connection)
                     // A statement failed and the body went on: PostgreSQL has aborted the
                     // transaction, and a COMMIT would quietly roll it back.
                     if let failure = connection.failure { throw failure }
-                    connection.queueNotices()
                     try connection.commit()
+                    if checksGeneration, expected == nil, let read = connection.generationRead {
+                        knownGeneration.withLock { $0 = read }
+                    }
                     for action in connection.commitActions { action() }
                     return value
                 } catch {
-                    reusable = rollBack(leased, after: connection.failure ?? error)
+                    reusable = rollBack(connection, after: connection.failure ?? error)
                     // A conflict runs the work again, whatever the body made of it.
-                    if let failure = connection.failure, PostgreSQLErrors.isConflict(failure) { throw failure }
+                    if let failure = connection.failure, Self.runsAgain(failure) { throw failure }
                     throw error
                 }
+            } catch  where PostgreSQLErrors.isGenerationChange(error) && attempt < configuration.attempts {
+                // A migration committed since: read the generation from now on until a
+                // transaction has seen the new one.
+                knownGeneration.withLock { $0 = nil }
+                attempt += 1
             } catch  where PostgreSQLErrors.isConflict(error) {
                 guard attempt < configuration.attempts else {
                     logger.warning("a write conflicted \(attempt) times; abandoned")
@@ -143,9 +191,17 @@ public final class PostgreSQLStorage: StorageBackend {
         }
     }
 
+    /// Whether a failure runs the work again: a conflict, or a schema generation that changed.
+    private static func runsAgain(_ failure: any Error) -> Bool {
+        PostgreSQLErrors.isConflict(failure) || PostgreSQLErrors.isGenerationChange(failure)
+    }
+
     /// Ends a failed transaction; whether the connection can serve the next one.
-    private func rollBack(_ connection: PostgresConnection, after error: any Error) -> Bool {
+    private func rollBack(_ transaction: PostgreSQLConnection, after error: any Error) -> Bool {
+        let connection = transaction.connection
         if PostgreSQLErrors.isConnectionLost(error) || connection.isClosed { return false }
+        // Nothing was sent, or only a statement that was its own transaction.
+        guard transaction.hasBegun else { return true }
         do {
             _ = try connection.query("ROLLBACK", logger: logger).wait()
             return true

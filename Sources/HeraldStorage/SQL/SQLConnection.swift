@@ -1,7 +1,7 @@
 import HeraldSchema
 
 /// One row of a result: its columns by name, with their stored values.
-struct SQLRow {
+struct SQLRow: Sendable {
     var columns: [String]
     var values: [SQLArgument]
 
@@ -18,6 +18,15 @@ struct SQLRow {
     func integer(_ column: String) -> Int64? { self[column].integerValue }
 }
 
+/// The rows a statement returns, read when asked for (``SQLConnection/writeReturning(_:_:)``).
+struct PendingRows {
+    /// The rows, read inside the transaction: a failure of the statement (or of one before it)
+    /// fails the transaction.
+    let read: () throws -> [SQLRow]
+    /// The rows once the transaction has committed; nil if the statement failed.
+    let committed: @Sendable () -> [SQLRow]?
+}
+
 /// What a backend gives ``SQLTransaction``: statements run on the transaction's connection,
 /// synchronously, on the calling thread.
 protocol SQLConnection: AnyObject {
@@ -30,13 +39,25 @@ protocol SQLConnection: AnyObject {
     @discardableResult
     func execute(_ sql: String, _ arguments: SQLArguments) throws -> Int
 
+    /// Runs a statement whose answer the transaction does not wait for: a failure may surface
+    /// at a later statement or at the commit, and fails the transaction there.
+    func write(_ sql: String, _ arguments: SQLArguments) throws
+
+    /// Runs a statement that returns rows as ``write(_:_:)`` runs one: they are read when asked
+    /// for, and a failure surfaces there too.
+    func writeReturning(_ sql: String, _ arguments: SQLArguments) throws -> PendingRows
+
+    /// The migration generation of the transaction's snapshot.
+    func schemaGeneration() throws -> Int64
+
     /// Runs `action` once the transaction has committed; never if it rolls back.
     func afterCommit(_ action: @escaping @Sendable () -> Void)
 
-    /// Runs an `INSERT` into the event log that returns the ids it gave, in the order
-    /// ``AppendedEventIDs`` hands them over. PostgreSQL serialises the transactions that append
-    /// events from here to their commit, so that ids follow commit order.
-    func appendEvents(_ sql: String, _ arguments: SQLArguments) throws -> AppendedEventIDs
+    /// Appends events to the event log (at most ``SQLTransaction/eventsPerInsert``); the ids it
+    /// gave come in the order ``AppendedEventIDs`` hands them over. PostgreSQL serialises the
+    /// transactions that append events from the append to their commit, so that ids follow
+    /// commit order.
+    func appendEvents(_ events: ArraySlice<EventToLog>) throws -> AppendedEventIDs
 
     /// Called when the login session stored under `key` was deleted.
     func didEndSession(key: String)

@@ -11,10 +11,10 @@ final class SQLTransaction: StorageTransaction {
     var changes: [ObjectChange] { journal.changes }
     private var dialect: SQLDialect { connection.dialect }
 
-    /// Reads the migration generation first, so it belongs to the transaction's snapshot.
+    /// Takes the migration generation of the transaction's snapshot first (``SQLConnection/schemaGeneration()``).
     init(connection: any SQLConnection, layout: Layout) throws {
         self.connection = connection
-        self.schemaGeneration = try Self.generation(connection)
+        self.schemaGeneration = try connection.schemaGeneration()
         self.schema = layout.schema(schemaGeneration)
     }
 
@@ -32,11 +32,49 @@ final class SQLTransaction: StorageTransaction {
         return type
     }
 
+    /// An object's row as this transaction knows it: read, written (the write's answer, read
+    /// when needed), deleted, or assumed.
+    private enum KnownRow {
+        /// The row (nil: none), and whether this transaction wrote it.
+        case stored(StoredEntity?, written: Bool)
+        /// A write's answer, not read yet.
+        case written(PendingRows, TypeDefinition)
+    }
+
+    /// Rows this transaction read or wrote, by type and id. Its snapshot does not move, so a
+    /// row it knows changes only by its own writes, which replace it here.
+    private var known: [EntityReference: KnownRow] = [:]
+
     func fetch(type: String, id: String) throws -> StoredEntity? {
+        let key = EntityReference(type: type, id: id)
+        switch known[key] {
+        case .stored(let entity, _): return entity
+        case .written(let rows, let definition):
+            let entity = try rows.read().first.map { decode($0, definition) }
+            known[key] = .stored(entity, written: true)
+            return entity
+        case nil: break
+        }
         let definition = try typeDefinition(type)
         var arguments = SQLArguments(dialect)
         let sql = "SELECT * FROM \(SQLName.table(type)) WHERE id = \(arguments.add(id))"
-        return try connection.rows(sql, arguments).first.map { decode($0, definition) }
+        let entity = try connection.rows(sql, arguments).first.map { decode($0, definition) }
+        known[key] = .stored(entity, written: false)
+        return entity
+    }
+
+    func written(type: String, id: String) -> WrittenEntity? {
+        switch known[EntityReference(type: type, id: id)] {
+        case .written(let rows, let definition):
+            let committed = rows.committed
+            return WrittenEntity { committed()?.first.map { Self.decode($0, definition) } }
+        case .stored(let entity, written: true): return WrittenEntity { entity }
+        default: return nil
+        }
+    }
+
+    func assume(_ entity: StoredEntity) {
+        known[EntityReference(type: entity.type, id: entity.id)] = .stored(entity, written: false)
     }
 
     func fetch(_ query: EntityQuery) throws -> [StoredEntity] {
@@ -97,13 +135,14 @@ final class SQLTransaction: StorageTransaction {
                 arguments.add(SQLArgument(value, for: definition.property(named: name)?.type ?? .string))
             )
         }
-        try connection.execute(
+        let rows = try connection.writeReturning(
             """
             INSERT INTO \(SQLName.table(entity.type)) (\(columns.joined(separator: ", "))) \
-            VALUES (\(placeholders.joined(separator: ", ")))
+            VALUES (\(placeholders.joined(separator: ", "))) RETURNING *
             """,
             arguments
         )
+        known[EntityReference(type: entity.type, id: entity.id)] = .written(rows, definition)
         journal.record(type: entity.type, id: entity.id, .created, keys: entity.values.keys)
     }
 
@@ -120,9 +159,10 @@ final class SQLTransaction: StorageTransaction {
             assignments.append("\(SQLName.quoted(name)) = \(arguments.add(bound))")
         }
         let sql = """
-            UPDATE \(SQLName.table(type)) SET \(assignments.joined(separator: ", ")) WHERE id = \(arguments.add(id))
+            UPDATE \(SQLName.table(type)) SET \(assignments.joined(separator: ", ")) WHERE id = \(arguments.add(id)) \
+            RETURNING *
             """
-        try connection.execute(sql, arguments)
+        known[EntityReference(type: type, id: id)] = .written(try connection.writeReturning(sql, arguments), definition)
         journal.record(type: type, id: id, .updated, keys: values.keys)
     }
 
@@ -135,7 +175,8 @@ final class SQLTransaction: StorageTransaction {
             }
         }
         var arguments = SQLArguments(dialect)
-        try connection.execute("DELETE FROM \(SQLName.table(type)) WHERE id = \(arguments.add(id))", arguments)
+        try connection.write("DELETE FROM \(SQLName.table(type)) WHERE id = \(arguments.add(id))", arguments)
+        known[EntityReference(type: type, id: id)] = .stored(nil, written: false)
         journal.record(type: type, id: id, .deleted, keys: [])
     }
 
@@ -283,15 +324,15 @@ final class SQLTransaction: StorageTransaction {
             none.resolve([])
             return none
         }
-        var arguments = SQLArguments(dialect)
-        let rows = events.map { event in
+        return try connection.appendEvents(events)
+    }
+
+    /// The events' rows for `VALUES` in the log's column order (type, data, audience, created).
+    static func eventRows(_ events: ArraySlice<EventToLog>, _ arguments: inout SQLArguments) -> String {
+        events.map { event in
             "(\(arguments.add(event.type)), \(arguments.add(event.data)), \(arguments.add(event.audience)), "
                 + "\(arguments.add(.integer(event.created.millisecondsSince1970))))"
-        }
-        let sql =
-            "INSERT INTO _herald_events (type, data, audience, created) VALUES "
-            + rows.joined(separator: ", ") + " RETURNING id"
-        return try connection.appendEvents(sql, arguments)
+        }.joined(separator: ", ")
     }
 
     private static let eventColumns = "SELECT id, type, data, audience, created FROM _herald_events"
@@ -313,7 +354,13 @@ final class SQLTransaction: StorageTransaction {
     }
 
     func events(after id: Int64, through last: Int64, limit: Int) throws -> [PersistedEvent] {
-        var arguments = SQLArguments(dialect)
+        try Self.events(after: id, through: last, limit: limit, on: connection)
+    }
+
+    static func events(after id: Int64, through last: Int64, limit: Int, on connection: any SQLConnection) throws
+        -> [PersistedEvent]
+    {
+        var arguments = SQLArguments(connection.dialect)
         let sql = """
             \(Self.eventColumns) WHERE id > \(arguments.add(.integer(id))) AND id <= \(arguments.add(.integer(last))) \
             ORDER BY id LIMIT \(arguments.add(.integer(Int64(limit))))
@@ -514,6 +561,10 @@ final class SQLTransaction: StorageTransaction {
     }
 
     func decode(_ row: SQLRow, _ definition: TypeDefinition) -> StoredEntity {
+        Self.decode(row, definition)
+    }
+
+    static func decode(_ row: SQLRow, _ definition: TypeDefinition) -> StoredEntity {
         var values: [String: JSONValue] = [:]
         var id = ""
         for (column, value) in zip(row.columns, row.values) {

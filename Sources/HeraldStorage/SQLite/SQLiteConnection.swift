@@ -22,13 +22,31 @@ final class SQLiteConnection: SQLConnection {
         return db.changesCount
     }
 
+    /// SQLite runs it at once: there is no answer to wait for.
+    func write(_ sql: String, _ arguments: SQLArguments) throws {
+        try db.cachedStatement(sql: sql).execute(arguments: Self.bound(arguments))
+    }
+
+    func writeReturning(_ sql: String, _ arguments: SQLArguments) throws -> PendingRows {
+        let rows = try rows(sql, arguments)
+        return PendingRows(read: { rows }, committed: { rows })
+    }
+
+    func schemaGeneration() throws -> Int64 {
+        try SQLTransaction.generation(self)
+    }
+
     func afterCommit(_ action: @escaping @Sendable () -> Void) {
         db.afterNextTransaction(onCommit: { _ in action() })
     }
 
     /// SQLite has one writer: commit order is already the order ids are handed out, and they
     /// are known at once.
-    func appendEvents(_ sql: String, _ arguments: SQLArguments) throws -> AppendedEventIDs {
+    func appendEvents(_ events: ArraySlice<EventToLog>) throws -> AppendedEventIDs {
+        var arguments = SQLArguments(.sqlite)
+        let sql =
+            "INSERT INTO _herald_events (type, data, audience, created) VALUES "
+            + SQLTransaction.eventRows(events, &arguments) + " RETURNING id"
         let ids = AppendedEventIDs()
         ids.resolve(try rows(sql, arguments).compactMap { $0.integer("id") }.sorted())
         return ids
