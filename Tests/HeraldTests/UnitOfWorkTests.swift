@@ -156,6 +156,16 @@ import Testing
         return (directory, storage, work, migration)
     }
 
+    /// The schema in `directory` with a type `Later` added.
+    static func schemaWithLater(_ directory: TestDirectory) throws -> Schema {
+        try #"{"properties": {"title": "string"}}"#.write(
+            to: directory.schema.appendingPathComponent("Later.json"),
+            atomically: true,
+            encoding: .utf8
+        )
+        return try SchemaLoader(directory: directory.schema).load()
+    }
+
     @Test func aTransactionKeepsItsSchemaWhileAMigrationCommits() async throws {
         let (directory, storage, work, migration) = try await Self.plainStore()
         _ = try await work.create("Plain", [["name": "old"]], caller: .superuser)
@@ -165,12 +175,7 @@ import Testing
             atomically: true,
             encoding: .utf8
         )
-        try #"{"properties": {"title": "string"}}"#.write(
-            to: directory.schema.appendingPathComponent("Later.json"),
-            atomically: true,
-            encoding: .utf8
-        )
-        let second = try SchemaLoader(directory: directory.schema).load()
+        let second = try Self.schemaWithLater(directory)
 
         // A read whose snapshot began before the migration (at its first statement) keeps the
         // old schema for its whole life, and its rows decode with it, even after the migration
@@ -265,12 +270,7 @@ import Testing
     @Test func workWhoseFirstStatementFollowsAMigrationRunsAgainWithTheNewSchema() async throws {
         let (directory, storage, work, migration) = try await Self.plainStore()
         _ = try await work.create("Plain", [["name": "old"]], caller: .superuser)
-        try #"{"properties": {"title": "string"}}"#.write(
-            to: directory.schema.appendingPathComponent("Later.json"),
-            atomically: true,
-            encoding: .utf8
-        )
-        let second = try SchemaLoader(directory: directory.schema).load()
+        let second = try Self.schemaWithLater(directory)
         // The unit of work takes its schema before its first statement; the migration commits
         // in between. Its snapshot then has the new tables, so it must not keep the old schema.
         let began = DispatchSemaphore(value: 0)
@@ -307,12 +307,7 @@ import Testing
 
     @Test func aMigrationCommittedButNotYetInstalledStillPairsTheNewModelWithTheNewTables() async throws {
         let (directory, storage, work, _) = try await Self.plainStore()
-        try #"{"properties": {"title": "string"}}"#.write(
-            to: directory.schema.appendingPathComponent("Later.json"),
-            atomically: true,
-            encoding: .utf8
-        )
-        let second = try SchemaLoader(directory: directory.schema).load()
+        let second = try Self.schemaWithLater(directory)
         _ = try await storage.migrate(to: second, allowDestructive: false)
         // The reload has not called `install` yet: the routing model is still the old one...
         #expect(work.model.schema.types["Later"] == nil)
