@@ -257,6 +257,23 @@ import Testing
         #expect(seen?.values["name"] == "assumed")
         #expect(afterWrite?.values["name"] == "third")
 
+        // Deleting a user clears its ownership of other rows in the database (ON DELETE SET
+        // NULL): a row read before reads that change too.
+        let userID = EntityID.generate()
+        let user = StoredEntity(
+            type: "User",
+            id: userID,
+            values: ["name": "owner", "createdDate": .string(now), "lastModifiedDate": .string(now)]
+        )
+        let owner = try await storage.write { [user] tx in
+            try tx.insert(user)
+            try tx.update(type: "Plain", id: id, values: ["owner": .string(userID)])
+            _ = try tx.fetch(type: "Plain", id: id)
+            try tx.delete(type: "User", id: userID)
+            return try tx.fetch(type: "Plain", id: id)?.values["owner"]
+        }
+        #expect(owner == .null)
+
         // A deleted object reads as gone in its transaction.
         let gone = try await storage.write { tx in
             _ = try tx.fetch(type: "Plain", id: id)

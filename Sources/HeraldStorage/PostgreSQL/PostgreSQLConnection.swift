@@ -31,8 +31,9 @@ final class PostgreSQLConnection: SQLConnection {
     private(set) var hasBegun = false
     /// Where the newest id of each append is noted as its answer arrives.
     private let recentAppends: RecentAppends?
-    /// Whether each statement runs alone, as a transaction of its own (a single read).
-    private let isAlone: Bool
+    /// Whether each statement runs alone, as a transaction of its own: a single read, or a
+    /// commit that sends one append and nothing else.
+    private var isAlone: Bool
 
     init(
         _ connection: PostgresConnection,
@@ -211,30 +212,22 @@ final class PostgreSQLConnection: SQLConnection {
     /// a transaction of its own, the lock and the notice included.
     func commit() throws {
         if let failure { throw failure }
-        if !hasBegun, appends.count <= 1, endedSessions.isEmpty, !isReadOnly {
-            guard let (events, ids) = appends.first else { return }
-            let (sql, arguments) = Self.appendStatement(events)
-            let query = PostgresQuery(unsafeSQL: sql, binds: Self.binds(arguments))
-            let answer = noted(connection.query(query, logger: logger))
-            do {
-                ids.resolve(Self.ids(try answer.wait().rows))
-            } catch {
-                failure = error
-                throw error
-            }
-            return
-        }
+        // Nothing sent yet and one append to send: it goes alone.
+        if !hasBegun, appends.count == 1, endedSessions.isEmpty, !isReadOnly { isAlone = true }
         var answers: [(answer: EventLoopFuture<PostgresQueryResult>, ids: AppendedEventIDs)] = []
         for (events, ids) in appends {
             let (sql, arguments) = Self.appendStatement(events)
             answers.append((noted(send(sql, arguments)), ids))
         }
         queueNotices()
-        guard hasBegun else { return }
         do {
-            let answer = try run("COMMIT", SQLArguments(.postgresql))
-            guard answer.metadata.command == "COMMIT" else {
-                throw failure ?? StorageError.database(code: "PostgreSQL", message: "the commit was rolled back")
+            if hasBegun {
+                let answer = try run("COMMIT", SQLArguments(.postgresql))
+                guard answer.metadata.command == "COMMIT" else {
+                    throw failure ?? StorageError.database(code: "PostgreSQL", message: "the commit was rolled back")
+                }
+            } else if let alone = answers.last {
+                _ = try wait(for: alone.answer)
             }
         } catch {
             // Its notice, if it committed after all, must not be skipped.
@@ -243,7 +236,7 @@ final class PostgreSQLConnection: SQLConnection {
             }
             throw error
         }
-        // Answered before the commit: these only hand over what they hold.
+        // Answered by now: these only hand over what they hold.
         for (answer, ids) in answers { ids.resolve(Self.ids(try answer.wait().rows)) }
     }
 

@@ -3,8 +3,9 @@ import NIOCore
 import PostgresNIO
 
 extension PostgreSQLStorage: SharedStorageBackend {
-    /// LISTENs on a connection of its own: PostgreSQL sends the notices a commit queued
-    /// (``PostgreSQLConnection/queueNotices()``) when it commits. Notifications sent while this
+    /// LISTENs on a connection of its own: PostgreSQL sends the notices a commit queued (its
+    /// events' with their append, ``PostgreSQLConnection/appendStatement(_:)``, the others with
+    /// ``PostgreSQLConnection/commit()``) when it commits. Notifications sent while this
     /// connection was down are lost, so every (re)connection starts with
     /// ``CommitNotice/reconnected``: catch up from the log, forget what caches hold. The events
     /// notices of this process's own commits are skipped (``RecentAppends``).

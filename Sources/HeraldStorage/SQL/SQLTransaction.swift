@@ -42,7 +42,8 @@ final class SQLTransaction: StorageTransaction {
     }
 
     /// Rows this transaction read or wrote, by type and id. Its snapshot does not move, so a
-    /// row it knows changes only by its own writes, which replace it here.
+    /// row it knows changes only by its own writes, which replace it here (and a user's
+    /// deletion, which empties it: see ``delete(type:id:)``).
     private var known: [EntityReference: KnownRow] = [:]
 
     func fetch(type: String, id: String) throws -> StoredEntity? {
@@ -176,6 +177,9 @@ final class SQLTransaction: StorageTransaction {
         }
         var arguments = SQLArguments(dialect)
         try connection.write("DELETE FROM \(SQLName.table(type)) WHERE id = \(arguments.add(id))", arguments)
+        // The database clears a deleted user's ownership in other rows itself (ON DELETE SET
+        // NULL): rows known from before may be out of date.
+        if type == BuiltInType.user { known = [:] }
         known[EntityReference(type: type, id: id)] = .stored(nil, written: false)
         journal.record(type: type, id: id, .deleted, keys: [])
     }

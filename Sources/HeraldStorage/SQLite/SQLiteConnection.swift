@@ -24,7 +24,7 @@ final class SQLiteConnection: SQLConnection {
 
     /// SQLite runs it at once: there is no answer to wait for.
     func write(_ sql: String, _ arguments: SQLArguments) throws {
-        try db.cachedStatement(sql: sql).execute(arguments: Self.bound(arguments))
+        try execute(sql, arguments)
     }
 
     func writeReturning(_ sql: String, _ arguments: SQLArguments) throws -> PendingRows {
